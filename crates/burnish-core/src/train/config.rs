@@ -1,0 +1,135 @@
+use serde::{Deserialize, Serialize};
+
+use crate::{Error, Result};
+
+/// How to train: optimizer settings, batch size, length and seed.
+///
+/// Serialises to JSON with the field names below, so the page, the CLI and tests share it. A
+/// JSON recipe may leave out any field (it takes the default documented here); an unknown field
+/// is an error that names it, so a typo never silently falls back to a default.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TrainConfig {
+    /// AdamW learning rate (default 0.01).
+    pub learning_rate: f64,
+    /// Decoupled weight decay of AdamW (default 1e-4).
+    pub weight_decay: f32,
+    /// Rows per optimizer step (default 64).
+    pub batch_size: usize,
+    /// Number of optimizer steps to run (default 300).
+    pub steps: usize,
+    /// Seed of weight initialisation and batch order; the same seed repeats a run on one backend (default 42).
+    pub seed: u64,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        Self {
+            learning_rate: 0.01,
+            weight_decay: 1e-4,
+            batch_size: 64,
+            steps: 300,
+            seed: 42,
+        }
+    }
+}
+
+impl TrainConfig {
+    /// Check every field.
+    ///
+    /// # Errors
+    /// [`Error::Config`] naming the first field out of range.
+    pub fn validate(&self) -> Result<()> {
+        if !(self.learning_rate.is_finite() && self.learning_rate > 0.0) {
+            return Err(Error::config(
+                "learning_rate",
+                format!("expected a positive number, found {}", self.learning_rate),
+            ));
+        }
+        if !(self.weight_decay.is_finite() && self.weight_decay >= 0.0) {
+            return Err(Error::config(
+                "weight_decay",
+                format!("expected a number >= 0, found {}", self.weight_decay),
+            ));
+        }
+        if self.batch_size == 0 {
+            return Err(Error::config("batch_size", "expected at least 1, found 0"));
+        }
+        if self.steps == 0 {
+            return Err(Error::config("steps", "expected at least 1, found 0"));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_round_trip_and_defaults_fill_missing_fields() {
+        let config = TrainConfig {
+            steps: 7,
+            ..TrainConfig::default()
+        };
+        let json = serde_json::to_string(&config).expect("serialise");
+        let back: TrainConfig = serde_json::from_str(&json).expect("parse");
+        assert_eq!(back, config);
+        let partial: TrainConfig = serde_json::from_str(r#"{"batch_size": 8}"#).expect("parse");
+        assert_eq!(
+            partial,
+            TrainConfig {
+                batch_size: 8,
+                ..TrainConfig::default()
+            }
+        );
+        let err = serde_json::from_str::<TrainConfig>(r#"{"lerning_rate": 1}"#)
+            .expect_err("typo")
+            .to_string();
+        assert!(err.contains("unknown field `lerning_rate`"), "{err}");
+    }
+
+    #[test]
+    fn invalid_fields_are_named() {
+        for (config, field) in [
+            (
+                TrainConfig {
+                    learning_rate: -1.0,
+                    ..TrainConfig::default()
+                },
+                "learning_rate",
+            ),
+            (
+                TrainConfig {
+                    learning_rate: f64::NAN,
+                    ..TrainConfig::default()
+                },
+                "learning_rate",
+            ),
+            (
+                TrainConfig {
+                    weight_decay: -0.1,
+                    ..TrainConfig::default()
+                },
+                "weight_decay",
+            ),
+            (
+                TrainConfig {
+                    batch_size: 0,
+                    ..TrainConfig::default()
+                },
+                "batch_size",
+            ),
+            (
+                TrainConfig {
+                    steps: 0,
+                    ..TrainConfig::default()
+                },
+                "steps",
+            ),
+        ] {
+            let err = config.validate().expect_err(field).to_string();
+            assert!(err.contains(field), "{err}");
+        }
+    }
+}

@@ -1,0 +1,11 @@
+//! The training engine: a step-at-a-time trainer that a caller drives.
+//!
+//! The caller (the web worker, the CLI, a test) owns the loop, so it can report progress, yield to
+//! the browser's event loop, pause or cancel between steps. Every value read back from the device
+//! is read with an `async` read, which works on WebGPU and natively alike.
+
+mod config;
+mod trainer;
+
+pub use config::TrainConfig;
+pub use trainer::{StepReport, Trainer};
