@@ -12,6 +12,7 @@ pub mod data;
 pub mod error;
 pub mod model;
 pub mod rng;
+pub mod session;
 pub mod train;
 
 pub use error::{Error, Result};

@@ -55,3 +55,57 @@ mod tests {
         assert!(spirals(10, 1, 0.2, 0).is_err());
     }
 }
+
+/// Parameters of the built-in spirals data set, with the defaults the page starts from.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SpiralsConfig {
+    /// Points per arm (default 100).
+    pub points_per_class: usize,
+    /// Number of arms, one class each (default 3).
+    pub classes: usize,
+    /// Standard deviation of the angle noise (default 0.2).
+    pub noise: f32,
+    /// Seed of the points (default 7).
+    pub seed: u64,
+}
+
+impl Default for SpiralsConfig {
+    fn default() -> Self {
+        Self {
+            points_per_class: 100,
+            classes: 3,
+            noise: 0.2,
+            seed: 7,
+        }
+    }
+}
+
+impl SpiralsConfig {
+    /// Generate the data set.
+    ///
+    /// # Errors
+    /// [`crate::Error::Config`] when there are fewer than 2 classes, no points, or the noise is
+    /// negative or not finite.
+    pub fn generate(&self) -> Result<ClassificationDataset> {
+        if self.points_per_class == 0 {
+            return Err(crate::Error::config(
+                "points_per_class",
+                "expected at least 1, found 0",
+            ));
+        }
+        if self.classes < 2 {
+            return Err(crate::Error::config(
+                "classes",
+                format!("expected at least 2, found {}", self.classes),
+            ));
+        }
+        if !(self.noise.is_finite() && self.noise >= 0.0) {
+            return Err(crate::Error::config(
+                "noise",
+                format!("expected a number >= 0, found {}", self.noise),
+            ));
+        }
+        spirals(self.points_per_class, self.classes, self.noise, self.seed)
+    }
+}

@@ -1,0 +1,172 @@
+//! Messages between the page and the training worker.
+//!
+//! Both directions are JSON-shaped objects with a `type` tag, converted with serde-wasm-bindgen
+//! on the wasm side; `web/app.js` is the other end. Changing a variant here means changing it
+//! there.
+
+use crate::data::demo::SpiralsConfig;
+use crate::train::TrainConfig;
+use serde::{Deserialize, Serialize};
+
+/// What the page asks the worker to do.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Command {
+    /// Train the built-in demo model on the built-in demo data.
+    StartDemo {
+        /// Model, data and recipe; every field may be left out.
+        #[serde(default)]
+        request: DemoRequest,
+    },
+    /// Stop between two steps and wait for `resume` or `cancel`.
+    Pause,
+    /// Go on after `pause`.
+    Resume,
+    /// Stop the run; a `done` event with `cancelled: true` follows.
+    Cancel,
+}
+
+/// The demo run: a small MLP on interleaved spirals.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DemoRequest {
+    /// The data set.
+    pub data: SpiralsConfig,
+    /// Hidden layer widths of the MLP (default `[32, 32]`).
+    pub hidden: Vec<usize>,
+    /// The training recipe.
+    pub train: TrainConfig,
+    /// Evaluate accuracy on the whole data set every this many steps (default 25; 0 = only at the
+    /// end).
+    pub eval_every: usize,
+}
+
+impl Default for DemoRequest {
+    fn default() -> Self {
+        Self {
+            data: SpiralsConfig::default(),
+            hidden: vec![32, 32],
+            train: TrainConfig {
+                learning_rate: 0.02,
+                batch_size: 64,
+                steps: 300,
+                ..TrainConfig::default()
+            },
+            eval_every: 25,
+        }
+    }
+}
+
+/// What the worker tells the page.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Event {
+    /// The worker's message handler is installed; commands can be sent.
+    Ready,
+    /// The GPU device is up and a run has started.
+    Started {
+        /// Rows in the training data.
+        rows: usize,
+        /// Steps the run will take.
+        steps: usize,
+        /// Trainable parameters of the model.
+        parameters: usize,
+        /// The burn device the run is on, as burn describes it.
+        device: String,
+    },
+    /// One optimizer step is done.
+    Progress {
+        /// Steps done so far.
+        step: usize,
+        /// Steps in the run.
+        steps: usize,
+        /// Loss of this step's batch.
+        loss: f32,
+        /// Learning rate of this step.
+        learning_rate: f64,
+        /// Mean wall time per step since the run started, in milliseconds.
+        ms_per_step: f64,
+    },
+    /// A validation metric was computed.
+    Metrics {
+        /// Steps done when it was measured.
+        step: usize,
+        /// Fraction of rows classified correctly.
+        accuracy: f32,
+    },
+    /// The run is paused.
+    Paused {
+        /// Steps done so far.
+        step: usize,
+    },
+    /// The run goes on after a pause.
+    Resumed {
+        /// Steps done so far.
+        step: usize,
+    },
+    /// The run ended, completed or cancelled.
+    Done {
+        /// Steps taken.
+        steps: usize,
+        /// Whether it was cancelled before its last step.
+        cancelled: bool,
+        /// Loss of the last step.
+        loss: f32,
+        /// Final accuracy on the data set.
+        accuracy: f32,
+        /// Mean wall time per step, in milliseconds, excluding the first step (shader
+        /// compilation) when there is more than one.
+        ms_per_step: f64,
+    },
+    /// Something went wrong; `message` says what and what to do. The worker stays usable.
+    Error {
+        /// A sentence for the user.
+        message: String,
+    },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commands_parse_from_the_page_json() {
+        let start: Command = serde_json::from_str(
+            r#"{"type":"start_demo","request":{"train":{"steps":5},"hidden":[8]}}"#,
+        )
+        .expect("parse");
+        let Command::StartDemo { request } = start else {
+            panic!("expected start_demo, got {start:?}")
+        };
+        assert_eq!(request.train.steps, 5);
+        assert_eq!(request.train.batch_size, 64);
+        assert_eq!(request.hidden, vec![8]);
+        assert_eq!(
+            serde_json::from_str::<Command>(r#"{"type":"cancel"}"#).expect("parse"),
+            Command::Cancel
+        );
+        let err =
+            serde_json::from_str::<Command>(r#"{"type":"start_demo","request":{"trian":{}}}"#)
+                .expect_err("typo")
+                .to_string();
+        assert!(err.contains("unknown field `trian`"), "{err}");
+    }
+
+    #[test]
+    fn events_have_the_tag_the_page_switches_on() {
+        let json = serde_json::to_value(Event::Progress {
+            step: 1,
+            steps: 2,
+            loss: 0.5,
+            learning_rate: 0.1,
+            ms_per_step: 3.0,
+        })
+        .expect("serialise");
+        assert_eq!(json["type"], "progress");
+        assert_eq!(json["loss"], 0.5);
+        assert_eq!(
+            serde_json::to_value(Event::Ready).expect("serialise")["type"],
+            "ready"
+        );
+    }
+}
