@@ -1,1 +1,131 @@
-fn main() {}
+//! `cargo xtask`: the project's task runner. The README's two commands are `cargo xtask serve`
+//! and `cargo xtask test`; both install what is missing first.
+//!
+//! It has no dependencies, so it builds in seconds on a fresh machine.
+
+mod serve;
+mod setup;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+
+/// Errors are plain sentences for the terminal.
+type Result<T = ()> = std::result::Result<T, String>;
+
+const USAGE: &str = "usage: cargo xtask <command>
+
+commands:
+  serve [--port N]   set up, build the page (release) and serve it on 127.0.0.1 (default port 8080)
+  test               set up everything, then run the whole test suite: native unit and backend
+                     tests, the release wasm build, and the browser tests in headless Chromium
+  build-web          build the page into dist/ with Trunk
+  setup [--web]      install what is missing (all, or only what building the page needs)";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("serve") => port_arg(&args[1..]).and_then(|port| {
+            setup::web()?;
+            build_web()?;
+            serve::serve(&root().join("dist"), port, true)
+        }),
+        Some("test") => test(),
+        Some("build-web") => setup::web().and_then(|()| build_web()),
+        Some("setup") if args.get(1).is_some_and(|a| a == "--web") => setup::web(),
+        Some("setup") => setup::web().and_then(|()| setup::test()),
+        _ => Err(USAGE.to_string()),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("xtask: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn port_arg(args: &[String]) -> Result<u16> {
+    match args {
+        [] => Ok(8080),
+        [flag, port] if flag == "--port" => port
+            .parse()
+            .map_err(|_| format!("--port expects a number from 0 to 65535, found `{port}`")),
+        _ => Err(USAGE.to_string()),
+    }
+}
+
+/// The workspace root (xtask lives in crates/xtask).
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .ancestors()
+        .nth(2)
+        .expect("crates/xtask sits two levels below the workspace root")
+        .to_path_buf()
+}
+
+/// Run a command in the workspace root, echoing it; fail with its exit status.
+fn run(program: &str, args: &[&str]) -> Result {
+    run_with_env(program, args, &[])
+}
+
+fn build_web() -> Result {
+    let start = std::time::Instant::now();
+    run("trunk", &["build", "--release=true"])?;
+    eprintln!(
+        "xtask: page built in {:.0} s",
+        start.elapsed().as_secs_f64()
+    );
+    report_wasm_size();
+    Ok(())
+}
+
+fn report_wasm_size() {
+    let path = root().join("dist/burnish_web_bg.wasm");
+    if let Ok(bytes) = std::fs::read(&path) {
+        eprintln!(
+            "xtask: {} is {:.2} MB",
+            path.display(),
+            bytes.len() as f64 / 1e6
+        );
+    }
+}
+
+fn test() -> Result {
+    setup::web()?;
+    setup::test()?;
+    let start = std::time::Instant::now();
+    run("cargo", &["test", "--workspace"])?;
+    let native = start.elapsed().as_secs_f64();
+    build_web()?;
+    let server = serve::spawn(&root().join("dist"))?;
+    let url = format!("http://127.0.0.1:{}/", server.port);
+    eprintln!("xtask: browser tests against {url}");
+    let browser_start = std::time::Instant::now();
+    let outcome = run_with_env(
+        "node",
+        &["--test", "--test-reporter=spec", "tests/browser/"],
+        &[("BURNISH_URL", url.as_str())],
+    );
+    eprintln!(
+        "xtask: native tests {native:.0} s, browser tests {:.0} s",
+        browser_start.elapsed().as_secs_f64()
+    );
+    outcome
+}
+
+/// [`run`] with extra environment variables.
+fn run_with_env(program: &str, args: &[&str], env: &[(&str, &str)]) -> Result {
+    eprintln!("xtask: $ {program} {}", args.join(" "));
+    let status = Command::new(program)
+        .args(args)
+        .current_dir(root())
+        .envs(setup::tool_env())
+        .envs(env.iter().copied())
+        .status()
+        .map_err(|e| format!("cannot start `{program}`: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("`{program} {}` failed ({status})", args.join(" ")))
+    }
+}

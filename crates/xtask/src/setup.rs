@@ -1,0 +1,179 @@
+//! Installs what the build and the tests need, and is quick when it is all there.
+//!
+//! Everything comes from crates.io, npm or Debian packages; nothing is downloaded as a binary.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use crate::{Result, root, run};
+
+/// Trunk's version; 0.22 needs a newer rustc than the one pinned here.
+const TRUNK_VERSION: &str = "0.21.14";
+/// Debian packages the tests need: the browser and a software Vulkan driver (lavapipe) for the
+/// native wgpu tests.
+const APT_PACKAGES: &[&str] = &["chromium", "mesa-vulkan-drivers"];
+
+/// The environment every tool runs with: cargo's bin directory on PATH, and a runtime directory
+/// for Mesa (which otherwise warns on every start).
+pub fn tool_env() -> Vec<(String, String)> {
+    let mut env = Vec::new();
+    if let Some(home) = std::env::var_os("HOME") {
+        let cargo_bin = PathBuf::from(home).join(".cargo/bin");
+        let path = std::env::var("PATH").unwrap_or_default();
+        env.push(("PATH".into(), format!("{}:{path}", cargo_bin.display())));
+    }
+    if std::env::var_os("XDG_RUNTIME_DIR").is_none() {
+        let dir = std::env::temp_dir().join("burnish-xdg");
+        let _ = std::fs::create_dir_all(&dir);
+        env.push(("XDG_RUNTIME_DIR".into(), dir.display().to_string()));
+    }
+    env
+}
+
+/// Output of `program args` if it ran and succeeded.
+fn output(program: &str, args: &[&str]) -> Option<String> {
+    let out = Command::new(program)
+        .args(args)
+        .envs(tool_env())
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// The version of a package as locked in Cargo.lock.
+fn locked_version(package: &str) -> Result<String> {
+    let lock = std::fs::read_to_string(root().join("Cargo.lock"))
+        .map_err(|e| format!("cannot read Cargo.lock: {e}"))?;
+    let needle = format!("name = \"{package}\"\nversion = \"");
+    let start = lock
+        .find(&needle)
+        .ok_or_else(|| format!("Cargo.lock has no `{package}`"))?
+        + needle.len();
+    let end = lock[start..].find('"').ok_or("Cargo.lock is malformed")?;
+    Ok(lock[start..start + end].to_string())
+}
+
+/// What building the page needs: the wasm target, wasm-bindgen-cli at the locked version, Trunk.
+pub fn web() -> Result {
+    let targets = output("rustup", &["target", "list", "--installed"]).unwrap_or_default();
+    if !targets
+        .lines()
+        .any(|t| t.trim() == "wasm32-unknown-unknown")
+    {
+        run("rustup", &["target", "add", "wasm32-unknown-unknown"])?;
+    }
+
+    let bindgen = locked_version("wasm-bindgen")?;
+    let trunk_toml = std::fs::read_to_string(root().join("Trunk.toml"))
+        .map_err(|e| format!("cannot read Trunk.toml: {e}"))?;
+    if !trunk_toml.contains(&format!("wasm_bindgen = \"{bindgen}\"")) {
+        return Err(format!(
+            "Trunk.toml must pin `wasm_bindgen = \"{bindgen}\"` under [tools] to match Cargo.lock"
+        ));
+    }
+    let have = output("wasm-bindgen", &["--version"]).unwrap_or_default();
+    if have.split_whitespace().nth(1) != Some(bindgen.as_str()) {
+        // `--locked` fails when a locked dependency has left the registry; then go unlocked.
+        if run(
+            "cargo",
+            &[
+                "install",
+                "--locked",
+                "wasm-bindgen-cli",
+                "--version",
+                &bindgen,
+            ],
+        )
+        .is_err()
+        {
+            run(
+                "cargo",
+                &["install", "wasm-bindgen-cli", "--version", &bindgen],
+            )?;
+        }
+    }
+
+    let have = output("trunk", &["--version"]).unwrap_or_default();
+    if have.split_whitespace().nth(1) != Some(TRUNK_VERSION) {
+        run(
+            "cargo",
+            &["install", "--locked", "trunk", "--version", TRUNK_VERSION],
+        )?;
+    }
+    Ok(())
+}
+
+/// What the tests need beyond the page: Chromium, a Vulkan driver, Node packages.
+pub fn test() -> Result {
+    let missing: Vec<&str> = APT_PACKAGES
+        .iter()
+        .copied()
+        .filter(|p| {
+            output("dpkg-query", &["-W", "-f=${Status}", p])
+                .is_none_or(|s| !s.contains("install ok installed"))
+        })
+        .collect();
+    if !missing.is_empty() {
+        if output("apt-get", &["--version"]).is_none() {
+            return Err(format!(
+                "this machine has no apt-get: install {} (Chromium and a Vulkan driver such as \
+                 Mesa's lavapipe) with your package manager, then run this again",
+                missing.join(", ")
+            ));
+        }
+        let apt = |args: &[&str]| -> Result {
+            let is_root = output("id", &["-u"]).is_some_and(|id| id.trim() == "0");
+            if is_root {
+                run("apt-get", args)
+            } else {
+                let mut sudo_args = vec!["apt-get"];
+                sudo_args.extend_from_slice(args);
+                run("sudo", &sudo_args)
+            }
+        };
+        apt(&["update", "-qq"])?;
+        let mut args = vec!["install", "-y", "-qq", "--no-install-recommends"];
+        args.extend(&missing);
+        apt(&args)?;
+    }
+
+    // The browser tests' Node packages, pinned in tests/browser/package-lock.json.
+    let browser = root().join("tests/browser");
+    let wanted = json_version(&browser.join("package.json"), "playwright-core");
+    let have = json_version(
+        &browser.join("node_modules/playwright-core/package.json"),
+        "version",
+    );
+    if wanted.is_none() || wanted != have {
+        run_in(&browser, "npm", &["ci", "--no-audit", "--no-fund"])?;
+    }
+    Ok(())
+}
+
+fn run_in(dir: &std::path::Path, program: &str, args: &[&str]) -> Result {
+    eprintln!(
+        "xtask: $ (cd {}) {program} {}",
+        dir.display(),
+        args.join(" ")
+    );
+    let status = Command::new(program)
+        .args(args)
+        .current_dir(dir)
+        .envs(tool_env())
+        .status()
+        .map_err(|e| format!("cannot start `{program}`: {e}"))?;
+    status
+        .success()
+        .then_some(())
+        .ok_or_else(|| format!("`{program} {}` failed ({status})", args.join(" ")))
+}
+
+/// The string value of `"key": "value"` in a small JSON file, without a JSON parser.
+fn json_version(path: &std::path::Path, key: &str) -> Option<String> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let after = &text[text.find(&format!("\"{key}\""))? + key.len() + 2..];
+    let value = &after[after.find('"')? + 1..];
+    Some(value[..value.find('"')?].to_string())
+}
