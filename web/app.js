@@ -206,7 +206,7 @@ async function main() {
     state.phase = 'no-webgpu';
     return;
   }
-  worker = new Worker(new URL('./burnish_web_loader.js', import.meta.url), { type: 'module' });
+  worker = new Worker(new URL('./burnish-web_loader.js', import.meta.url), { type: 'module' });
   worker.onmessage = (e) => onEvent(e.data);
   worker.onerror = (e) => {
     showMessage(`The training worker failed: ${e.message || 'see the console'}. Reload the page to try again.`);

@@ -45,18 +45,21 @@ export async function launch() {
   return { browser, page, record };
 }
 
-/// Wait until the page's state satisfies `predicate` (a function of window.burnish), or fail with
-/// what the page said.
+/// Wait until the page's state (window.burnish) satisfies `predicate`, run here in Node on a
+/// snapshot polled every 250 ms (the page's CSP forbids eval, so no predicate runs in the page).
+/// Fails early, with what the page said, when the page reports an error.
 export async function waitFor(page, record, predicate, timeout, what) {
-  try {
-    await page.waitForFunction(
-      (src) => { const s = window.burnish; return !!s && (s.errors.length > 0 || new Function('s', `return (${src})(s)`)(s)); },
-      predicate.toString(), { timeout, polling: 250 },
-    );
-  } catch (err) {
-    const state = await page.evaluate(() => window.burnish && { phase: window.burnish.phase, errors: window.burnish.errors, events: window.burnish.events.length }).catch(() => null);
-    throw new Error(`timed out waiting for ${what}: page state ${JSON.stringify(state)}; console:\n${record.console.slice(-20).join('\n')}`);
+  const deadline = Date.now() + timeout;
+  let state = null;
+  for (;;) {
+    state = await page.evaluate(() => window.burnish ?? null);
+    if (state && state.errors.length) {
+      throw new Error(`the page reported errors while waiting for ${what}: ${state.errors.join('; ')}`);
+    }
+    if (state && predicate(state)) return state;
+    if (Date.now() > deadline) break;
+    await new Promise((r) => setTimeout(r, 250));
   }
-  const errors = await page.evaluate(() => window.burnish.errors);
-  if (errors.length) throw new Error(`the page reported errors while waiting for ${what}: ${errors.join('; ')}`);
+  const brief = state && { phase: state.phase, events: state.events.length, last: state.events.at(-1) };
+  throw new Error(`timed out after ${timeout} ms waiting for ${what}: page state ${JSON.stringify(brief)}; console:\n${record.console.slice(-20).join('\n')}`);
 }

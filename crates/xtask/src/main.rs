@@ -80,14 +80,28 @@ fn build_web() -> Result {
 }
 
 fn report_wasm_size() {
-    let path = root().join("dist/burnish_web_bg.wasm");
-    if let Ok(bytes) = std::fs::read(&path) {
-        eprintln!(
-            "xtask: {} is {:.2} MB",
-            path.display(),
-            bytes.len() as f64 / 1e6
-        );
-    }
+    let path = root().join("dist/burnish-web_bg.wasm");
+    let Ok(bytes) = std::fs::read(&path) else {
+        return;
+    };
+    // gzip -9 is what a static host would serve; measured with the system's gzip if present.
+    let gzipped = Command::new("sh")
+        .arg("-c")
+        .arg(format!("gzip -9 -c '{}' | wc -c", path.display()))
+        .output()
+        .ok()
+        .and_then(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .trim()
+                .parse::<f64>()
+                .ok()
+        });
+    eprintln!(
+        "xtask: {} is {:.2} MB raw, {} gzipped",
+        path.display(),
+        bytes.len() as f64 / 1e6,
+        gzipped.map_or("? MB".into(), |g| format!("{:.2} MB", g / 1e6))
+    );
 }
 
 fn test() -> Result {
