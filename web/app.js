@@ -3,7 +3,7 @@
 // window.burnish exposes the page's state for the browser tests.
 
 const $ = (id) => document.getElementById(id);
-const state = { phase: 'loading', events: [], losses: [], accuracies: [], errors: [], adapter: null };
+const state = { phase: 'loading', events: [], losses: [], stepTimes: [], accuracies: [], errors: [], adapter: null };
 window.burnish = state;
 
 const params = new URLSearchParams(location.search);
@@ -105,6 +105,7 @@ function onEvent(event) {
     case 'started':
       total = event.steps;
       state.losses = [];
+      state.stepTimes = [];
       state.accuracies = [];
       $('progress').max = total;
       $('progress-text').textContent = `Training ${event.parameters.toLocaleString()} parameters on ${event.rows} rows\u2026`;
@@ -112,6 +113,7 @@ function onEvent(event) {
       break;
     case 'progress': {
       state.losses.push([event.step, event.loss]);
+      state.stepTimes.push(performance.now());
       $('progress').value = event.step;
       const eta = ((event.steps - event.step) * event.ms_per_step) / 1000;
       $('progress-text').textContent = `Step ${event.step} of ${event.steps} \u00b7 ${(1000 / event.ms_per_step).toFixed(1)} steps/s \u00b7 about ${eta.toFixed(1)} s left`;
@@ -151,8 +153,6 @@ function onEvent(event) {
 
 function start() {
   const request = readRecipe();
-  const steps = Number(params.get('steps'));
-  if (steps > 0) request.train.steps = steps;
   $('message').hidden = true;
   setPhase('running');
   worker.postMessage({ type: 'start_demo', request });
@@ -200,6 +200,9 @@ function draw() {
 
 async function main() {
   setPhase('loading');
+  // ?steps=N presets the form (tests use it for short runs).
+  const steps = Number(params.get('steps'));
+  if (Number.isInteger(steps) && steps > 0) $('recipe').elements.steps.value = String(steps);
   draw();
   if (!(await checkWebGpu())) {
     $('progress-text').textContent = 'Training needs WebGPU (see above).';

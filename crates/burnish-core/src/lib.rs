@@ -10,6 +10,7 @@
 
 pub mod data;
 pub mod error;
+pub mod eval;
 pub mod model;
 pub mod rng;
 pub mod session;

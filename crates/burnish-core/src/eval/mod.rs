@@ -1,0 +1,5 @@
+//! Evaluation: metrics computed on the host from labels and predictions.
+
+mod report;
+
+pub use report::{ClassMetrics, ClassificationReport};
