@@ -3,5 +3,6 @@
 
 mod dataset;
 pub mod demo;
+pub mod table;
 
 pub use dataset::ClassificationDataset;
