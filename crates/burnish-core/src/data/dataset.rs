@@ -17,6 +17,10 @@ pub struct ClassificationDataset {
     pub n_features: usize,
     /// Human-readable class names, indexed by label.
     pub class_names: Vec<String>,
+    /// For images: `[channels, height, width]`, whose product is `n_features` (rows are stored
+    /// channel-major). `None` for tabular data.
+    #[serde(default)]
+    pub image_shape: Option<[usize; 3]>,
 }
 
 impl ClassificationDataset {
@@ -80,6 +84,27 @@ impl ClassificationDataset {
             labels,
             n_features,
             class_names,
+            image_shape: None,
+        })
+    }
+
+    /// The same data, declared to be images of `[channels, height, width]`.
+    ///
+    /// # Errors
+    /// [`Error::Data`] when the shape's product is not the feature count.
+    pub fn with_image_shape(self, shape: [usize; 3]) -> Result<Self> {
+        if shape.iter().product::<usize>() != self.n_features {
+            return Err(Error::data(
+                &self.source_name,
+                format!(
+                    "an image shape of {shape:?} does not hold {} features per row",
+                    self.n_features
+                ),
+            ));
+        }
+        Ok(Self {
+            image_shape: Some(shape),
+            ..self
         })
     }
 

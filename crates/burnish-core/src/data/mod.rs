@@ -3,6 +3,7 @@
 
 mod dataset;
 pub mod demo;
+pub mod idx;
 pub mod table;
 
 pub use dataset::ClassificationDataset;
