@@ -1,5 +1,7 @@
 use serde::{Deserialize, Serialize};
 
+use super::optimizer::OptimizerKind;
+use super::schedule::ScheduleConfig;
 use crate::{Error, Result};
 
 /// How to train: optimizer settings, batch size, length and seed.
@@ -10,10 +12,22 @@ use crate::{Error, Result};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct TrainConfig {
-    /// AdamW learning rate (default 0.01).
+    /// The optimizer (default AdamW).
+    pub optimizer: OptimizerKind,
+    /// Peak learning rate (default 0.01); the schedule scales it.
     pub learning_rate: f64,
-    /// Decoupled weight decay of AdamW (default 1e-4).
+    /// Learning-rate warm-up and decay (default: constant, no warm-up).
+    pub schedule: ScheduleConfig,
+    /// Weight decay (default 1e-4): decoupled for AdamW, an L2 penalty for Adam and SGD.
     pub weight_decay: f32,
+    /// SGD momentum (default 0.9; 0 turns it off). Ignored by Adam and AdamW.
+    pub momentum: f64,
+    /// Micro-batches whose gradients are summed before each optimizer step (default 1). The
+    /// effective batch is `batch_size * grad_accumulation`.
+    pub grad_accumulation: usize,
+    /// Scale gradients so their joint L2 norm is at most this (PyTorch's `clip_grad_norm_`);
+    /// `null` (default) does not clip.
+    pub clip_grad_norm: Option<f32>,
     /// Rows per optimizer step (default 64).
     pub batch_size: usize,
     /// Number of optimizer steps to run (default 300).
@@ -25,8 +39,13 @@ pub struct TrainConfig {
 impl Default for TrainConfig {
     fn default() -> Self {
         Self {
+            optimizer: OptimizerKind::Adamw,
             learning_rate: 0.01,
+            schedule: ScheduleConfig::default(),
             weight_decay: 1e-4,
+            momentum: 0.9,
+            grad_accumulation: 1,
+            clip_grad_norm: None,
             batch_size: 64,
             steps: 300,
             seed: 42,
@@ -52,6 +71,27 @@ impl TrainConfig {
                 format!("expected a number >= 0, found {}", self.weight_decay),
             ));
         }
+        if !(self.momentum.is_finite() && (0.0..1.0).contains(&self.momentum)) {
+            return Err(Error::config(
+                "momentum",
+                format!("expected a number in [0, 1), found {}", self.momentum),
+            ));
+        }
+        if self.grad_accumulation == 0 {
+            return Err(Error::config(
+                "grad_accumulation",
+                "expected at least 1, found 0",
+            ));
+        }
+        if let Some(c) = self.clip_grad_norm
+            && !(c.is_finite() && c > 0.0)
+        {
+            return Err(Error::config(
+                "clip_grad_norm",
+                format!("expected a positive number or null, found {c}"),
+            ));
+        }
+        self.schedule.validate()?;
         if self.batch_size == 0 {
             return Err(Error::config("batch_size", "expected at least 1, found 0"));
         }

@@ -5,6 +5,7 @@
 //! is read with an `async` read, which works on WebGPU and natively alike.
 
 mod config;
+pub mod optimizer;
 pub mod schedule;
 mod trainer;
 

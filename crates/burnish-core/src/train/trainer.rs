@@ -1,9 +1,10 @@
 use burn::nn::loss::CrossEntropyLossConfig;
-use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer};
+use burn::optim::{GradientsAccumulator, GradientsParams, ModuleOptimizer};
 use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::TrainConfig;
+use super::optimizer::{build, clip_global_norm};
 use crate::data::ClassificationDataset;
 use crate::model::{Mlp, MlpConfig};
 use crate::rng::Rng;
@@ -14,13 +15,14 @@ use crate::{Error, Result};
 pub struct StepReport {
     /// 1-based index of the step just taken.
     pub step: usize,
-    /// Mean cross-entropy of the step's batch, before the update.
+    /// Mean cross-entropy of the step's batch (all its micro-batches), before the update.
     pub loss: f32,
     /// Learning rate used for the step.
     pub learning_rate: f64,
 }
 
-/// Trains an [`Mlp`] classifier with AdamW, one step per call.
+/// Trains an [`Mlp`] classifier, one optimizer step per call, with the optimizer, schedule,
+/// gradient accumulation and clipping of its [`TrainConfig`].
 ///
 /// Batches are drawn without replacement from a per-epoch shuffle made by the portable
 /// [`Rng`], so a seed repeats a run exactly on one backend and closely across backends.
@@ -89,9 +91,7 @@ impl Trainer {
         let mut rng = Rng::new(config.seed);
         let init_seed = rng.next_u64();
         let model = model.init(init_seed, &device)?;
-        let optim = AdamWConfig::new()
-            .with_weight_decay(config.weight_decay)
-            .init();
+        let optim = build(config.optimizer, config.weight_decay, config.momentum);
         Ok(Self {
             model: Some(model),
             optim,
@@ -139,35 +139,51 @@ impl Trainer {
         batch
     }
 
-    /// Take one AdamW step on the next batch and read its loss back (asynchronously).
+    /// Take one optimizer step: `grad_accumulation` micro-batches, clipping, the scheduled
+    /// learning rate; then read the step's loss back (asynchronously, once).
     ///
     /// # Errors
     /// [`Error::Readback`] when the device fails to return the loss, [`Error::Diverged`] when it
     /// is not finite (the model is then left as it was after the update).
     pub async fn step(&mut self) -> Result<StepReport> {
-        let indices = self.next_batch();
-        let (features, labels) = self.data.gather(&indices);
-        let rows = indices.len();
-        let x = Tensor::<2>::from_data(
-            TensorData::new(features, [rows, self.data.n_features]),
-            &self.device,
-        );
-        let y = Tensor::<1, Int>::from_data(TensorData::new(labels, [rows]), &self.device);
-
+        let micro = self.config.grad_accumulation;
         let model = self
             .model
             .take()
             .expect("the model is only absent inside step()");
-        let logits = model.forward(x);
-        let loss = CrossEntropyLossConfig::new()
-            .init(&self.device)
-            .forward(logits, y);
-        let grads = GradientsParams::from_grads(loss.backward(), &model);
-        let learning_rate = self.config.learning_rate;
+        let loss_fn = CrossEntropyLossConfig::new().init(&self.device);
+        let mut accumulator = GradientsAccumulator::<Mlp>::new();
+        let mut total_loss: Option<Tensor<1>> = None;
+        for _ in 0..micro {
+            let indices = self.next_batch();
+            let (features, labels) = self.data.gather(&indices);
+            let rows = indices.len();
+            let x = Tensor::<2>::from_data(
+                TensorData::new(features, [rows, self.data.n_features]),
+                &self.device,
+            );
+            let y = Tensor::<1, Int>::from_data(TensorData::new(labels, [rows]), &self.device);
+            // Each micro-batch's loss is divided by their count, so the summed gradients are
+            // those of the mean over the whole effective batch (as in PyTorch).
+            let loss = loss_fn.forward(model.forward(x), y) / micro as f32;
+            accumulator.accumulate(&model, GradientsParams::from_grads(loss.backward(), &model));
+            let detached = loss.detach();
+            total_loss = Some(match total_loss {
+                Some(t) => t + detached,
+                None => detached,
+            });
+        }
+        let mut grads = accumulator.grads();
+        if let Some(max_norm) = self.config.clip_grad_norm {
+            clip_global_norm(&model, &mut grads, max_norm);
+        }
+        let learning_rate =
+            self.config.learning_rate * self.config.schedule.factor(self.step, self.config.steps);
         self.model = Some(self.optim.step(learning_rate, model, grads));
         self.step += 1;
 
-        let loss: f32 = loss
+        let loss: f32 = total_loss
+            .expect("grad_accumulation is at least 1")
             .into_scalar_async()
             .await
             .map_err(|e| Error::Readback {
@@ -280,6 +296,74 @@ mod tests {
         };
         assert_eq!(run(1), run(1));
         assert_ne!(run(1), run(2));
+    }
+
+    #[test]
+    fn every_optimizer_learns_with_schedule_accumulation_and_clipping() {
+        use crate::train::optimizer::OptimizerKind;
+        use crate::train::schedule::{Decay, ScheduleConfig};
+        let (model, data) = demo();
+        for (optimizer, learning_rate) in [
+            (OptimizerKind::Adamw, 0.02),
+            (OptimizerKind::Adam, 0.02),
+            (OptimizerKind::Sgd, 0.1),
+        ] {
+            let config = TrainConfig {
+                optimizer,
+                learning_rate,
+                schedule: ScheduleConfig {
+                    decay: Decay::Cosine,
+                    warmup_fraction: 0.1,
+                },
+                grad_accumulation: 2,
+                clip_grad_norm: Some(1.0),
+                batch_size: 16,
+                steps: 150,
+                ..TrainConfig::default()
+            };
+            let mut trainer =
+                Trainer::new(&model, config, data.clone(), &Device::flex()).expect("valid");
+            let reports: Vec<StepReport> = (0..150)
+                .map(|_| pollster::block_on(trainer.step()).expect("step"))
+                .collect();
+            assert_eq!(reports[0].learning_rate, 0.0, "warm-up starts at 0");
+            assert!(
+                (reports[15].learning_rate - learning_rate).abs() < 1e-9,
+                "{optimizer:?}: peak after warm-up"
+            );
+            assert!(
+                reports[149].learning_rate < learning_rate * 0.01,
+                "{optimizer:?}: decayed"
+            );
+            let head: f32 = reports[..10].iter().map(|r| r.loss).sum::<f32>() / 10.0;
+            let tail: f32 = reports[140..].iter().map(|r| r.loss).sum::<f32>() / 10.0;
+            assert!(tail < head * 0.8, "{optimizer:?}: loss {head} -> {tail}");
+        }
+    }
+
+    #[test]
+    fn accumulating_two_half_batches_equals_one_full_batch_with_sgd() {
+        let (model, data) = demo();
+        let run = |batch_size, grad_accumulation| {
+            let config = TrainConfig {
+                optimizer: crate::train::optimizer::OptimizerKind::Sgd,
+                momentum: 0.0,
+                weight_decay: 0.0,
+                learning_rate: 0.1,
+                batch_size,
+                grad_accumulation,
+                ..TrainConfig::default()
+            };
+            let mut t = Trainer::new(&model, config, data.clone(), &Device::flex()).expect("valid");
+            (0..3)
+                .map(|_| pollster::block_on(t.step()).expect("step").loss)
+                .collect::<Vec<_>>()
+        };
+        let whole = run(60, 1);
+        let halves = run(30, 2);
+        for (a, b) in whole.iter().zip(&halves) {
+            assert!((a - b).abs() < 1e-5, "{whole:?} vs {halves:?}");
+        }
     }
 
     #[test]
