@@ -11,6 +11,7 @@
 pub mod data;
 pub mod error;
 pub mod eval;
+pub mod export;
 pub mod model;
 pub mod rng;
 pub mod session;

@@ -41,7 +41,7 @@ impl ClassificationDataset {
         if n_features == 0 {
             return fail("expected at least one feature column, found none".into());
         }
-        if features.len() % n_features != 0 {
+        if !features.len().is_multiple_of(n_features) {
             return fail(format!(
                 "{} feature values do not split into rows of {n_features}",
                 features.len()

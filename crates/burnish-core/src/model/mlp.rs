@@ -79,6 +79,14 @@ impl MlpConfig {
         Ok(())
     }
 
+    /// Layer widths from input to output.
+    pub fn widths(&self) -> Vec<usize> {
+        let mut widths = vec![self.d_input];
+        widths.extend(&self.hidden);
+        widths.push(self.n_classes);
+        widths
+    }
+
     /// Build the model on `device`, weights drawn from `seed`.
     ///
     /// # Errors
@@ -86,10 +94,8 @@ impl MlpConfig {
     pub fn init(&self, seed: u64, device: &Device) -> Result<Mlp> {
         self.validate()?;
         let mut rng = Rng::new(seed);
-        let mut widths = vec![self.d_input];
-        widths.extend(&self.hidden);
-        widths.push(self.n_classes);
-        let layers = widths
+        let layers = self
+            .widths()
             .windows(2)
             .map(|w| super::init::linear(w[0], w[1], &mut rng, device))
             .collect();
@@ -110,6 +116,61 @@ pub struct Mlp {
 }
 
 impl Mlp {
+    /// The linear layers, input side first.
+    pub fn layers(&self) -> &[Linear] {
+        &self.layers
+    }
+
+    /// A model of `config`'s shape with the given weights: per layer, the weight in burn's
+    /// `[d_input, d_output]` layout (row-major) and the bias.
+    ///
+    /// # Errors
+    /// [`Error::Config`] when the config is invalid or a layer's values do not fit its shape.
+    pub fn from_weights(
+        config: &MlpConfig,
+        weights: Vec<(Vec<f32>, Vec<f32>)>,
+        device: &Device,
+    ) -> Result<Self> {
+        config.validate()?;
+        let widths = config.widths();
+        if weights.len() != widths.len() - 1 {
+            return Err(Error::config(
+                "hidden",
+                format!(
+                    "{} layers of weights for {} layers",
+                    weights.len(),
+                    widths.len() - 1
+                ),
+            ));
+        }
+        let mut layers = Vec::with_capacity(weights.len());
+        for (i, ((w, b), pair)) in weights.into_iter().zip(widths.windows(2)).enumerate() {
+            let (d_in, d_out) = (pair[0], pair[1]);
+            if w.len() != d_in * d_out || b.len() != d_out {
+                return Err(Error::config(
+                    "hidden",
+                    format!(
+                        "layer {i}: expected {d_in}x{d_out} weights and {d_out} biases, found {} and {}",
+                        w.len(),
+                        b.len()
+                    ),
+                ));
+            }
+            layers.push(Linear {
+                weight: burn::module::Param::from_data(TensorData::new(w, [d_in, d_out]), device),
+                bias: Some(burn::module::Param::from_data(
+                    TensorData::new(b, [d_out]),
+                    device,
+                )),
+            });
+        }
+        Ok(Self {
+            layers,
+            activation: Relu::new(),
+            dropout: DropoutConfig::new(config.dropout).init(),
+        })
+    }
+
     /// Logits `[batch, n_classes]` for features `[batch, d_input]`.
     pub fn forward(&self, input: Tensor<2>) -> Tensor<2> {
         let last = self.layers.len() - 1;

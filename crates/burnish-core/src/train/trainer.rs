@@ -285,7 +285,7 @@ mod tests {
         let (model, data) = demo();
         let run = |seed| {
             let config = TrainConfig {
-                seed: seed,
+                seed,
                 batch_size: 16,
                 ..TrainConfig::default()
             };
