@@ -10,4 +10,4 @@ pub mod schedule;
 mod trainer;
 
 pub use config::TrainConfig;
-pub use trainer::{StepReport, Trainer};
+pub use trainer::{Evaluation, StepReport, Trainer, evaluate};

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use super::TrainConfig;
 use super::optimizer::{build, clip_global_norm};
 use crate::data::ClassificationDataset;
+use crate::eval::ClassificationReport;
 use crate::model::{Mlp, MlpConfig};
 use crate::rng::Rng;
 use crate::{Error, Result};
@@ -20,6 +21,18 @@ pub struct StepReport {
     /// Learning rate used for the step.
     pub learning_rate: f64,
 }
+
+/// Loss and report of a model on a data set.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Evaluation {
+    /// Mean cross-entropy over the rows.
+    pub loss: f64,
+    /// Accuracy, per-class metrics and confusion matrix.
+    pub report: ClassificationReport,
+}
+
+/// Rows per forward pass when evaluating, to bound device memory on large data sets.
+const EVAL_BATCH: usize = 1024;
 
 /// Trains an [`Mlp`] classifier, one optimizer step per call, with the optimizer, schedule,
 /// gradient accumulation and clipping of its [`TrainConfig`].
@@ -103,6 +116,36 @@ impl Trainer {
             device,
             rng,
         })
+    }
+
+    /// A trainer that continues from an existing model (continual learning on new data).
+    ///
+    /// # Errors
+    /// As [`Trainer::new`].
+    pub fn from_model(
+        model: Mlp,
+        shape: &MlpConfig,
+        config: TrainConfig,
+        data: ClassificationDataset,
+        device: &Device,
+    ) -> Result<Self> {
+        let mut trainer = Self::new(shape, config, data, device)?;
+        trainer.model = Some(model.train());
+        Ok(trainer)
+    }
+
+    /// Replace the model (e.g. to restore the best checkpoint); optimizer state is kept.
+    pub fn set_model(&mut self, model: Mlp) {
+        self.model = Some(model);
+    }
+
+    /// Loss and classification report of the current model on `data`, in batches.
+    ///
+    /// # Errors
+    /// [`Error::Data`] when the data does not fit the model; [`Error::Readback`] when the device
+    /// fails to return results.
+    pub async fn evaluate(&self, data: &ClassificationDataset) -> Result<Evaluation> {
+        evaluate(self.model(), &self.device, data).await
     }
 
     /// Number of steps taken so far.
@@ -247,6 +290,81 @@ impl Trainer {
     }
 }
 
+/// Loss and classification report of `model` on `data`, in batches of [`EVAL_BATCH`] rows.
+///
+/// # Errors
+/// [`Error::Data`] when the data is empty or its rows do not fit the model; [`Error::Readback`]
+/// when the device fails to return results.
+pub async fn evaluate(
+    model: &Mlp,
+    device: &Device,
+    data: &ClassificationDataset,
+) -> Result<Evaluation> {
+    let d_input = model
+        .layers()
+        .first()
+        .map_or(0, |l| l.weight.val().dims()[0]);
+    if data.n_features != d_input {
+        return Err(Error::data(
+            &data.source_name,
+            format!(
+                "expected {d_input} features per row, found {}",
+                data.n_features
+            ),
+        ));
+    }
+    if data.is_empty() {
+        return Err(Error::data(
+            &data.source_name,
+            "expected at least one row, found none",
+        ));
+    }
+    let model = model.valid();
+    let device = device.clone().without_autodiff();
+    let loss_fn = CrossEntropyLossConfig::new().init(&device);
+    let mut predicted = Vec::with_capacity(data.len());
+    let mut loss_sum = 0.0f64;
+    let readback = |e: burn::tensor::TensorReadError| Error::Readback {
+        what: "evaluation",
+        reason: e.to_string(),
+    };
+    for start in (0..data.len()).step_by(EVAL_BATCH) {
+        let indices: Vec<usize> = (start..(start + EVAL_BATCH).min(data.len())).collect();
+        let (features, labels) = data.gather(&indices);
+        let rows = indices.len();
+        let x = Tensor::<2>::from_data(TensorData::new(features, [rows, data.n_features]), &device);
+        let y = Tensor::<1, Int>::from_data(TensorData::new(labels, [rows]), &device);
+        let logits = model.forward(x);
+        let loss = loss_fn.forward(logits.clone(), y) * rows as f32;
+        let argmax = logits.argmax(1).reshape([rows]);
+        let values = argmax
+            .into_data_async()
+            .await
+            .map_err(|e| Error::Readback {
+                what: "predictions",
+                reason: e.to_string(),
+            })?;
+        predicted.extend(
+            values
+                .convert::<i64>()
+                .try_to_vec::<i64>()
+                .map_err(|e| Error::Readback {
+                    what: "predictions",
+                    reason: format!("{e:?}"),
+                })?
+                .into_iter()
+                .map(|v| v as u32),
+        );
+        let l: f32 = loss.try_into_scalar_async().await.map_err(readback)?;
+        loss_sum += f64::from(l);
+    }
+    let report = ClassificationReport::new(&data.class_names, &data.labels, &predicted)?;
+    Ok(Evaluation {
+        loss: loss_sum / data.len() as f64,
+        report,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -278,6 +396,10 @@ mod tests {
         assert!(last < first * 0.5, "loss went from {first} to {last}");
         let accuracy = pollster::block_on(trainer.accuracy(&data)).expect("accuracy");
         assert!(accuracy > 0.85, "accuracy {accuracy}");
+        let evaluation = pollster::block_on(trainer.evaluate(&data)).expect("evaluate");
+        assert!((evaluation.report.accuracy - f64::from(accuracy)).abs() < 1e-6);
+        assert!(evaluation.loss < f64::from(first), "{evaluation:?}");
+        assert_eq!(evaluation.report.total, data.len());
     }
 
     #[test]
