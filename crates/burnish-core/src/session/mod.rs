@@ -5,6 +5,7 @@
 //! step, and obeys pause, resume and cancel. Where it runs (a browser worker, a terminal, a test)
 //! is abstracted by [`runner::Host`].
 
+pub mod fit;
 pub mod protocol;
 pub mod runner;
 

@@ -94,6 +94,23 @@ pub enum Event {
         /// Fraction of rows classified correctly.
         accuracy: f32,
     },
+    /// An epoch of a fit ended and the validation split was evaluated.
+    Epoch {
+        /// 1-based epoch.
+        epoch: usize,
+        /// Epochs planned.
+        epochs: usize,
+        /// Mean training loss over the epoch's steps.
+        train_loss: f64,
+        /// Validation loss.
+        validation_loss: f64,
+        /// Validation accuracy.
+        validation_accuracy: f64,
+        /// Validation macro-averaged F1.
+        validation_macro_f1: f64,
+        /// Whether this epoch is the best so far (its weights are kept).
+        improved: bool,
+    },
     /// The run is paused.
     Paused {
         /// Steps done so far.

@@ -1,0 +1,349 @@
+//! Fitting a classifier the way users expect: epochs over the training split, validation after
+//! each, early stopping on a chosen metric with patience, the best checkpoint restored at the
+//! end, and a final report on the test split.
+
+use serde::{Deserialize, Serialize};
+
+use super::protocol::Event;
+use super::runner::{Control, Host, RunState};
+use crate::data::split::Splits;
+use crate::model::{Mlp, MlpConfig};
+use crate::train::{Evaluation, TrainConfig, Trainer, evaluate};
+use crate::{Error, Result};
+
+/// The validation metric that picks the best epoch and drives early stopping.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Metric {
+    /// Fraction correct (higher is better).
+    #[default]
+    Accuracy,
+    /// Unweighted mean F1 over classes (higher is better).
+    MacroF1,
+    /// Mean cross-entropy (lower is better).
+    Loss,
+}
+
+impl Metric {
+    fn value(self, e: &Evaluation) -> f64 {
+        match self {
+            Self::Accuracy => e.report.accuracy,
+            Self::MacroF1 => e.report.macro_avg[2],
+            Self::Loss => e.loss,
+        }
+    }
+
+    fn improves(self, new: f64, best: f64, min_delta: f64) -> bool {
+        match self {
+            Self::Loss => new < best - min_delta,
+            _ => new > best + min_delta,
+        }
+    }
+}
+
+/// Epochs and early stopping.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FitConfig {
+    /// Passes over the training split (default 20).
+    pub epochs: usize,
+    /// The validation metric that picks the best epoch (default accuracy).
+    pub metric: Metric,
+    /// Stop after this many epochs without improvement; `null` never stops early (default 5).
+    pub patience: Option<usize>,
+    /// Smallest change that counts as an improvement (default 0).
+    pub min_delta: f64,
+    /// Put back the weights of the best validation epoch at the end (default true).
+    pub restore_best: bool,
+}
+
+impl Default for FitConfig {
+    fn default() -> Self {
+        Self {
+            epochs: 20,
+            metric: Metric::Accuracy,
+            patience: Some(5),
+            min_delta: 0.0,
+            restore_best: true,
+        }
+    }
+}
+
+/// What a fit produced.
+#[derive(Debug)]
+pub struct FitOutcome {
+    /// The final model (the best epoch's when `restore_best`).
+    pub model: Mlp,
+    /// 1-based epoch whose weights the model holds.
+    pub best_epoch: usize,
+    /// Epochs run.
+    pub epochs_run: usize,
+    /// Whether early stopping ended the run.
+    pub stopped_early: bool,
+    /// Whether the user cancelled it.
+    pub cancelled: bool,
+    /// The report on the test split (or on validation when the test split is empty).
+    pub test: Evaluation,
+}
+
+/// Train `model` (fresh from `shape`, or an imported one to continue) on `splits.train`,
+/// validating on `splits.validation` each epoch, and report on `splits.test`.
+///
+/// # Errors
+/// Invalid configs, data that does not fit the model, read-back failures, divergence.
+pub async fn fit(
+    shape: &MlpConfig,
+    start: Option<Mlp>,
+    mut config: TrainConfig,
+    fit: &FitConfig,
+    splits: &Splits,
+    device: &burn::prelude::Device,
+    control: &Control,
+    host: &impl Host,
+) -> Result<FitOutcome> {
+    if fit.epochs == 0 {
+        return Err(Error::config("epochs", "expected at least 1, found 0"));
+    }
+    if splits.train.is_empty() {
+        return Err(Error::data(
+            &splits.train.source_name,
+            "the training split is empty",
+        ));
+    }
+    let per_step = config.batch_size.max(1) * config.grad_accumulation.max(1);
+    let steps_per_epoch = splits.train.len().div_ceil(per_step);
+    config.steps = steps_per_epoch * fit.epochs;
+    let steps = config.steps;
+    let mut trainer = match start {
+        Some(model) => Trainer::from_model(model, shape, config, splits.train.clone(), device)?,
+        None => Trainer::new(shape, config, splits.train.clone(), device)?,
+    };
+    let validation = if splits.validation.is_empty() {
+        &splits.train
+    } else {
+        &splits.validation
+    };
+    host.post(Event::Started {
+        rows: splits.train.len(),
+        steps,
+        parameters: burn::module::Module::num_params(trainer.model()),
+        device: format!("{device:?}"),
+    });
+    let t0 = host.now_ms();
+    let mut best: Option<(f64, usize, Mlp)> = None;
+    let mut since_best = 0;
+    let (mut epochs_run, mut stopped_early, mut cancelled) = (0, false, false);
+    'epochs: for epoch in 1..=fit.epochs {
+        let mut loss_sum = 0.0;
+        for _ in 0..steps_per_epoch {
+            if control.get() == RunState::Paused {
+                host.post(Event::Paused {
+                    step: trainer.steps_done(),
+                });
+                while control.get() == RunState::Paused {
+                    host.sleep(50).await;
+                }
+                if control.get() == RunState::Running {
+                    host.post(Event::Resumed {
+                        step: trainer.steps_done(),
+                    });
+                }
+            }
+            if control.get() == RunState::Cancelled {
+                cancelled = true;
+                break 'epochs;
+            }
+            let report = trainer.step().await?;
+            loss_sum += f64::from(report.loss);
+            host.post(Event::Progress {
+                step: report.step,
+                steps,
+                loss: report.loss,
+                learning_rate: report.learning_rate,
+                ms_per_step: (host.now_ms() - t0) / report.step as f64,
+            });
+        }
+        epochs_run = epoch;
+        let eval = trainer.evaluate(validation).await?;
+        let value = fit.metric.value(&eval);
+        let improved = best
+            .as_ref()
+            .is_none_or(|(b, _, _)| fit.metric.improves(value, *b, fit.min_delta));
+        host.post(Event::Epoch {
+            epoch,
+            epochs: fit.epochs,
+            train_loss: loss_sum / steps_per_epoch as f64,
+            validation_loss: eval.loss,
+            validation_accuracy: eval.report.accuracy,
+            validation_macro_f1: eval.report.macro_avg[2],
+            improved,
+        });
+        if improved {
+            best = Some((value, epoch, trainer.model().clone()));
+            since_best = 0;
+        } else {
+            since_best += 1;
+            if fit.patience.is_some_and(|p| since_best >= p) {
+                stopped_early = true;
+                break;
+            }
+        }
+    }
+    let (model, best_epoch) = match best {
+        Some((_, epoch, model)) if fit.restore_best => (model, epoch),
+        _ => (trainer.model().clone(), epochs_run),
+    };
+    trainer.set_model(model.clone());
+    let final_split = if splits.test.is_empty() {
+        validation
+    } else {
+        &splits.test
+    };
+    let test = evaluate(&model, device, final_split).await?;
+    Ok(FitOutcome {
+        model,
+        best_epoch,
+        epochs_run,
+        stopped_early,
+        cancelled,
+        test,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::RefCell;
+
+    use burn::prelude::Device;
+
+    use super::*;
+    use crate::data::demo::SpiralsConfig;
+    use crate::data::split::SplitConfig;
+
+    #[derive(Default)]
+    struct Recorder(RefCell<Vec<Event>>);
+
+    impl Host for Recorder {
+        fn now_ms(&self) -> f64 {
+            0.0
+        }
+        fn post(&self, event: Event) {
+            self.0.borrow_mut().push(event);
+        }
+        async fn sleep(&self, _ms: u32) {}
+    }
+
+    fn splits() -> Splits {
+        SpiralsConfig::default()
+            .generate()
+            .expect("data")
+            .split(&SplitConfig::default())
+            .expect("split")
+    }
+
+    #[test]
+    fn fit_learns_reports_epochs_and_restores_the_best() {
+        let splits = splits();
+        let shape = MlpConfig::new(2, 3).with_hidden(vec![32, 32]);
+        let config = TrainConfig {
+            learning_rate: 0.02,
+            batch_size: 32,
+            ..TrainConfig::default()
+        };
+        let fit_config = FitConfig {
+            epochs: 30,
+            patience: None,
+            ..FitConfig::default()
+        };
+        let host = Recorder::default();
+        let outcome = pollster::block_on(fit(
+            &shape,
+            None,
+            config,
+            &fit_config,
+            &splits,
+            &Device::flex(),
+            &Control::default(),
+            &host,
+        ))
+        .expect("fit");
+        assert_eq!(outcome.epochs_run, 30);
+        assert!(!outcome.stopped_early);
+        assert!(
+            outcome.test.report.accuracy > 0.8,
+            "{}",
+            outcome.test.report.to_text()
+        );
+        let epochs: Vec<(usize, f64, bool)> = host
+            .0
+            .borrow()
+            .iter()
+            .filter_map(|e| match e {
+                Event::Epoch {
+                    epoch,
+                    validation_accuracy,
+                    improved,
+                    ..
+                } => Some((*epoch, *validation_accuracy, *improved)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(epochs.len(), 30);
+        let best = epochs.iter().map(|e| e.1).fold(0.0, f64::max);
+        let best_epoch = epochs.iter().find(|e| e.1 == best).expect("best").0;
+        assert_eq!(
+            outcome.best_epoch, best_epoch,
+            "the first epoch reaching the best accuracy"
+        );
+        let restored = pollster::block_on(evaluate(
+            &outcome.model,
+            &Device::flex(),
+            &splits.validation,
+        ))
+        .expect("eval");
+        assert_eq!(
+            restored.report.accuracy, best,
+            "the restored model scores the best validation accuracy"
+        );
+    }
+
+    #[test]
+    fn early_stopping_ends_after_patience_epochs_without_improvement() {
+        let splits = splits();
+        let shape = MlpConfig::new(2, 3).with_hidden(vec![4]);
+        // A learning rate so small that nothing improves after the first epoch.
+        let config = TrainConfig {
+            learning_rate: 1e-9,
+            batch_size: 32,
+            ..TrainConfig::default()
+        };
+        let fit_config = FitConfig {
+            epochs: 50,
+            patience: Some(2),
+            min_delta: 0.01,
+            ..FitConfig::default()
+        };
+        let outcome = pollster::block_on(fit(
+            &shape,
+            None,
+            config,
+            &fit_config,
+            &splits,
+            &Device::flex(),
+            &Control::default(),
+            &Recorder::default(),
+        ))
+        .expect("fit");
+        assert!(outcome.stopped_early);
+        assert_eq!(outcome.epochs_run, 3);
+        assert_eq!(outcome.best_epoch, 1);
+    }
+
+    #[test]
+    fn metric_direction() {
+        assert!(Metric::Loss.improves(0.5, 0.6, 0.0));
+        assert!(!Metric::Loss.improves(0.7, 0.6, 0.0));
+        assert!(Metric::Accuracy.improves(0.7, 0.6, 0.05));
+        assert!(!Metric::MacroF1.improves(0.62, 0.6, 0.05));
+    }
+}
