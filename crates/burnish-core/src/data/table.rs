@@ -39,6 +39,7 @@ impl TableFormat {
     /// The format a file name suggests (`.csv`, `.tsv`/`.tab`, `.jsonl`/`.ndjson`), if any.
     pub fn from_name(name: &str) -> Option<Self> {
         let lower = name.to_ascii_lowercase();
+        let lower = lower.strip_suffix(".gz").unwrap_or(&lower);
         let ext = lower.rsplit('.').next()?;
         match ext {
             "csv" => Some(Self::Csv),
@@ -69,19 +70,46 @@ impl Table {
     /// an empty or repeated name, a row with the wrong number of cells, an unterminated quote, or
     /// (JSON Lines) a line that is not a JSON object of numbers and strings.
     pub fn parse(source_name: &str, bytes: &[u8], format: TableFormat) -> Result<Self> {
-        let text = decode(source_name, bytes)?;
+        Self::parse_with(source_name, bytes, format, true)
+    }
+
+    /// Like [`Table::parse`]; with `has_header` false, every line is a row and the columns are
+    /// named `1`, `2`, ... (so the label column of a headerless file is its number). Gzipped
+    /// bytes are unpacked first.
+    ///
+    /// # Errors
+    /// As [`Table::parse`].
+    pub fn parse_with(
+        source_name: &str,
+        bytes: &[u8],
+        format: TableFormat,
+        has_header: bool,
+    ) -> Result<Self> {
+        let bytes = super::idx::gunzip_if_needed(source_name, bytes)?;
+        let text = decode(source_name, &bytes)?;
         let mut records = match format {
             TableFormat::Csv => delimited(source_name, text, b',')?,
             TableFormat::Tsv => delimited(source_name, text, b'\t')?,
             TableFormat::Jsonl => return jsonl(source_name, text),
         }
         .into_iter();
-        let (header_line, header) = records
-            .next()
-            .ok_or_else(|| Error::data(source_name, "the file is empty; expected a header row"))?;
-        check_header(source_name, header_line, &header)?;
         let mut rows = Vec::new();
         let mut lines = Vec::new();
+        let header = if has_header {
+            let (header_line, header) = records.next().ok_or_else(|| {
+                Error::data(source_name, "the file is empty; expected a header row")
+            })?;
+            check_header(source_name, header_line, &header)?;
+            header
+        } else {
+            let (line, first) = records
+                .next()
+                .ok_or_else(|| Error::data(source_name, "the file is empty; expected rows"))?;
+            let header = (1..=first.len()).map(|i| i.to_string()).collect();
+            rows.push(first);
+            lines.push(line);
+            header
+        };
         for (line, cells) in records {
             if cells.len() != header.len() {
                 return Err(Error::data(
@@ -503,6 +531,17 @@ mod tests {
                 "the file is named: {err}"
             );
         }
+    }
+
+    #[test]
+    fn headerless_and_gzipped() {
+        let gz = crate::data::idx::tests::gzip(b"1,2,0\n3,4,1\n");
+        let t = Table::parse_with("d.csv.gz", &gz, TableFormat::Csv, false).expect("valid");
+        assert_eq!(t.header, ["1", "2", "3"]);
+        assert_eq!(t.lines, [1, 2]);
+        let ds = t.to_dataset("3", None).expect("valid");
+        assert_eq!(ds.features, [1., 2., 3., 4.]);
+        assert_eq!(ds.labels, [0, 1]);
     }
 
     #[test]

@@ -7,6 +7,7 @@
 
 pub mod fit;
 pub mod protocol;
+pub mod recipe;
 pub mod runner;
 
 pub use protocol::{Command, DemoRequest, Event};
