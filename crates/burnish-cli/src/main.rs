@@ -8,6 +8,14 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use burn::prelude::Device;
+use burnish_core::data::ClassificationDataset;
+use burnish_core::data::idx::idx_dataset;
+use burnish_core::data::split::{Normalizer, Splits};
+use burnish_core::data::table::{Table, TableFormat};
+use burnish_core::export::ExportedClassifier;
+use burnish_core::model::MlpConfig;
+use burnish_core::session::fit::fit;
+use burnish_core::session::recipe::Recipe;
 use burnish_core::session::{Control, DemoRequest, Event, Host, run_demo};
 use clap::{Parser, Subcommand, ValueEnum};
 
@@ -24,6 +32,36 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Train a classifier from a CSV/TSV/JSONL table or IDX files, print the classification
+    /// report on the test split, and export the model as safetensors.
+    Train {
+        /// A table with a header row (.csv, .tsv, .jsonl; .gz accepted), or an IDX images file.
+        data: PathBuf,
+        /// IDX labels file, when `data` is an IDX images file.
+        #[arg(long)]
+        idx_labels: Option<PathBuf>,
+        /// The label column (default: the last column).
+        #[arg(long)]
+        label: Option<String>,
+        /// The table has no header row; columns are then named 1, 2, ...
+        #[arg(long)]
+        no_header: bool,
+        /// Recipe JSON (model, train, fit, split, normalize; any may be left out).
+        #[arg(long)]
+        recipe: Option<PathBuf>,
+        /// Continue training from an exported model (its classes and normalisation are kept).
+        #[arg(long)]
+        import: Option<PathBuf>,
+        /// Where to write the trained model.
+        #[arg(long, default_value = "model.safetensors")]
+        out: PathBuf,
+        /// Where to run.
+        #[arg(long, value_enum, default_value_t = Backend::Flex)]
+        device: Backend,
+        /// Print every event as one JSON line.
+        #[arg(long)]
+        json: bool,
+    },
     /// Train the built-in demo (an MLP on interleaved spirals) and report loss, accuracy and speed.
     Demo {
         /// Where to run.
@@ -126,6 +164,24 @@ impl Host for Terminal {
                         accuracy * 100.0
                     );
                 }
+                Event::Epoch {
+                    epoch,
+                    epochs,
+                    train_loss,
+                    validation_loss,
+                    validation_accuracy,
+                    improved,
+                    ..
+                } => {
+                    if self.tty {
+                        println!();
+                    }
+                    println!(
+                        "epoch {epoch}/{epochs}: train loss {train_loss:.4}, validation loss {validation_loss:.4}, accuracy {:.1}%{}",
+                        validation_accuracy * 100.0,
+                        if *improved { " (best so far)" } else { "" }
+                    );
+                }
                 Event::Error { message } => eprintln!("error: {message}"),
                 _ => {}
             }
@@ -140,8 +196,200 @@ impl Host for Terminal {
     }
 }
 
-fn main() -> Result<()> {
-    match Cli::parse().command {
+fn read(path: &PathBuf) -> Result<Vec<u8>> {
+    std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))
+}
+
+fn name(path: &std::path::Path) -> String {
+    path.file_name().map_or_else(
+        || path.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    )
+}
+
+/// Load the data set from a table or an IDX pair.
+fn load(
+    data: &PathBuf,
+    idx_labels: Option<&PathBuf>,
+    label: Option<&str>,
+    no_header: bool,
+    classes: Option<&[String]>,
+) -> Result<ClassificationDataset> {
+    let source = name(data);
+    if let Some(labels) = idx_labels {
+        return Ok(idx_dataset(
+            &source,
+            &read(data)?,
+            &name(labels),
+            &read(labels)?,
+        )?);
+    }
+    let format = TableFormat::from_name(&source).with_context(|| {
+        format!("{source}: cannot tell the format from the name; expected .csv, .tsv, .jsonl (optionally .gz), or IDX files with --idx-labels")
+    })?;
+    let table = Table::parse_with(&source, &read(data)?, format, !no_header)?;
+    let label = label.map_or_else(
+        || table.header.last().cloned().unwrap_or_default(),
+        str::to_string,
+    );
+    Ok(table.to_dataset(&label, classes)?)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn train(
+    data: &PathBuf,
+    idx_labels: Option<&PathBuf>,
+    label: Option<&str>,
+    no_header: bool,
+    recipe: Option<&PathBuf>,
+    import: Option<&PathBuf>,
+    out: &PathBuf,
+    device: &Device,
+    host: &Terminal,
+) -> Result<()> {
+    let recipe: Recipe = match recipe {
+        Some(path) => serde_json::from_slice(&read(path)?)
+            .with_context(|| format!("{} is not a valid recipe", path.display()))?,
+        None => Recipe::default(),
+    };
+    let imported = import
+        .map(|path| {
+            ExportedClassifier::from_bytes(&name(path), &read(path)?).map_err(anyhow::Error::from)
+        })
+        .transpose()?;
+    let dataset = load(
+        data,
+        idx_labels,
+        label,
+        no_header,
+        imported.as_ref().map(|i| i.classes.as_slice()),
+    )?;
+    let counts = dataset.class_counts();
+    println!(
+        "{}: {} rows, {} features, {} classes ({})",
+        dataset.source_name,
+        dataset.len(),
+        dataset.n_features,
+        dataset.n_classes(),
+        dataset
+            .class_names
+            .iter()
+            .zip(&counts)
+            .map(|(c, n)| format!("{c}: {n}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let Splits {
+        mut train,
+        mut validation,
+        mut test,
+    } = dataset.split(&recipe.split)?;
+    let normalizer = match &imported {
+        Some(i) => i.normalizer.clone(),
+        None => recipe.normalize.then(|| Normalizer::fit(&train)),
+    };
+    if let Some(n) = &normalizer {
+        for part in [&mut train, &mut validation, &mut test] {
+            n.apply(part)?;
+        }
+    }
+    println!(
+        "split: {} train, {} validation, {} test",
+        train.len(),
+        validation.len(),
+        test.len()
+    );
+    let shape = match &imported {
+        Some(i) => i.config.clone(),
+        None => MlpConfig::new(dataset.n_features, dataset.n_classes())
+            .with_hidden(recipe.model.hidden.clone())
+            .with_dropout(recipe.model.dropout),
+    };
+    let start = imported.as_ref().map(|i| i.to_model(device)).transpose()?;
+    let splits = Splits {
+        train,
+        validation,
+        test,
+    };
+    let outcome = pollster::block_on(fit(
+        &shape,
+        start,
+        recipe.train.clone(),
+        &recipe.fit,
+        &splits,
+        device,
+        &Control::default(),
+        host,
+    ))?;
+    println!(
+        "\nbest epoch {} of {}{}; report on {} held-out rows:\n\n{}",
+        outcome.best_epoch,
+        outcome.epochs_run,
+        if outcome.stopped_early {
+            " (stopped early)"
+        } else {
+            ""
+        },
+        outcome.test.report.total,
+        outcome.test.report.to_text()
+    );
+    println!("test accuracy: {:.4}", outcome.test.report.accuracy);
+    let export = pollster::block_on(ExportedClassifier::from_model(
+        &outcome.model,
+        &shape,
+        dataset.class_names.clone(),
+        normalizer,
+    ))?;
+    std::fs::write(out, export.to_bytes()?)
+        .with_context(|| format!("cannot write {}", out.display()))?;
+    println!("model written to {}", out.display());
+    Ok(())
+}
+
+fn main() -> std::process::ExitCode {
+    match run(Cli::parse()) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(err) => {
+            // A sentence for the user (with its causes), not a backtrace.
+            eprintln!("error: {err:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Train {
+            data,
+            idx_labels,
+            label,
+            no_header,
+            recipe,
+            import,
+            out,
+            device: backend,
+            json,
+        } => {
+            let device = device(backend)?;
+            let host = Terminal {
+                start: Instant::now(),
+                json,
+                tty: std::io::stdout().is_terminal(),
+                last_tenth: Cell::new(0),
+                done: RefCell::new(None),
+            };
+            train(
+                &data,
+                idx_labels.as_ref(),
+                label.as_deref(),
+                no_header,
+                recipe.as_ref(),
+                import.as_ref(),
+                &out,
+                &device,
+                &host,
+            )?;
+        }
         Command::Demo {
             device: backend,
             recipe,

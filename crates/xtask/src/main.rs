@@ -19,7 +19,8 @@ commands:
   test               set up everything, then run the whole test suite: native unit and backend
                      tests, the release wasm build, and the browser tests in headless Chromium
   build-web          build the page into dist/ with Trunk
-  setup [--web]      install what is missing (all, or only what building the page needs)";
+  setup [--web]      install what is missing (all, or only what building the page needs), and
+                     fetch the test data sets into .assets/";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -32,7 +33,9 @@ fn main() -> ExitCode {
         Some("test") => test(),
         Some("build-web") => setup::web().and_then(|()| build_web()),
         Some("setup") if args.get(1).is_some_and(|a| a == "--web") => setup::web(),
-        Some("setup") => setup::web().and_then(|()| setup::test()),
+        Some("setup") => setup::web()
+            .and_then(|()| setup::test())
+            .and_then(|()| setup::assets()),
         _ => Err(USAGE.to_string()),
     };
     match result {
@@ -107,6 +110,7 @@ fn report_wasm_size() {
 fn test() -> Result {
     setup::web()?;
     setup::test()?;
+    setup::assets()?;
     let start = std::time::Instant::now();
     run("cargo", &["test", "--workspace"])?;
     let native = start.elapsed().as_secs_f64();

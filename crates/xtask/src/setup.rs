@@ -177,3 +177,71 @@ fn json_version(path: &std::path::Path, key: &str) -> Option<String> {
     let value = &after[after.find('"')? + 1..];
     Some(value[..value.find('"')?].to_string())
 }
+
+/// A data set taken from a pinned Debian package: which package, its sha256, the file inside.
+struct DebAsset {
+    package: &'static str,
+    sha256: &'static str,
+    inner: &'static str,
+    out: &'static str,
+}
+
+/// The assets the tests use (see ../shared/ASSETS.md): fetched at set-up, never committed.
+const ASSETS: &[DebAsset] = &[DebAsset {
+    package: "python3-sklearn=1.2.1+dfsg-1",
+    sha256: "ca0c6be401d14871c7e93cfdd8d1f561595dc65e6e2ad2501d568aee7f7efc58",
+    inner: "./usr/lib/python3/dist-packages/sklearn/datasets/data/digits.csv.gz",
+    out: "digits.csv.gz",
+}];
+
+/// Fetch the test assets into `.assets/` when missing: `apt-get download` the pinned package,
+/// check its sha256, extract the one file.
+pub fn assets() -> Result {
+    let dir = root().join(".assets");
+    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    for asset in ASSETS {
+        let out = dir.join(asset.out);
+        if out.is_file() {
+            continue;
+        }
+        let work = dir.join("download");
+        let _ = std::fs::remove_dir_all(&work);
+        std::fs::create_dir_all(&work)
+            .map_err(|e| format!("cannot create {}: {e}", work.display()))?;
+        if output("apt-get", &["--version"]).is_none() {
+            return Err(format!(
+                "this machine has no apt-get to fetch {}; put the file {} from Debian's {} at {}",
+                asset.out,
+                asset.inner,
+                asset.package,
+                out.display()
+            ));
+        }
+        run_in(&work, "apt-get", &["download", asset.package])?;
+        let deb = std::fs::read_dir(&work)
+            .map_err(|e| e.to_string())?
+            .flatten()
+            .map(|e| e.path())
+            .find(|p| p.extension().is_some_and(|x| x == "deb"))
+            .ok_or_else(|| format!("apt-get download {} left no .deb", asset.package))?;
+        let sum = output("sha256sum", &[&deb.display().to_string()]).unwrap_or_default();
+        if sum.split_whitespace().next() != Some(asset.sha256) {
+            return Err(format!(
+                "{} has sha256 {sum}, expected {}; refusing to use it",
+                deb.display(),
+                asset.sha256
+            ));
+        }
+        let script = format!(
+            "dpkg-deb --fsys-tarfile '{}' | tar -x -O '{}' > '{}.part' && mv '{}.part' '{}'",
+            deb.display(),
+            asset.inner,
+            out.display(),
+            out.display(),
+            out.display()
+        );
+        run_in(&work, "sh", &["-c", &script])?;
+        let _ = std::fs::remove_dir_all(&work);
+    }
+    Ok(())
+}
