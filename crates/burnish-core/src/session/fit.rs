@@ -91,6 +91,7 @@ pub struct FitOutcome {
 ///
 /// # Errors
 /// Invalid configs, data that does not fit the model, read-back failures, divergence.
+#[allow(clippy::too_many_arguments)] // each is a separate concern the caller owns
 pub async fn fit(
     shape: &MlpConfig,
     start: Option<Mlp>,
