@@ -106,6 +106,18 @@ struct Terminal {
     done: RefCell<Option<Event>>,
 }
 
+impl Terminal {
+    fn new(json: bool) -> Self {
+        Self {
+            start: Instant::now(),
+            json,
+            tty: std::io::stdout().is_terminal(),
+            last_tenth: Cell::new(0),
+            done: RefCell::new(None),
+        }
+    }
+}
+
 impl Host for Terminal {
     fn now_ms(&self) -> f64 {
         self.start.elapsed().as_secs_f64() * 1e3
@@ -371,13 +383,7 @@ fn run(cli: Cli) -> Result<()> {
             json,
         } => {
             let device = device(backend)?;
-            let host = Terminal {
-                start: Instant::now(),
-                json,
-                tty: std::io::stdout().is_terminal(),
-                last_tenth: Cell::new(0),
-                done: RefCell::new(None),
-            };
+            let host = Terminal::new(json);
             train(
                 &data,
                 idx_labels.as_ref(),
@@ -410,13 +416,7 @@ fn run(cli: Cli) -> Result<()> {
                 request.train.steps = steps;
             }
             let device = device(backend)?;
-            let host = Terminal {
-                start: Instant::now(),
-                json,
-                tty: std::io::stdout().is_terminal(),
-                last_tenth: Cell::new(0),
-                done: RefCell::new(None),
-            };
+            let host = Terminal::new(json);
             pollster::block_on(run_demo(&request, &device, &Control::default(), &host))?;
             if host.done.borrow().is_none() {
                 bail!("the run ended without a result");

@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::protocol::Event;
-use super::runner::{Control, Host, RunState};
+use super::runner::{Control, Host};
 use crate::data::split::Splits;
 use crate::model::{Mlp, MlpConfig};
 use crate::train::{Evaluation, TrainConfig, Trainer, evaluate};
@@ -137,20 +137,7 @@ pub async fn fit(
     'epochs: for epoch in 1..=fit.epochs {
         let mut loss_sum = 0.0;
         for _ in 0..steps_per_epoch {
-            if control.get() == RunState::Paused {
-                host.post(Event::Paused {
-                    step: trainer.steps_done(),
-                });
-                while control.get() == RunState::Paused {
-                    host.sleep(50).await;
-                }
-                if control.get() == RunState::Running {
-                    host.post(Event::Resumed {
-                        step: trainer.steps_done(),
-                    });
-                }
-            }
-            if control.get() == RunState::Cancelled {
+            if !control.checkpoint(host, trainer.steps_done()).await {
                 cancelled = true;
                 break 'epochs;
             }

@@ -71,6 +71,21 @@ impl Control {
     pub fn cancel(&self) {
         self.0.set(RunState::Cancelled);
     }
+
+    /// Called by run loops between steps: while paused, post `paused`, wait, and post `resumed`
+    /// when it goes on. Returns `false` when the run is cancelled and must stop.
+    pub async fn checkpoint(&self, host: &impl Host, step: usize) -> bool {
+        if self.get() == RunState::Paused {
+            host.post(Event::Paused { step });
+            while self.get() == RunState::Paused {
+                host.sleep(50).await;
+            }
+            if self.get() == RunState::Running {
+                host.post(Event::Resumed { step });
+            }
+        }
+        self.get() != RunState::Cancelled
+    }
 }
 
 /// Train the demo MLP on the demo spirals on `device`, posting `started`, `progress`, `metrics`,
@@ -101,20 +116,7 @@ pub async fn run_demo(
     let mut loss = f32::NAN;
     let mut cancelled = false;
     while trainer.steps_done() < steps {
-        if control.get() == RunState::Paused {
-            host.post(Event::Paused {
-                step: trainer.steps_done(),
-            });
-            while control.get() == RunState::Paused {
-                host.sleep(50).await;
-            }
-            if control.get() == RunState::Running {
-                host.post(Event::Resumed {
-                    step: trainer.steps_done(),
-                });
-            }
-        }
-        if control.get() == RunState::Cancelled {
+        if !control.checkpoint(host, trainer.steps_done()).await {
             cancelled = true;
             break;
         }
