@@ -10,6 +10,7 @@ use anyhow::{Context, Result, bail};
 use burn::prelude::Device;
 use burnish_core::data::ClassificationDataset;
 use burnish_core::data::idx::idx_dataset;
+use burnish_core::data::images::{FolderFile, ImageFolderConfig, image_folder};
 use burnish_core::data::split::{Normalizer, Splits};
 use burnish_core::data::table::{Table, TableFormat};
 use burnish_core::export::ExportedClassifier;
@@ -35,7 +36,8 @@ enum Command {
     /// Train a classifier from a CSV/TSV/JSONL table or IDX files, print the classification
     /// report on the test split, and export the model as safetensors.
     Train {
-        /// A table with a header row (.csv, .tsv, .jsonl; .gz accepted), or an IDX images file.
+        /// A table with a header row (.csv, .tsv, .jsonl; .gz accepted), an IDX images file, or a
+        /// folder of PNG/JPEG images with one sub-folder per class (resized to 28x28 grayscale).
         data: PathBuf,
         /// IDX labels file, when `data` is an IDX images file.
         #[arg(long)]
@@ -219,7 +221,32 @@ fn name(path: &std::path::Path) -> String {
     )
 }
 
-/// Load the data set from a table or an IDX pair.
+/// Every file under `dir`, with its path relative to `root`.
+fn collect(root: &std::path::Path, dir: &std::path::Path, out: &mut Vec<FolderFile>) -> Result<()> {
+    let mut entries: Vec<_> = std::fs::read_dir(dir)
+        .with_context(|| format!("cannot list {}", dir.display()))?
+        .collect::<std::io::Result<_>>()?;
+    entries.sort_by_key(std::fs::DirEntry::path);
+    for entry in entries {
+        let path = entry.path();
+        if path.is_dir() {
+            collect(root, &path, out)?;
+        } else {
+            let relative = path
+                .strip_prefix(root)
+                .unwrap_or(&path)
+                .to_string_lossy()
+                .replace('\\', "/");
+            out.push(FolderFile {
+                path: relative,
+                bytes: read(&path)?,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Load the data set from an image folder, a table or an IDX pair.
 fn load(
     data: &PathBuf,
     idx_labels: Option<&PathBuf>,
@@ -228,6 +255,19 @@ fn load(
     classes: Option<&[String]>,
 ) -> Result<ClassificationDataset> {
     let source = name(data);
+    if data.is_dir() {
+        let mut files = Vec::new();
+        collect(data, data, &mut files)?;
+        let folder = image_folder(&source, &files, &ImageFolderConfig::default())?;
+        if !folder.skipped.is_empty() {
+            println!(
+                "skipped {} files that are not PNG or JPEG: {}",
+                folder.skipped.len(),
+                folder.skipped.join(", ")
+            );
+        }
+        return Ok(folder.dataset);
+    }
     if let Some(labels) = idx_labels {
         return Ok(idx_dataset(
             &source,

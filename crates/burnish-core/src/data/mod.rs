@@ -4,6 +4,7 @@
 mod dataset;
 pub mod demo;
 pub mod idx;
+pub mod images;
 pub mod split;
 pub mod table;
 
