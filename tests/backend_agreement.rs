@@ -11,7 +11,7 @@ use burnish_core::train::{TrainConfig, Trainer};
 const TOLERANCE: f32 = 1e-4;
 const STEPS: usize = 30;
 
-fn losses(device: &Device) -> (Vec<f32>, f32) {
+fn losses(device: &Device) -> (Vec<f32>, f64) {
     let data = SpiralsConfig::default().generate().expect("demo data");
     let model = MlpConfig::new(2, 3).with_hidden(vec![32, 32]);
     let config = TrainConfig {
@@ -24,7 +24,10 @@ fn losses(device: &Device) -> (Vec<f32>, f32) {
     let losses = (0..STEPS)
         .map(|_| pollster::block_on(trainer.step()).expect("step").loss)
         .collect();
-    let accuracy = pollster::block_on(trainer.accuracy(&data)).expect("accuracy");
+    let accuracy = pollster::block_on(trainer.evaluate(&data))
+        .expect("evaluate")
+        .report
+        .accuracy;
     (losses, accuracy)
 }
 

@@ -51,6 +51,14 @@ impl Error {
         }
     }
 
+    /// A mapper from a backend read error to [`Error::Readback`] about `what`.
+    pub fn readback<E: std::fmt::Display>(what: &'static str) -> impl Fn(E) -> Self {
+        move |e| Self::Readback {
+            what,
+            reason: e.to_string(),
+        }
+    }
+
     /// Shorthand for a [`Error::Data`] error.
     pub fn data(source_name: impl Into<String>, reason: impl Into<String>) -> Self {
         Self::Data {

@@ -36,10 +36,7 @@ async fn read(tensor: Tensor<2>) -> Result<Vec<f32>> {
     let data = tensor
         .into_data_async()
         .await
-        .map_err(|e| Error::Readback {
-            what: "weights",
-            reason: e.to_string(),
-        })?;
+        .map_err(Error::readback("weights"))?;
     data.try_to_vec::<f32>().map_err(|e| Error::Readback {
         what: "weights",
         reason: format!("{e:?}"),

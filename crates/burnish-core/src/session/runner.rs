@@ -137,14 +137,14 @@ pub async fn run_demo(
             ms_per_step,
         });
         if request.eval_every > 0 && report.step % request.eval_every == 0 && report.step < steps {
-            let accuracy = trainer.accuracy(&data).await?;
+            let accuracy = trainer.evaluate(&data).await?.report.accuracy as f32;
             host.post(Event::Metrics {
                 step: report.step,
                 accuracy,
             });
         }
     }
-    let accuracy = trainer.accuracy(&data).await?;
+    let accuracy = trainer.evaluate(&data).await?.report.accuracy as f32;
     host.post(Event::Metrics {
         step: trainer.steps_done(),
         accuracy,

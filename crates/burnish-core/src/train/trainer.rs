@@ -229,10 +229,7 @@ impl Trainer {
             .expect("grad_accumulation is at least 1")
             .into_scalar_async()
             .await
-            .map_err(|e| Error::Readback {
-                what: "training loss",
-                reason: e.to_string(),
-            })?;
+            .map_err(Error::readback("training loss"))?;
         if !loss.is_finite() {
             return Err(Error::Diverged {
                 step: self.step,
@@ -244,49 +241,6 @@ impl Trainer {
             loss,
             learning_rate,
         })
-    }
-
-    /// Fraction of `data`'s rows whose arg-max logit is their label.
-    ///
-    /// # Errors
-    /// [`Error::Data`] when the data does not fit the model; [`Error::Readback`] when the device
-    /// fails to return the predictions.
-    pub async fn accuracy(&self, data: &ClassificationDataset) -> Result<f32> {
-        if data.n_features != self.data.n_features {
-            return Err(Error::data(
-                &data.source_name,
-                format!(
-                    "expected {} features per row, found {}",
-                    self.data.n_features, data.n_features
-                ),
-            ));
-        }
-        if data.is_empty() {
-            return Err(Error::data(
-                &data.source_name,
-                "expected at least one row, found none",
-            ));
-        }
-        let model = self.model().valid();
-        let device = self.device.clone().without_autodiff();
-        let x = Tensor::<2>::from_data(
-            TensorData::new(data.features.clone(), [data.len(), data.n_features]),
-            &device,
-        );
-        let labels: Vec<i64> = data.labels.iter().map(|&l| i64::from(l)).collect();
-        let y = Tensor::<1, Int>::from_data(TensorData::new(labels, [data.len()]), &device);
-        let predicted = model.forward(x).argmax(1).reshape([data.len()]);
-        let correct: i64 = predicted
-            .equal(y)
-            .int()
-            .sum()
-            .into_scalar_async()
-            .await
-            .map_err(|e| Error::Readback {
-                what: "predictions",
-                reason: e.to_string(),
-            })?;
-        Ok(correct as f32 / data.len() as f32)
     }
 }
 
@@ -323,11 +277,7 @@ pub async fn evaluate(
     let device = device.clone().without_autodiff();
     let loss_fn = CrossEntropyLossConfig::new().init(&device);
     let mut predicted = Vec::with_capacity(data.len());
-    let mut loss_sum = 0.0f64;
-    let readback = |e: burn::tensor::TensorReadError| Error::Readback {
-        what: "evaluation",
-        reason: e.to_string(),
-    };
+    let mut loss_sum: Option<Tensor<1>> = None;
     for start in (0..data.len()).step_by(EVAL_BATCH) {
         let indices: Vec<usize> = (start..(start + EVAL_BATCH).min(data.len())).collect();
         let (features, labels) = data.gather(&indices);
@@ -336,31 +286,34 @@ pub async fn evaluate(
         let y = Tensor::<1, Int>::from_data(TensorData::new(labels, [rows]), &device);
         let logits = model.forward(x);
         let loss = loss_fn.forward(logits.clone(), y) * rows as f32;
-        let argmax = logits.argmax(1).reshape([rows]);
-        let values = argmax
+        loss_sum = Some(match loss_sum {
+            Some(sum) => sum + loss,
+            None => loss,
+        });
+        let values = logits
+            .argmax(1)
+            .reshape([rows])
             .into_data_async()
             .await
+            .map_err(Error::readback("predictions"))?;
+        let values = values
+            .convert::<i64>()
+            .try_to_vec::<i64>()
             .map_err(|e| Error::Readback {
                 what: "predictions",
-                reason: e.to_string(),
+                reason: format!("{e:?}"),
             })?;
-        predicted.extend(
-            values
-                .convert::<i64>()
-                .try_to_vec::<i64>()
-                .map_err(|e| Error::Readback {
-                    what: "predictions",
-                    reason: format!("{e:?}"),
-                })?
-                .into_iter()
-                .map(|v| v as u32),
-        );
-        let l: f32 = loss.try_into_scalar_async().await.map_err(readback)?;
-        loss_sum += f64::from(l);
+        predicted.extend(values.into_iter().map(|v| v as u32));
     }
+    // One read of the summed loss, after the predictions of every batch.
+    let loss_sum: f32 = loss_sum
+        .expect("the data has at least one row")
+        .try_into_scalar_async()
+        .await
+        .map_err(Error::readback("evaluation loss"))?;
     let report = ClassificationReport::new(&data.class_names, &data.labels, &predicted)?;
     Ok(Evaluation {
-        loss: loss_sum / data.len() as f64,
+        loss: f64::from(loss_sum) / data.len() as f64,
         report,
     })
 }
@@ -394,11 +347,23 @@ mod tests {
         }
         assert_eq!(trainer.steps_done(), 300);
         assert!(last < first * 0.5, "loss went from {first} to {last}");
-        let accuracy = pollster::block_on(trainer.accuracy(&data)).expect("accuracy");
-        assert!(accuracy > 0.85, "accuracy {accuracy}");
         let evaluation = pollster::block_on(trainer.evaluate(&data)).expect("evaluate");
-        assert!((evaluation.report.accuracy - f64::from(accuracy)).abs() < 1e-6);
+        let accuracy = evaluation.report.accuracy;
+        assert!(accuracy > 0.85, "accuracy {accuracy}");
         assert!(evaluation.loss < f64::from(first), "{evaluation:?}");
+        // The loss is the mean cross-entropy over all rows, summed across evaluation batches.
+        let big = {
+            let rows: Vec<usize> = (0..EVAL_BATCH + 10).map(|i| i % data.len()).collect();
+            data.subset(&rows)
+        };
+        let batched = pollster::block_on(trainer.evaluate(&big)).expect("evaluate");
+        assert!(
+            (batched.loss - evaluation.loss).abs() < 0.05,
+            "{} vs {}",
+            batched.loss,
+            evaluation.loss
+        );
+        assert_eq!(batched.report.total, EVAL_BATCH + 10);
         assert_eq!(evaluation.report.total, data.len());
     }
 
