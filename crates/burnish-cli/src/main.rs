@@ -8,16 +8,10 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use burn::prelude::Device;
-use burnish_core::data::ClassificationDataset;
-use burnish_core::data::idx::idx_dataset;
-use burnish_core::data::images::{FolderFile, ImageFolderConfig, image_folder};
-use burnish_core::data::split::{Normalizer, Splits};
-use burnish_core::data::table::{Table, TableFormat};
-use burnish_core::export::ExportedClassifier;
-use burnish_core::model::MlpConfig;
-use burnish_core::session::fit::fit;
+use burnish_core::data::images::{FolderFile, ImageFolderConfig};
 use burnish_core::session::recipe::Recipe;
-use burnish_core::session::{Control, DemoRequest, Event, Host, run_demo};
+use burnish_core::session::workspace::{LoadRequest, Preview, Role, TableImage};
+use burnish_core::session::{Control, DemoRequest, Event, Host, Workspace, run_demo};
 use clap::{Parser, Subcommand, ValueEnum};
 
 #[derive(Parser)]
@@ -33,8 +27,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Train a classifier from a CSV/TSV/JSONL table or IDX files, print the classification
-    /// report on the test split, and export the model as safetensors.
+    /// Train a classifier from a CSV/TSV/JSONL table, IDX files or an image folder, print the
+    /// classification report on the test split, and export the model as safetensors.
     Train {
         /// A table with a header row (.csv, .tsv, .jsonl; .gz accepted), an IDX images file, or a
         /// folder of PNG/JPEG images with one sub-folder per class (resized to 28x28 grayscale).
@@ -42,12 +36,25 @@ enum Command {
         /// IDX labels file, when `data` is an IDX images file.
         #[arg(long)]
         idx_labels: Option<PathBuf>,
+        /// Your own validation data, in the same form as `data` (instead of a share of it).
+        #[arg(long)]
+        validation: Option<PathBuf>,
+        /// Your own test data, in the same form as `data` (instead of a share of it).
+        #[arg(long)]
+        test: Option<PathBuf>,
         /// The label column (default: the last column).
         #[arg(long)]
         label: Option<String>,
         /// The table has no header row; columns are then named 1, 2, ...
         #[arg(long)]
         no_header: bool,
+        /// Table rows are images of this shape, e.g. `1,8,8` (enables the CNN).
+        #[arg(long, value_parser = parse_shape)]
+        image_shape: Option<[usize; 3]>,
+        /// With --image-shape: the value of full intensity (e.g. 16 for the digits, 255 for
+        /// MNIST as CSV).
+        #[arg(long, default_value_t = 255.0)]
+        max_value: f32,
         /// Recipe JSON (model, train, fit, split, normalize; any may be left out).
         #[arg(long)]
         recipe: Option<PathBuf>,
@@ -88,6 +95,20 @@ enum Backend {
     Flex,
     /// burn's wgpu backend on the best GPU adapter found (or a software one such as lavapipe).
     Wgpu,
+}
+
+fn parse_shape(text: &str) -> std::result::Result<[usize; 3], String> {
+    let parts: Vec<usize> = text
+        .split([',', 'x'])
+        .map(|p| p.trim().parse::<usize>())
+        .collect::<std::result::Result<_, _>>()
+        .map_err(|e| format!("expected channels,height,width such as 1,28,28 ({e})"))?;
+    parts.try_into().map_err(|p: Vec<usize>| {
+        format!(
+            "expected 3 numbers (channels,height,width), found {}",
+            p.len()
+        )
+    })
 }
 
 fn device(backend: Backend) -> Result<Device> {
@@ -246,53 +267,80 @@ fn collect(root: &std::path::Path, dir: &std::path::Path, out: &mut Vec<FolderFi
     Ok(())
 }
 
-/// Load the data set from an image folder, a table or an IDX pair.
-fn load(
-    data: &PathBuf,
-    idx_labels: Option<&PathBuf>,
-    label: Option<&str>,
+/// How to read the data files, and the files, for one role.
+struct DataArgs<'a> {
+    idx_labels: Option<&'a PathBuf>,
+    label: Option<&'a str>,
     no_header: bool,
-    classes: Option<&[String]>,
-) -> Result<ClassificationDataset> {
-    let source = name(data);
-    if data.is_dir() {
+    image: Option<TableImage>,
+}
+
+/// Read `data` (a folder of images, a table, or an IDX pair with `idx_labels`) into the
+/// workspace as `role`.
+fn load(
+    workspace: &mut Workspace,
+    role: Role,
+    data: &PathBuf,
+    args: &DataArgs<'_>,
+) -> Result<Preview> {
+    let (request, files) = if data.is_dir() {
         let mut files = Vec::new();
         collect(data, data, &mut files)?;
-        let folder = image_folder(&source, &files, &ImageFolderConfig::default())?;
-        if !folder.skipped.is_empty() {
-            println!(
-                "skipped {} files that are not PNG or JPEG: {}",
-                folder.skipped.len(),
-                folder.skipped.join(", ")
-            );
+        // Paths start with the folder's own name, as the browser's folder picker gives them.
+        let root = name(data);
+        for f in &mut files {
+            f.path = format!("{root}/{}", f.path);
         }
-        return Ok(folder.dataset);
+        (
+            LoadRequest::Images {
+                config: ImageFolderConfig::default(),
+            },
+            files,
+        )
+    } else if let Some(labels) = args.idx_labels {
+        (
+            LoadRequest::Idx,
+            vec![
+                FolderFile {
+                    path: name(data),
+                    bytes: read(data)?,
+                },
+                FolderFile {
+                    path: name(labels),
+                    bytes: read(labels)?,
+                },
+            ],
+        )
+    } else {
+        (
+            LoadRequest::Table {
+                label: args.label.map(str::to_string),
+                has_header: !args.no_header,
+                image: args.image,
+            },
+            vec![FolderFile {
+                path: name(data),
+                bytes: read(data)?,
+            }],
+        )
+    };
+    let preview = workspace.load(role, &request, &files)?;
+    if !preview.skipped.is_empty() {
+        println!(
+            "skipped {} files that are not PNG or JPEG: {}",
+            preview.skipped.len(),
+            preview.skipped.join(", ")
+        );
     }
-    if let Some(labels) = idx_labels {
-        return Ok(idx_dataset(
-            &source,
-            &read(data)?,
-            &name(labels),
-            &read(labels)?,
-        )?);
-    }
-    let format = TableFormat::from_name(&source).with_context(|| {
-        format!("{source}: cannot tell the format from the name; expected .csv, .tsv, .jsonl (optionally .gz), or IDX files with --idx-labels")
-    })?;
-    let table = Table::parse_with(&source, &read(data)?, format, !no_header)?;
-    let label = label.map_or_else(
-        || table.header.last().cloned().unwrap_or_default(),
-        str::to_string,
-    );
-    Ok(table.to_dataset(&label, classes)?)
+    Ok(preview)
 }
 
 #[allow(clippy::too_many_arguments)]
 fn train(
     data: &PathBuf,
-    idx_labels: Option<&PathBuf>,
-    label: Option<&str>,
-    no_header: bool,
+    validation: Option<&PathBuf>,
+    test: Option<&PathBuf>,
+    args: &DataArgs<'_>,
     recipe: Option<&PathBuf>,
     import: Option<&PathBuf>,
     out: &PathBuf,
@@ -304,95 +352,59 @@ fn train(
             .with_context(|| format!("{} is not a valid recipe", path.display()))?,
         None => Recipe::default(),
     };
-    let imported = import
-        .map(|path| {
-            ExportedClassifier::from_bytes(&name(path), &read(path)?).map_err(anyhow::Error::from)
-        })
-        .transpose()?;
-    let dataset = load(
-        data,
-        idx_labels,
-        label,
-        no_header,
-        imported.as_ref().map(|i| i.classes.as_slice()),
-    )?;
-    let counts = dataset.class_counts();
+    let mut workspace = Workspace::new();
+    if let Some(path) = import {
+        workspace.import(&name(path), &read(path)?)?;
+    }
+    let preview = load(&mut workspace, Role::Train, data, args)?;
     println!(
         "{}: {} rows, {} features, {} classes ({})",
-        dataset.source_name,
-        dataset.len(),
-        dataset.n_features,
-        dataset.n_classes(),
-        dataset
-            .class_names
+        preview.source,
+        preview.rows,
+        preview.features,
+        preview.classes.len(),
+        preview
+            .classes
             .iter()
-            .zip(&counts)
+            .zip(&preview.counts)
             .map(|(c, n)| format!("{c}: {n}"))
             .collect::<Vec<_>>()
             .join(", ")
     );
-    let Splits {
-        mut train,
-        mut validation,
-        mut test,
-    } = dataset.split(&recipe.split)?;
-    let normalizer = match &imported {
-        Some(i) => i.normalizer.clone(),
-        None => recipe.normalize.then(|| Normalizer::fit(&train)),
-    };
-    if let Some(n) = &normalizer {
-        for part in [&mut train, &mut validation, &mut test] {
-            n.apply(part)?;
+    for (role, path) in [(Role::Validation, validation), (Role::Test, test)] {
+        if let Some(path) = path {
+            let idx_labels = None;
+            let p = load(
+                &mut workspace,
+                role,
+                path,
+                &DataArgs {
+                    idx_labels,
+                    ..*args
+                },
+            )?;
+            println!("{}: {} rows for {role:?}", p.source, p.rows);
         }
     }
-    println!(
-        "split: {} train, {} validation, {} test",
-        train.len(),
-        validation.len(),
-        test.len()
-    );
-    let shape = match &imported {
-        Some(i) => i.config.clone(),
-        None => MlpConfig::new(dataset.n_features, dataset.n_classes())
-            .with_hidden(recipe.model.hidden.clone())
-            .with_dropout(recipe.model.dropout),
-    };
-    let start = imported.as_ref().map(|i| i.to_model(device)).transpose()?;
-    let splits = Splits {
-        train,
-        validation,
-        test,
-    };
-    let outcome = pollster::block_on(fit(
-        &shape,
-        start,
-        recipe.train.clone(),
-        &recipe.fit,
-        &splits,
-        device,
-        &Control::default(),
-        host,
-    ))?;
+    let job = workspace.plan(&recipe, import.is_some(), device)?;
+    let [n_train, n_validation, n_test] = job.split_sizes();
+    println!("split: {n_train} train, {n_validation} validation, {n_test} test");
+    let (export, report) = pollster::block_on(job.run(device, &Control::default(), host))?;
     println!(
         "\nbest epoch {} of {}{}; report on {} held-out rows:\n\n{}",
-        outcome.best_epoch,
-        outcome.epochs_run,
-        if outcome.stopped_early {
+        report.best_epoch,
+        report.epochs_run,
+        if report.stopped_early {
             " (stopped early)"
         } else {
             ""
         },
-        outcome.test.report.total,
-        outcome.test.report.to_text()
+        report.report.total,
+        report.text
     );
-    println!("test accuracy: {:.4}", outcome.test.report.accuracy);
-    let export = pollster::block_on(ExportedClassifier::from_model(
-        &outcome.model,
-        &shape,
-        dataset.class_names.clone(),
-        normalizer,
-    ))?;
-    std::fs::write(out, export.to_bytes()?)
+    println!("test accuracy: {:.4}", report.report.accuracy);
+    workspace.set_model(export, "trained");
+    std::fs::write(out, workspace.export()?)
         .with_context(|| format!("cannot write {}", out.display()))?;
     println!("model written to {}", out.display());
     Ok(())
@@ -414,8 +426,12 @@ fn run(cli: Cli) -> Result<()> {
         Command::Train {
             data,
             idx_labels,
+            validation,
+            test,
             label,
             no_header,
+            image_shape,
+            max_value,
             recipe,
             import,
             out,
@@ -424,11 +440,17 @@ fn run(cli: Cli) -> Result<()> {
         } => {
             let device = device(backend)?;
             let host = Terminal::new(json);
+            let args = DataArgs {
+                idx_labels: idx_labels.as_ref(),
+                label: label.as_deref(),
+                no_header,
+                image: image_shape.map(|shape| TableImage { shape, max_value }),
+            };
             train(
                 &data,
-                idx_labels.as_ref(),
-                label.as_deref(),
-                no_header,
+                validation.as_ref(),
+                test.as_ref(),
+                &args,
                 recipe.as_ref(),
                 import.as_ref(),
                 &out,

@@ -1,10 +1,14 @@
 //! Export and import of trained classifiers as safetensors.
 //!
-//! Layout (documented in ARCHITECTURE.md): tensors `layers.{i}.weight` `[d_output, d_input]`
-//! (PyTorch's `nn.Linear` layout, so `torch` code reads them as they are) and `layers.{i}.bias`
-//! `[d_output]`, all F32. The safetensors metadata (`__metadata__`, string to string) holds:
-//! `format` = `burnish.mlp-classifier.v1`, `model` (the [`MlpConfig`] as JSON), `classes` (JSON
-//! list of class names) and `normalizer` (the [`Normalizer`] as JSON, or `null`).
+//! Layout (documented in ARCHITECTURE.md): every tensor of the model under the names and in the
+//! PyTorch layout of [`ModelConfig::tensor_layout`] (MLP `layers.{i}.weight` `[out, in]`,
+//! `layers.{i}.bias`; CNN `convs.{i}.weight` `[out, in, 3, 3]`, `convs.{i}.bias`, then
+//! `head.{i}.weight`, `head.{i}.bias`), all F32, so `torch` code reads them as they are. The
+//! safetensors metadata (`__metadata__`, string to string) holds: `format` =
+//! `burnish.classifier.v1`, `model` (the [`ModelConfig`] as JSON, tagged by `kind`), `classes`
+//! (JSON list of class names), `normalizer` (the [`Normalizer`] as JSON, or `null`) and
+//! `image_shape` (`[channels, height, width]` of image inputs, or `null` for tables). Files of the
+//! earlier `burnish.mlp-classifier.v1` format (an MLP config without `kind`) still load.
 //!
 //! Export reads every weight with `into_data_async`, so it works in the browser, where burn-store's
 //! synchronous save panics.
@@ -13,48 +17,27 @@ use burn::prelude::*;
 use safetensors::tensor::Dtype;
 
 use crate::data::split::Normalizer;
-use crate::model::{Mlp, MlpConfig};
+use crate::model::{Classifier, MlpConfig, ModelConfig};
 use crate::{Error, Result};
 
 /// The `format` metadata value of this layout.
-pub const FORMAT: &str = "burnish.mlp-classifier.v1";
+pub const FORMAT: &str = "burnish.classifier.v1";
+/// The format of the first exports (MLP only), still read.
+const FORMAT_MLP_V1: &str = "burnish.mlp-classifier.v1";
 
 /// A trained classifier and what is needed to use it on new rows.
-#[derive(Debug)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ExportedClassifier {
     /// The model's shape.
-    pub config: MlpConfig,
+    pub config: ModelConfig,
     /// Class names, indexed by label.
     pub classes: Vec<String>,
     /// The normalisation fitted on the training rows, if one was used.
     pub normalizer: Option<Normalizer>,
-    /// Per layer: weight in burn's `[d_input, d_output]` layout, row-major, and bias.
-    pub weights: Vec<(Vec<f32>, Vec<f32>)>,
-}
-
-async fn read(tensor: Tensor<2>) -> Result<Vec<f32>> {
-    let data = tensor
-        .into_data_async()
-        .await
-        .map_err(Error::readback("weights"))?;
-    data.try_to_vec::<f32>().map_err(|e| Error::Readback {
-        what: "weights",
-        reason: format!("{e:?}"),
-    })
-}
-
-async fn read1(tensor: Tensor<1>) -> Result<Vec<f32>> {
-    read(tensor.unsqueeze()).await
-}
-
-fn transpose(values: &[f32], rows: usize, cols: usize) -> Vec<f32> {
-    let mut out = vec![0.0; values.len()];
-    for r in 0..rows {
-        for c in 0..cols {
-            out[c * rows + r] = values[r * cols + c];
-        }
-    }
-    out
+    /// `[channels, height, width]` when the inputs are images.
+    pub image_shape: Option<[usize; 3]>,
+    /// Every tensor, in the order and PyTorch layout of [`ModelConfig::tensor_layout`].
+    pub tensors: Vec<Vec<f32>>,
 }
 
 impl ExportedClassifier {
@@ -63,54 +46,59 @@ impl ExportedClassifier {
     /// # Errors
     /// [`Error::Readback`] when the device fails to return a tensor.
     pub async fn from_model(
-        model: &Mlp,
-        config: &MlpConfig,
+        model: &Classifier,
+        config: &ModelConfig,
         classes: Vec<String>,
         normalizer: Option<Normalizer>,
+        image_shape: Option<[usize; 3]>,
     ) -> Result<Self> {
-        let mut weights = Vec::new();
-        for layer in model.layers() {
-            let w = read(layer.weight.val()).await?;
-            let b = match &layer.bias {
-                Some(bias) => read1(bias.val()).await?,
-                None => vec![0.0; layer.weight.val().dims()[1]],
-            };
-            weights.push((w, b));
-        }
         Ok(Self {
             config: config.clone(),
             classes,
             normalizer,
-            weights,
+            image_shape,
+            tensors: model.tensors().await?,
         })
     }
 
-    /// Serialise to safetensors bytes.
+    /// Trainable parameters.
+    pub fn parameters(&self) -> usize {
+        self.tensors.iter().map(Vec::len).sum()
+    }
+
+    /// Serialise to safetensors bytes; the same model always gives the same bytes.
     ///
     /// # Errors
-    /// [`Error::Data`] if safetensors refuses the tensors (it should not).
+    /// [`Error::Config`] when the tensors do not match the config's layout.
     pub fn to_bytes(&self) -> Result<Vec<u8>> {
-        let widths = self.config.widths();
-        let mut stored: Vec<(String, Vec<u8>, Vec<usize>)> = Vec::new();
-        for (i, ((w, b), pair)) in self.weights.iter().zip(widths.windows(2)).enumerate() {
-            let (d_in, d_out) = (pair[0], pair[1]);
-            let torch = transpose(w, d_in, d_out);
-            stored.push((
-                format!("layers.{i}.weight"),
-                torch.iter().flat_map(|v| v.to_le_bytes()).collect(),
-                vec![d_out, d_in],
-            ));
-            stored.push((
-                format!("layers.{i}.bias"),
-                b.iter().flat_map(|v| v.to_le_bytes()).collect(),
-                vec![d_out],
+        let layout = self.config.tensor_layout();
+        if layout.len() != self.tensors.len() {
+            return Err(Error::config(
+                "model",
+                format!(
+                    "{} tensors for a model of {}",
+                    self.tensors.len(),
+                    layout.len()
+                ),
             ));
         }
+        let stored: Vec<(String, Vec<u8>, Vec<usize>)> = layout
+            .into_iter()
+            .zip(&self.tensors)
+            .map(|((name, shape), values)| {
+                (
+                    name,
+                    values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+                    shape,
+                )
+            })
+            .collect();
         let metadata = std::collections::BTreeMap::from([
             ("format", FORMAT.to_string()),
             ("model", to_json(&self.config)),
             ("classes", to_json(&self.classes)),
             ("normalizer", to_json(&self.normalizer)),
+            ("image_shape", to_json(&self.image_shape)),
         ]);
         Ok(write_safetensors(&stored, &metadata))
     }
@@ -137,88 +125,111 @@ impl ExportedClassifier {
             })
         };
         let format = field("format")?;
-        if format != FORMAT {
+        if format != FORMAT && format != FORMAT_MLP_V1 {
             return Err(fail(format!(
                 "metadata `format` is `{format}`, expected `{FORMAT}`"
             )));
         }
-        let parse = |key: &str| -> Result<String> { field(key).cloned() };
-        let config: MlpConfig = serde_json::from_str(&parse("model")?)
-            .map_err(|e| fail(format!("metadata `model`: {e}")))?;
+        let model_json = field("model")?;
+        let config: ModelConfig = if format == FORMAT {
+            serde_json::from_str(model_json)
+        } else {
+            serde_json::from_str::<MlpConfig>(model_json).map(ModelConfig::Mlp)
+        }
+        .map_err(|e| fail(format!("metadata `model`: {e}")))?;
         config
             .validate()
             .map_err(|e| fail(format!("metadata `model`: {e}")))?;
-        let classes: Vec<String> = serde_json::from_str(&parse("classes")?)
+        let classes: Vec<String> = serde_json::from_str(field("classes")?)
             .map_err(|e| fail(format!("metadata `classes`: {e}")))?;
-        if classes.len() != config.n_classes {
+        if classes.len() != config.n_classes() {
             return Err(fail(format!(
                 "metadata lists {} classes, the model has {}",
                 classes.len(),
-                config.n_classes
+                config.n_classes()
             )));
         }
-        let normalizer: Option<Normalizer> = serde_json::from_str(&parse("normalizer")?)
+        let normalizer: Option<Normalizer> = serde_json::from_str(field("normalizer")?)
             .map_err(|e| fail(format!("metadata `normalizer`: {e}")))?;
         if let Some(n) = &normalizer
-            && (n.mean.len() != n.std.len() || n.mean.len() * n.span != config.d_input)
+            && (n.mean.len() != n.std.len() || n.mean.len() * n.span != config.d_input())
         {
             return Err(fail(format!(
                 "metadata `normalizer` does not cover the model's {} inputs",
-                config.d_input
+                config.d_input()
             )));
         }
-        let widths = config.widths();
-        let mut expected = std::collections::BTreeSet::new();
-        let mut weights = Vec::new();
-        for (i, pair) in widths.windows(2).enumerate() {
-            let (d_in, d_out) = (pair[0], pair[1]);
-            let mut get = |name: String, shape: &[usize]| -> Result<Vec<f32>> {
-                let view = tensors
-                    .tensor(&name)
-                    .map_err(|_| fail(format!("tensor `{name}` is missing")))?;
-                if view.dtype() != Dtype::F32 {
-                    return Err(fail(format!(
-                        "tensor `{name}` is {:?}, expected F32",
-                        view.dtype()
-                    )));
-                }
-                if view.shape() != shape {
-                    return Err(fail(format!(
-                        "tensor `{name}` has shape {:?}, expected {shape:?}",
-                        view.shape()
-                    )));
-                }
-                expected.insert(name);
-                Ok(view
-                    .data()
-                    .chunks_exact(4)
-                    .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                    .collect())
-            };
-            let w = get(format!("layers.{i}.weight"), &[d_out, d_in])?;
-            let b = get(format!("layers.{i}.bias"), &[d_out])?;
-            weights.push((transpose(&w, d_out, d_in), b));
-        }
-        if let Some(extra) = tensors.names().into_iter().find(|n| !expected.contains(*n)) {
+        let image_shape: Option<[usize; 3]> = match meta.get("image_shape") {
+            Some(json) => serde_json::from_str(json)
+                .map_err(|e| fail(format!("metadata `image_shape`: {e}")))?,
+            None => match &config {
+                ModelConfig::Cnn(c) => Some(c.image_shape),
+                ModelConfig::Mlp(_) => None,
+            },
+        };
+        if let Some(shape) = image_shape
+            && shape.iter().product::<usize>() != config.d_input()
+        {
             return Err(fail(format!(
-                "tensor `{extra}` is not part of a {}-layer model",
-                widths.len() - 1
+                "metadata `image_shape` {shape:?} does not match the model's {} inputs",
+                config.d_input()
+            )));
+        }
+        let layout = config.tensor_layout();
+        let mut values = Vec::with_capacity(layout.len());
+        for (name, shape) in &layout {
+            let view = tensors
+                .tensor(name)
+                .map_err(|_| fail(format!("tensor `{name}` is missing")))?;
+            if view.dtype() != Dtype::F32 {
+                return Err(fail(format!(
+                    "tensor `{name}` is {:?}, expected F32",
+                    view.dtype()
+                )));
+            }
+            if view.shape() != shape.as_slice() {
+                return Err(fail(format!(
+                    "tensor `{name}` has shape {:?}, expected {shape:?}",
+                    view.shape()
+                )));
+            }
+            let v: Vec<f32> = view
+                .data()
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect();
+            if let Some(i) = v.iter().position(|x| !x.is_finite()) {
+                return Err(fail(format!(
+                    "tensor `{name}` holds a non-finite value at index {i}"
+                )));
+            }
+            values.push(v);
+        }
+        if let Some(extra) = tensors
+            .names()
+            .into_iter()
+            .find(|n| !layout.iter().any(|(name, _)| name == *n))
+        {
+            return Err(fail(format!(
+                "tensor `{extra}` is not part of this model ({} tensors expected)",
+                layout.len()
             )));
         }
         Ok(Self {
             config,
             classes,
             normalizer,
-            weights,
+            image_shape,
+            tensors: values,
         })
     }
 
     /// Build the model on `device`.
     ///
     /// # Errors
-    /// When the weights do not fit the config (cannot happen after [`Self::from_bytes`]).
-    pub fn to_model(&self, device: &Device) -> Result<Mlp> {
-        Mlp::from_weights(&self.config, self.weights.clone(), device)
+    /// When the tensors do not fit the config (cannot happen after [`Self::from_bytes`]).
+    pub fn to_model(&self, device: &Device) -> Result<Classifier> {
+        self.config.from_tensors(self.tensors.clone(), device)
     }
 }
 
@@ -266,8 +277,10 @@ mod tests {
 
     use super::*;
 
-    fn model() -> (MlpConfig, Mlp) {
-        let config = MlpConfig::new(3, 2).with_hidden(vec![4]);
+    use crate::model::CnnConfig;
+
+    fn model() -> (ModelConfig, Classifier) {
+        let config = ModelConfig::Mlp(MlpConfig::new(3, 2).with_hidden(vec![4]));
         let model = config.init(5, &Device::flex()).expect("valid");
         (config, model)
     }
@@ -284,6 +297,7 @@ mod tests {
             &config,
             vec!["no".into(), "yes".into()],
             Some(normalizer),
+            None,
         ))
         .expect("read")
     }
@@ -297,12 +311,11 @@ mod tests {
         assert_eq!(back.config, config);
         assert_eq!(back.classes, ["no", "yes"]);
         assert_eq!(back.normalizer, export.normalizer);
-        for ((w1, b1), (w2, b2)) in export.weights.iter().zip(&back.weights) {
+        for (a, b) in export.tensors.iter().zip(&back.tensors) {
             assert_eq!(
-                w1.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
-                w2.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+                a.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                b.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
             );
-            assert_eq!(b1, b2);
         }
         let x = Tensor::<2>::from_floats([[0.1, -0.2, 0.3], [1.0, 2.0, 3.0]], &Device::flex());
         let a = model.forward(x.clone()).into_data();
@@ -338,13 +351,61 @@ mod tests {
         let w = st.tensor("layers.0.weight").expect("w");
         assert_eq!(w.shape(), [4, 3]);
         // burn's [in, out] element (r=1, c=2) is PyTorch's (2, 1).
-        let burn_value = export.weights[0].0[4 + 2];
+        let ExportedClassifier { config, .. } = &export;
+        let model = config
+            .from_tensors(export.tensors.clone(), &Device::flex())
+            .expect("model");
+        let Classifier::Mlp(mlp) = model else {
+            panic!("an MLP")
+        };
+        let burn_weights = mlp.layers()[0]
+            .weight
+            .val()
+            .into_data()
+            .try_to_vec::<f32>()
+            .expect("f32");
+        let burn_value = burn_weights[4 + 2];
         let torch_value = f32::from_le_bytes(
             w.data()[(2 * 3 + 1) * 4..(2 * 3 + 1) * 4 + 4]
                 .try_into()
                 .expect("4 bytes"),
         );
         assert_eq!(burn_value, torch_value);
+    }
+
+    #[test]
+    fn a_cnn_round_trips_with_its_image_shape() {
+        let config = ModelConfig::Cnn(CnnConfig::new([1, 8, 8], 3));
+        let model = config.init(2, &Device::flex()).expect("valid");
+        let export = pollster::block_on(ExportedClassifier::from_model(
+            &model,
+            &config,
+            vec!["a".into(), "b".into(), "c".into()],
+            None,
+            Some([1, 8, 8]),
+        ))
+        .expect("read");
+        let bytes = export.to_bytes().expect("serialise");
+        let back = ExportedClassifier::from_bytes("c.safetensors", &bytes).expect("parse");
+        assert_eq!(back, export);
+        let st = safetensors::SafeTensors::deserialize(&bytes).expect("valid");
+        assert_eq!(
+            st.tensor("convs.1.weight").expect("w").shape(),
+            [32, 16, 3, 3]
+        );
+        assert_eq!(
+            st.tensor("head.0.weight").expect("w").shape(),
+            [64, 32 * 2 * 2]
+        );
+        let x = Tensor::<2>::ones([2, 64], &Device::flex());
+        model.forward(x.clone()).into_data().assert_eq(
+            &back
+                .to_model(&Device::flex())
+                .expect("model")
+                .forward(x)
+                .into_data(),
+            true,
+        );
     }
 
     #[test]
@@ -377,6 +438,14 @@ mod tests {
                     })
                 }),
                 "normalizer` does not cover",
+            ),
+            (
+                with(&|e| e.tensors[1][0] = f32::NAN),
+                "tensor `layers.0.bias` holds a non-finite value at index 0",
+            ),
+            (
+                with(&|e| e.image_shape = Some([1, 2, 2])),
+                "`image_shape` [1, 2, 2] does not match the model's 3 inputs",
             ),
         ];
         for (bytes, expected) in cases {

@@ -108,6 +108,36 @@ impl ClassificationDataset {
         })
     }
 
+    /// The same rows with labels renumbered to `classes` (matched by name), e.g. to continue
+    /// training an imported model whose classes come in another order, or to give a validation
+    /// file the training file's classes. `classes` may hold classes the data lacks.
+    ///
+    /// # Errors
+    /// [`Error::Data`] naming a class of the data that `classes` does not have.
+    pub fn with_classes(self, classes: &[String]) -> Result<Self> {
+        let mut map = Vec::with_capacity(self.class_names.len());
+        for name in &self.class_names {
+            match classes.iter().position(|c| c == name) {
+                Some(i) => map.push(i as u32),
+                None if !self.labels.contains(&(map.len() as u32)) => map.push(0),
+                None => {
+                    return Err(Error::data(
+                        &self.source_name,
+                        format!(
+                            "class `{name}` is not one of the model's classes ({})",
+                            classes.join(", ")
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(Self {
+            labels: self.labels.iter().map(|&l| map[l as usize]).collect(),
+            class_names: classes.to_vec(),
+            ..self
+        })
+    }
+
     /// Number of rows.
     pub fn len(&self) -> usize {
         self.labels.len()
@@ -152,6 +182,30 @@ impl ClassificationDataset {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn with_classes_renumbers_by_name() {
+        let d = ClassificationDataset::new(
+            "d.csv",
+            vec![0.0, 1.0, 2.0],
+            vec![0, 1, 0],
+            1,
+            vec!["cat".into(), "dog".into()],
+        )
+        .expect("valid");
+        let all = ["bird".to_string(), "dog".into(), "cat".into()];
+        let r = d.clone().with_classes(&all).expect("subset of classes");
+        assert_eq!(r.labels, [2, 1, 2]);
+        assert_eq!(r.class_names, all);
+        let err = d
+            .with_classes(&["cat".to_string(), "cow".into()])
+            .expect_err("dog is unknown")
+            .to_string();
+        assert!(
+            err.contains("d.csv") && err.contains("class `dog`"),
+            "{err}"
+        );
+    }
 
     fn names(n: usize) -> Vec<String> {
         (0..n).map(|i| format!("c{i}")).collect()

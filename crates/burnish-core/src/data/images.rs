@@ -99,6 +99,31 @@ fn decode(path: &str, bytes: &[u8], config: &ImageFolderConfig) -> Result<Vec<f3
     })
 }
 
+/// Decode one PNG or JPEG to a row of the given `[channels, height, width]` (1 channel is
+/// grayscale, 3 is RGB), values in `[0, 1]`: how a model trained on an image folder sees a new
+/// image.
+///
+/// # Errors
+/// [`Error::Data`] naming `name` when the bytes are not a PNG or JPEG, do not decode, or are too
+/// large; [`Error::Config`] for a channel count other than 1 or 3.
+pub fn decode_image(name: &str, bytes: &[u8], shape: [usize; 3]) -> Result<Vec<f32>> {
+    let [c, h, w] = shape;
+    if c != 1 && c != 3 {
+        return Err(Error::config(
+            "image_shape",
+            format!("expected 1 (grayscale) or 3 (RGB) channels, found {c}"),
+        ));
+    }
+    decode(
+        name,
+        bytes,
+        &ImageFolderConfig {
+            size: [h, w],
+            grayscale: c == 1,
+        },
+    )
+}
+
 /// Load an image folder.
 ///
 /// # Errors

@@ -1,6 +1,7 @@
 //! Data sets, as typed values the trainer consumes. Parsers of file formats take bytes and give
 //! these; the built-in demo data is generated here.
 
+pub mod augment;
 mod dataset;
 pub mod demo;
 pub mod idx;

@@ -115,6 +115,47 @@ pub struct Mlp {
     dropout: Dropout,
 }
 
+/// Linear layers for consecutive `widths` from per-layer weights in burn's `[d_input, d_output]`
+/// layout (row-major) and biases.
+pub(super) fn linears(
+    widths: &[usize],
+    weights: Vec<(Vec<f32>, Vec<f32>)>,
+    device: &Device,
+) -> Result<Vec<Linear>> {
+    if weights.len() != widths.len() - 1 {
+        return Err(Error::config(
+            "hidden",
+            format!(
+                "{} layers of weights for {} layers",
+                weights.len(),
+                widths.len() - 1
+            ),
+        ));
+    }
+    let mut layers = Vec::with_capacity(weights.len());
+    for (i, ((w, b), pair)) in weights.into_iter().zip(widths.windows(2)).enumerate() {
+        let (d_in, d_out) = (pair[0], pair[1]);
+        if w.len() != d_in * d_out || b.len() != d_out {
+            return Err(Error::config(
+                "hidden",
+                format!(
+                    "layer {i}: expected {d_in}x{d_out} weights and {d_out} biases, found {} and {}",
+                    w.len(),
+                    b.len()
+                ),
+            ));
+        }
+        layers.push(Linear {
+            weight: burn::module::Param::from_data(TensorData::new(w, [d_in, d_out]), device),
+            bias: Some(burn::module::Param::from_data(
+                TensorData::new(b, [d_out]),
+                device,
+            )),
+        });
+    }
+    Ok(layers)
+}
+
 impl Mlp {
     /// The linear layers, input side first.
     pub fn layers(&self) -> &[Linear] {
@@ -132,38 +173,7 @@ impl Mlp {
         device: &Device,
     ) -> Result<Self> {
         config.validate()?;
-        let widths = config.widths();
-        if weights.len() != widths.len() - 1 {
-            return Err(Error::config(
-                "hidden",
-                format!(
-                    "{} layers of weights for {} layers",
-                    weights.len(),
-                    widths.len() - 1
-                ),
-            ));
-        }
-        let mut layers = Vec::with_capacity(weights.len());
-        for (i, ((w, b), pair)) in weights.into_iter().zip(widths.windows(2)).enumerate() {
-            let (d_in, d_out) = (pair[0], pair[1]);
-            if w.len() != d_in * d_out || b.len() != d_out {
-                return Err(Error::config(
-                    "hidden",
-                    format!(
-                        "layer {i}: expected {d_in}x{d_out} weights and {d_out} biases, found {} and {}",
-                        w.len(),
-                        b.len()
-                    ),
-                ));
-            }
-            layers.push(Linear {
-                weight: burn::module::Param::from_data(TensorData::new(w, [d_in, d_out]), device),
-                bias: Some(burn::module::Param::from_data(
-                    TensorData::new(b, [d_out]),
-                    device,
-                )),
-            });
-        }
+        let layers = linears(&config.widths(), weights, device)?;
         Ok(Self {
             layers,
             activation: Relu::new(),

@@ -1,8 +1,12 @@
-//! Models. One model per file; each has a `#[derive(Config)]` config whose `init` builds it on a
-//! device with weights drawn from the portable [`Rng`](crate::rng::Rng), so that a seed gives the
-//! same starting weights on every backend.
+//! Models. One family per file, each with a serde config whose `init` builds it on a device with
+//! weights drawn from the portable [`Rng`](crate::rng::Rng), so that a seed gives the same
+//! starting weights on every backend; [`classifier`] puts the families behind one type.
 
+pub mod classifier;
+pub mod cnn;
 mod init;
 pub mod mlp;
 
+pub use classifier::{Classifier, ModelConfig};
+pub use cnn::{Cnn, CnnConfig};
 pub use mlp::{Mlp, MlpConfig};

@@ -6,8 +6,9 @@ use serde::{Deserialize, Serialize};
 
 use super::protocol::Event;
 use super::runner::{Control, Host};
+use crate::data::augment::AugmentConfig;
 use crate::data::split::Splits;
-use crate::model::{Mlp, MlpConfig};
+use crate::model::{Classifier, ModelConfig};
 use crate::train::{Evaluation, TrainConfig, Trainer, evaluate};
 use crate::{Error, Result};
 
@@ -73,7 +74,7 @@ impl Default for FitConfig {
 #[derive(Debug)]
 pub struct FitOutcome {
     /// The final model (the best epoch's when `restore_best`).
-    pub model: Mlp,
+    pub model: Classifier,
     /// 1-based epoch whose weights the model holds.
     pub best_epoch: usize,
     /// Epochs run.
@@ -86,22 +87,43 @@ pub struct FitOutcome {
     pub test: Evaluation,
 }
 
-/// Train `model` (fresh from `shape`, or an imported one to continue) on `splits.train`,
+/// Everything a fit needs besides where it runs.
+#[derive(Debug)]
+pub struct FitPlan {
+    /// The model's shape.
+    pub shape: ModelConfig,
+    /// A model to continue from (an import), or `None` to start from seeded weights.
+    pub start: Option<Classifier>,
+    /// Optimizer, schedule, batch, seed (`steps` is set from the epochs).
+    pub train: TrainConfig,
+    /// Epochs and early stopping.
+    pub fit: FitConfig,
+    /// Augmentation of training images.
+    pub augment: AugmentConfig,
+    /// The data, already normalised.
+    pub splits: Splits,
+}
+
+/// Train the plan's model (fresh from `shape`, or `start` to continue) on `splits.train`,
 /// validating on `splits.validation` each epoch, and report on `splits.test`.
 ///
 /// # Errors
 /// Invalid configs, data that does not fit the model, read-back failures, divergence.
-#[allow(clippy::too_many_arguments)] // each is a separate concern the caller owns
 pub async fn fit(
-    shape: &MlpConfig,
-    start: Option<Mlp>,
-    mut config: TrainConfig,
-    fit: &FitConfig,
-    splits: &Splits,
+    plan: FitPlan,
     device: &burn::prelude::Device,
     control: &Control,
     host: &impl Host,
 ) -> Result<FitOutcome> {
+    let FitPlan {
+        shape,
+        start,
+        train: mut config,
+        fit,
+        augment,
+        splits,
+    } = plan;
+    let shape = &shape;
     if fit.epochs == 0 {
         return Err(Error::config("epochs", "expected at least 1, found 0"));
     }
@@ -118,7 +140,8 @@ pub async fn fit(
     let mut trainer = match start {
         Some(model) => Trainer::from_model(model, shape, config, splits.train.clone(), device)?,
         None => Trainer::new(shape, config, splits.train.clone(), device)?,
-    };
+    }
+    .with_augment(&augment)?;
     let validation = if splits.validation.is_empty() {
         &splits.train
     } else {
@@ -127,11 +150,13 @@ pub async fn fit(
     host.post(Event::Started {
         rows: splits.train.len(),
         steps,
+        epochs: fit.epochs,
+        steps_per_epoch,
         parameters: burn::module::Module::num_params(trainer.model()),
         device: format!("{device:?}"),
     });
-    let t0 = host.now_ms();
-    let mut best: Option<(f64, usize, Mlp)> = None;
+    let (mut first_step_ms, mut step_ms) = (0.0, 0.0);
+    let mut best: Option<(f64, usize, Classifier)> = None;
     let mut since_best = 0;
     let (mut epochs_run, mut stopped_early, mut cancelled) = (0, false, false);
     'epochs: for epoch in 1..=fit.epochs {
@@ -141,14 +166,27 @@ pub async fn fit(
                 cancelled = true;
                 break 'epochs;
             }
+            let before = host.now_ms();
             let report = trainer.step().await?;
+            // Mean time of a training step, the first (shader compilation) left out when there
+            // are others; evaluation time is not counted.
+            let took = host.now_ms() - before;
+            if report.step == 1 {
+                first_step_ms = took;
+            } else {
+                step_ms += took;
+            }
             loss_sum += f64::from(report.loss);
             host.post(Event::Progress {
                 step: report.step,
                 steps,
                 loss: report.loss,
                 learning_rate: report.learning_rate,
-                ms_per_step: (host.now_ms() - t0) / report.step as f64,
+                ms_per_step: if report.step > 1 {
+                    step_ms / (report.step - 1) as f64
+                } else {
+                    first_step_ms
+                },
             });
         }
         epochs_run = epoch;
@@ -207,6 +245,7 @@ mod tests {
     use super::*;
     use crate::data::demo::SpiralsConfig;
     use crate::data::split::SplitConfig;
+    use crate::model::MlpConfig;
 
     #[derive(Default)]
     struct Recorder(RefCell<Vec<Event>>);
@@ -232,7 +271,7 @@ mod tests {
     #[test]
     fn fit_learns_reports_epochs_and_restores_the_best() {
         let splits = splits();
-        let shape = MlpConfig::new(2, 3).with_hidden(vec![32, 32]);
+        let shape = ModelConfig::Mlp(MlpConfig::new(2, 3).with_hidden(vec![32, 32]));
         let config = TrainConfig {
             learning_rate: 0.02,
             batch_size: 32,
@@ -245,11 +284,14 @@ mod tests {
         };
         let host = Recorder::default();
         let outcome = pollster::block_on(fit(
-            &shape,
-            None,
-            config,
-            &fit_config,
-            &splits,
+            FitPlan {
+                shape,
+                start: None,
+                train: config,
+                fit: fit_config,
+                augment: AugmentConfig::default(),
+                splits: splits.clone(),
+            },
             &Device::flex(),
             &Control::default(),
             &host,
@@ -298,7 +340,7 @@ mod tests {
     #[test]
     fn early_stopping_ends_after_patience_epochs_without_improvement() {
         let splits = splits();
-        let shape = MlpConfig::new(2, 3).with_hidden(vec![4]);
+        let shape = ModelConfig::Mlp(MlpConfig::new(2, 3).with_hidden(vec![4]));
         // A learning rate so small that nothing improves after the first epoch.
         let config = TrainConfig {
             learning_rate: 1e-9,
@@ -312,11 +354,14 @@ mod tests {
             ..FitConfig::default()
         };
         let outcome = pollster::block_on(fit(
-            &shape,
-            None,
-            config,
-            &fit_config,
-            &splits,
+            FitPlan {
+                shape,
+                start: None,
+                train: config,
+                fit: fit_config,
+                augment: AugmentConfig::default(),
+                splits,
+            },
             &Device::flex(),
             &Control::default(),
             &Recorder::default(),

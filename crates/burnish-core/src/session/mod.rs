@@ -9,6 +9,8 @@ pub mod fit;
 pub mod protocol;
 pub mod recipe;
 pub mod runner;
+pub mod workspace;
 
 pub use protocol::{Command, DemoRequest, Event};
 pub use runner::{Control, Host, RunState, run_demo};
+pub use workspace::Workspace;

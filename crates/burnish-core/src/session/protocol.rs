@@ -4,6 +4,8 @@
 //! on the wasm side; `web/app.js` is the other end. Changing a variant here means changing it
 //! there.
 
+use super::recipe::Recipe;
+use super::workspace::{FinalReport, LoadRequest, ModelInfo, Prediction, Preview, Role};
 use crate::data::demo::SpiralsConfig;
 use crate::train::TrainConfig;
 use serde::{Deserialize, Serialize};
@@ -18,6 +20,39 @@ pub enum Command {
         #[serde(default)]
         request: DemoRequest,
     },
+    /// Load the attached files as training, validation or test data; a `loaded` event follows.
+    Load {
+        /// Which part of the data (default `train`).
+        #[serde(default)]
+        role: Role,
+        /// How to read the files.
+        request: LoadRequest,
+    },
+    /// Use another column of the loaded table as the label; `loaded` events follow.
+    SetLabel {
+        /// The column's name.
+        label: String,
+    },
+    /// Train on the loaded data; progress, `epoch`, `report` and `model` events follow.
+    Train {
+        /// Every choice of the run; fields may be left out.
+        #[serde(default)]
+        recipe: Recipe,
+        /// Continue from the current (trained or imported) model instead of a fresh one.
+        #[serde(default)]
+        continue_training: bool,
+    },
+    /// Class probabilities for a row of `values`, or for the attached image; a `prediction`
+    /// event follows.
+    Predict {
+        /// The row's raw feature values (absent when an image is attached).
+        #[serde(default)]
+        values: Option<Vec<f32>>,
+    },
+    /// Serialise the current model; an `exported` event with the bytes follows.
+    Export,
+    /// Make the attached safetensors file the current model; a `model` event follows.
+    Import,
     /// Stop between two steps and wait for `resume` or `cancel`.
     Pause,
     /// Go on after `pause`.
@@ -69,6 +104,10 @@ pub enum Event {
         rows: usize,
         /// Steps the run will take.
         steps: usize,
+        /// Epochs planned (1 for step-count runs).
+        epochs: usize,
+        /// Optimizer steps per epoch.
+        steps_per_epoch: usize,
         /// Trainable parameters of the model.
         parameters: usize,
         /// The burn device the run is on, as burn describes it.
@@ -134,6 +173,33 @@ pub enum Event {
         /// Mean wall time per step, in milliseconds, excluding the first step (shader
         /// compilation) when there is more than one.
         ms_per_step: f64,
+    },
+    /// Data was loaded (or its label changed).
+    Loaded {
+        /// Counts, classes, samples.
+        preview: Box<Preview>,
+    },
+    /// Training ended; the final evaluation.
+    Report {
+        /// The held-out report.
+        report: Box<FinalReport>,
+    },
+    /// There is a current model (trained or imported).
+    Model {
+        /// What it is.
+        info: Box<ModelInfo>,
+    },
+    /// Class probabilities of one input.
+    Prediction {
+        /// Probabilities and classes.
+        prediction: Prediction,
+    },
+    /// The current model as safetensors; the worker attaches the bytes as `data`.
+    Exported {
+        /// A file name to save it under.
+        name: String,
+        /// Size in bytes.
+        size: usize,
     },
     /// Something went wrong; `message` says what and what to do. The worker stays usable.
     Error {

@@ -5,23 +5,43 @@
 use serde::{Deserialize, Serialize};
 
 use super::fit::FitConfig;
+use crate::data::augment::AugmentConfig;
 use crate::data::split::SplitConfig;
 use crate::train::TrainConfig;
+
+/// Which network to train.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ModelKind {
+    /// A CNN for images, an MLP for tables (default).
+    #[default]
+    Auto,
+    /// A multi-layer perceptron (any data; images are flattened).
+    Mlp,
+    /// A small CNN (images only).
+    Cnn,
+}
 
 /// The model part of a recipe (inputs and classes come from the data).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ModelRecipe {
-    /// Hidden layer widths (default `[128, 64]`).
+    /// `auto`, `mlp` or `cnn` (default `auto`).
+    pub kind: ModelKind,
+    /// Hidden layer widths of the MLP, or of the CNN's head (default `[128, 64]`).
     pub hidden: Vec<usize>,
-    /// Dropout after each hidden layer (default 0.1).
+    /// Output channels of each CNN block; each block halves the image (default `[16, 32]`).
+    pub filters: Vec<usize>,
+    /// Dropout before each hidden layer (default 0.1).
     pub dropout: f64,
 }
 
 impl Default for ModelRecipe {
     fn default() -> Self {
         Self {
+            kind: ModelKind::Auto,
             hidden: vec![128, 64],
+            filters: vec![16, 32],
             dropout: 0.1,
         }
     }
@@ -41,6 +61,8 @@ pub struct Recipe {
     pub split: SplitConfig,
     /// Standardise features with statistics of the training split (default true).
     pub normalize: bool,
+    /// Image augmentation of training batches (default off).
+    pub augment: AugmentConfig,
 }
 
 impl Default for Recipe {
@@ -51,6 +73,7 @@ impl Default for Recipe {
             fit: FitConfig::default(),
             split: SplitConfig::default(),
             normalize: true,
+            augment: AugmentConfig::default(),
         }
     }
 }

@@ -9,7 +9,7 @@ use std::future::Future;
 use std::rc::Rc;
 
 use crate::Result;
-use crate::model::MlpConfig;
+use crate::model::{MlpConfig, ModelConfig};
 use crate::train::Trainer;
 use burn::module::Module;
 use burn::prelude::Device;
@@ -100,13 +100,16 @@ pub async fn run_demo(
     host: &impl Host,
 ) -> Result<()> {
     let data = request.data.generate()?;
-    let model =
-        MlpConfig::new(data.n_features, data.n_classes()).with_hidden(request.hidden.clone());
+    let model = ModelConfig::Mlp(
+        MlpConfig::new(data.n_features, data.n_classes()).with_hidden(request.hidden.clone()),
+    );
     let steps = request.train.steps;
     let mut trainer = Trainer::new(&model, request.train.clone(), data.clone(), device)?;
     host.post(Event::Started {
         rows: data.len(),
         steps,
+        epochs: 1,
+        steps_per_epoch: steps,
         parameters: trainer.model().num_params(),
         device: format!("{device:?}"),
     });

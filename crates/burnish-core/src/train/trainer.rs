@@ -6,8 +6,9 @@ use serde::{Deserialize, Serialize};
 use super::TrainConfig;
 use super::optimizer::{build, clip_global_norm};
 use crate::data::ClassificationDataset;
+use crate::data::augment::AugmentConfig;
 use crate::eval::ClassificationReport;
-use crate::model::{Mlp, MlpConfig};
+use crate::model::{Classifier, ModelConfig};
 use crate::rng::Rng;
 use crate::{Error, Result};
 
@@ -34,14 +35,14 @@ pub struct Evaluation {
 /// Rows per forward pass when evaluating, to bound device memory on large data sets.
 const EVAL_BATCH: usize = 1024;
 
-/// Trains an [`Mlp`] classifier, one optimizer step per call, with the optimizer, schedule,
+/// Trains a [`Classifier`], one optimizer step per call, with the optimizer, schedule,
 /// gradient accumulation and clipping of its [`TrainConfig`].
 ///
 /// Batches are drawn without replacement from a per-epoch shuffle made by the portable
 /// [`Rng`], so a seed repeats a run exactly on one backend and closely across backends.
 pub struct Trainer {
     /// `None` only inside [`Trainer::step`], which moves the model through the optimizer.
-    model: Option<Mlp>,
+    model: Option<Classifier>,
     optim: ModuleOptimizer,
     config: TrainConfig,
     data: ClassificationDataset,
@@ -50,6 +51,9 @@ pub struct Trainer {
     order: Vec<usize>,
     cursor: usize,
     step: usize,
+    /// Augmentation of image rows, with its own random stream (so switching it on does not
+    /// change which rows each batch holds).
+    augment: Option<(AugmentConfig, [usize; 3], Rng)>,
 }
 
 impl std::fmt::Debug for Trainer {
@@ -69,7 +73,7 @@ impl Trainer {
     /// When either config is invalid, the data set is empty, or its feature or class count does
     /// not match the model.
     pub fn new(
-        model: &MlpConfig,
+        model: &ModelConfig,
         config: TrainConfig,
         data: ClassificationDataset,
         device: &Device,
@@ -81,21 +85,22 @@ impl Trainer {
                 "expected at least one row, found none",
             ));
         }
-        if data.n_features != model.d_input {
+        if data.n_features != model.d_input() {
             return Err(Error::data(
                 &data.source_name,
                 format!(
                     "the model expects {} features per row, the data has {}",
-                    model.d_input, data.n_features
+                    model.d_input(),
+                    data.n_features
                 ),
             ));
         }
-        if data.n_classes() != model.n_classes {
+        if data.n_classes() != model.n_classes() {
             return Err(Error::data(
                 &data.source_name,
                 format!(
                     "the model has {} classes, the data has {}",
-                    model.n_classes,
+                    model.n_classes(),
                     data.n_classes()
                 ),
             ));
@@ -111,6 +116,7 @@ impl Trainer {
             order: Vec::new(),
             cursor: 0,
             step: 0,
+            augment: None,
             config,
             data,
             device,
@@ -123,8 +129,8 @@ impl Trainer {
     /// # Errors
     /// As [`Trainer::new`].
     pub fn from_model(
-        model: Mlp,
-        shape: &MlpConfig,
+        model: Classifier,
+        shape: &ModelConfig,
         config: TrainConfig,
         data: ClassificationDataset,
         device: &Device,
@@ -134,8 +140,21 @@ impl Trainer {
         Ok(trainer)
     }
 
+    /// Augment training batches (image data sets only; a no-op for tables or when disabled).
+    ///
+    /// # Errors
+    /// [`Error::Config`] when the padding does not fit the images.
+    pub fn with_augment(mut self, augment: &AugmentConfig) -> Result<Self> {
+        if let (true, Some(shape)) = (augment.enabled, self.data.image_shape) {
+            augment.validate(shape)?;
+            let rng = Rng::new(self.config.seed ^ 0x0061_7567_6d65_6e74);
+            self.augment = Some((augment.clone(), shape, rng));
+        }
+        Ok(self)
+    }
+
     /// Replace the model (e.g. to restore the best checkpoint); optimizer state is kept.
-    pub fn set_model(&mut self, model: Mlp) {
+    pub fn set_model(&mut self, model: Classifier) {
         self.model = Some(model);
     }
 
@@ -159,7 +178,7 @@ impl Trainer {
     }
 
     /// The model as it is now.
-    pub fn model(&self) -> &Mlp {
+    pub fn model(&self) -> &Classifier {
         self.model
             .as_ref()
             .expect("the model is only absent inside step()")
@@ -195,11 +214,14 @@ impl Trainer {
             .take()
             .expect("the model is only absent inside step()");
         let loss_fn = CrossEntropyLossConfig::new().init(&self.device);
-        let mut accumulator = GradientsAccumulator::<Mlp>::new();
+        let mut accumulator = GradientsAccumulator::<Classifier>::new();
         let mut total_loss: Option<Tensor<1>> = None;
         for _ in 0..micro {
             let indices = self.next_batch();
-            let (features, labels) = self.data.gather(&indices);
+            let (mut features, labels) = self.data.gather(&indices);
+            if let Some((augment, shape, rng)) = &mut self.augment {
+                augment.apply(&mut features, *shape, rng);
+            }
             let rows = indices.len();
             let x = Tensor::<2>::from_data(
                 TensorData::new(features, [rows, self.data.n_features]),
@@ -250,14 +272,11 @@ impl Trainer {
 /// [`Error::Data`] when the data is empty or its rows do not fit the model; [`Error::Readback`]
 /// when the device fails to return results.
 pub async fn evaluate(
-    model: &Mlp,
+    model: &Classifier,
     device: &Device,
     data: &ClassificationDataset,
 ) -> Result<Evaluation> {
-    let d_input = model
-        .layers()
-        .first()
-        .map_or(0, |l| l.weight.val().dims()[0]);
+    let d_input = model.d_input();
     if data.n_features != d_input {
         return Err(Error::data(
             &data.source_name,
@@ -322,10 +341,11 @@ pub async fn evaluate(
 mod tests {
     use super::*;
     use crate::data::demo::spirals;
+    use crate::model::MlpConfig;
 
-    fn demo() -> (MlpConfig, ClassificationDataset) {
+    fn demo() -> (ModelConfig, ClassificationDataset) {
         (
-            MlpConfig::new(2, 3).with_hidden(vec![32, 32]),
+            ModelConfig::Mlp(MlpConfig::new(2, 3).with_hidden(vec![32, 32])),
             spirals(60, 3, 0.1, 3).expect("valid"),
         )
     }
@@ -457,7 +477,7 @@ mod tests {
     fn mismatched_data_is_reported_before_training() {
         let (_, data) = demo();
         let err = Trainer::new(
-            &MlpConfig::new(5, 3),
+            &ModelConfig::Mlp(MlpConfig::new(5, 3)),
             TrainConfig {
                 ..TrainConfig::default()
             },
@@ -471,7 +491,7 @@ mod tests {
             "{err}"
         );
         let err = Trainer::new(
-            &MlpConfig::new(2, 4),
+            &ModelConfig::Mlp(MlpConfig::new(2, 4)),
             TrainConfig {
                 ..TrainConfig::default()
             },
