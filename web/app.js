@@ -1,40 +1,66 @@
-// The page's side of burnish: checks WebGPU, starts the training worker, sends it commands and
-// draws what it reports. The message shapes are burnish_core::session::protocol (Command, Event).
+// The page's side of burnish: checks WebGPU, starts the training worker, reads the user's files
+// and hands their bytes to it, and draws what it reports. Message shapes are
+// burnish_core::session::protocol (Command, Event); files travel as `files: [{path, bytes}]`.
 // window.burnish exposes the page's state for the browser tests.
 
+import { bars, drawingPad, el, heatMap, lineChart, reportTable, thumbnail } from './ui.js';
+
 const $ = (id) => document.getElementById(id);
-const state = { phase: 'loading', events: [], losses: [], stepTimes: [], accuracies: [], errors: [], adapter: null };
+const state = {
+  phase: 'loading', events: [], losses: [], epochs: [], stepTimes: [], errors: [], adapter: null,
+  preview: null, splits: {}, report: null, model: null, prediction: null, exported: null, defaults: null,
+};
 window.burnish = state;
 
 const params = new URLSearchParams(location.search);
+const TABLE = /\.(csv|tsv|jsonl|ndjson|txt)(\.gz)?$/i;
 let worker = null;
-let total = 0;
+let run = { steps: 0, epochs: 0, perEpoch: 0, t0: 0 };
+let pad = null;
+
+// ---------------------------------------------------------------------------------------------
+// Messages
 
 function showMessage(text, isError = true) {
-  const el = $('message');
-  el.textContent = text;
-  el.hidden = false;
-  el.classList.toggle('error', isError);
+  const m = $('message');
+  m.textContent = text;
+  m.hidden = false;
+  m.classList.toggle('error', isError);
   if (isError) state.errors.push(text);
+}
+
+function status(text) {
+  $('load-status').textContent = text;
+}
+
+function send(type, fields = {}, files = []) {
+  const transfer = files.map((f) => f.bytes.buffer);
+  worker.postMessage({ type, ...fields, files }, transfer);
 }
 
 function setPhase(phase) {
   state.phase = phase;
   const running = phase === 'running' || phase === 'paused';
-  $('start').disabled = running || !worker || phase === 'loading';
+  const ready = !!worker && phase !== 'loading' && phase !== 'no-webgpu';
+  $('start').disabled = running || !ready || !state.preview;
+  $('demo').disabled = running || !ready;
   $('pause').disabled = !running;
   $('cancel').disabled = !running;
   $('pause').textContent = phase === 'paused' ? 'Resume' : 'Pause';
+  $('export').disabled = running || !state.model;
+  $('continue').disabled = running || !state.model;
+  for (const id of ['pick-files', 'pick-folder', 'import']) $(id).disabled = running || !ready;
 }
+
+// ---------------------------------------------------------------------------------------------
+// WebGPU
 
 async function checkWebGpu() {
   if (!('gpu' in navigator)) {
-    $('gpu-status').innerHTML = '';
-    $('gpu-status').append(
-      'This browser does not offer WebGPU, which burnish needs to train on your GPU. ',
-      'Use a current Chrome or Edge (113 or later), Safari 26 or later, or Firefox 141 or later on Windows. ',
-      'On Linux, Chromium may need to be started with --enable-unsafe-webgpu.',
-    );
+    $('gpu-status').textContent =
+      'This browser does not offer WebGPU, which burnish needs to train on your GPU. Use a current Chrome or Edge ' +
+      '(113 or later), Safari 26 or later, or Firefox 141 or later on Windows. On Linux, Chromium may need ' +
+      '--enable-unsafe-webgpu.';
     $('gpu-status').classList.add('error');
     state.errors.push('no navigator.gpu');
     return false;
@@ -61,101 +87,272 @@ async function checkWebGpu() {
     maxStorageBufferBindingSize: limits.maxStorageBufferBindingSize, maxBufferSize: limits.maxBufferSize,
     shaderF16: adapter.features.has('shader-f16'),
   };
-  $('gpu-status').textContent = 'WebGPU is available. The trainer asks for this adapter\u2019s own limits rather than the defaults.';
+  const name = [info.vendor, info.architecture, info.description].filter(Boolean).join(' / ') || 'unnamed adapter';
+  $('gpu-status').textContent = `WebGPU is available (${name}${state.adapter.fallback ? ', software fallback: slow' : ''}).`;
   const rows = [
-    ['Adapter', [info.vendor, info.architecture, info.description].filter(Boolean).join(' / ') || 'unnamed'],
+    ['Adapter', name],
     ['Software fallback', state.adapter.fallback ? 'yes (slow: expect seconds per step on large models)' : 'no'],
     ['Largest storage binding', mib(limits.maxStorageBufferBindingSize)],
     ['Largest buffer', mib(limits.maxBufferSize)],
     ['16-bit floats (shader-f16)', state.adapter.shaderF16 ? 'yes' : 'no (f32 is used)'],
+    ['Limits requested', 'the adapter\u2019s own, not WebGPU\u2019s defaults'],
   ];
-  const dl = $('gpu-details');
-  for (const [k, v] of rows) {
-    const dt = document.createElement('dt'); dt.textContent = k;
-    const dd = document.createElement('dd'); dd.textContent = v;
-    dl.append(dt, dd);
-  }
-  dl.hidden = false;
+  for (const [k, v] of rows) $('gpu-details').append(el('dt', { text: k }), el('dd', { text: v }));
   return true;
 }
 
-function readRecipe() {
-  const form = new FormData($('recipe'));
-  const num = (name) => Number(form.get(name));
-  const hidden = String(form.get('hidden')).split(',').map((s) => s.trim()).filter(Boolean).map(Number);
-  return {
-    hidden,
-    train: {
-      learning_rate: num('learning_rate'),
-      steps: num('steps'),
-      batch_size: num('batch_size'),
-      seed: num('seed'),
-    },
-  };
+// ---------------------------------------------------------------------------------------------
+// Files
+
+async function readFile(file, path) {
+  return { path: path || file.webkitRelativePath || file.name, bytes: new Uint8Array(await file.arrayBuffer()) };
 }
 
-function onEvent(event) {
-  state.events.push(event);
-  switch (event.type) {
-    case 'ready':
-      setPhase('idle');
-      $('progress-text').textContent = 'Ready. Press Train to start the demo.';
-      if (params.get('autostart') !== '0') start();
-      break;
-    case 'started':
-      total = event.steps;
-      state.losses = [];
-      state.stepTimes = [];
-      state.accuracies = [];
-      $('progress').max = total;
-      $('progress-text').textContent = `Training ${event.parameters.toLocaleString()} parameters on ${event.rows} rows\u2026`;
-      draw();
-      break;
-    case 'progress': {
-      state.losses.push([event.step, event.loss]);
-      state.stepTimes.push(performance.now());
-      $('progress').value = event.step;
-      const eta = ((event.steps - event.step) * event.ms_per_step) / 1000;
-      $('progress-text').textContent = `Step ${event.step} of ${event.steps} \u00b7 ${(1000 / event.ms_per_step).toFixed(1)} steps/s \u00b7 about ${eta.toFixed(1)} s left`;
-      $('loss').textContent = event.loss.toFixed(4);
-      $('speed').textContent = `${event.ms_per_step.toFixed(1)} ms/step`;
-      scheduleDraw();
-      break;
+// Every file under a dropped directory entry, with paths relative to the drop.
+async function walk(entry, prefix, out) {
+  if (entry.isFile) {
+    const file = await new Promise((resolve, reject) => entry.file(resolve, reject));
+    out.push([file, `${prefix}${entry.name}`]);
+  } else if (entry.isDirectory) {
+    const reader = entry.createReader();
+    for (;;) {
+      const batch = await new Promise((resolve, reject) => reader.readEntries(resolve, reject));
+      if (!batch.length) break;
+      for (const child of batch) await walk(child, `${prefix}${entry.name}/`, out);
     }
-    case 'metrics':
-      state.accuracies.push([event.step, event.accuracy]);
-      $('accuracy').textContent = `${(event.accuracy * 100).toFixed(1)}%`;
-      scheduleDraw();
-      break;
-    case 'paused':
-      setPhase('paused');
-      $('progress-text').textContent = `Paused at step ${event.step}.`;
-      break;
-    case 'resumed':
-      setPhase('running');
-      break;
-    case 'done':
-      setPhase('done');
-      $('progress-text').textContent = event.cancelled
-        ? `Cancelled after ${event.steps} steps.`
-        : `Done: ${event.steps} steps, final loss ${event.loss.toFixed(4)}, accuracy ${(event.accuracy * 100).toFixed(1)}%.`;
-      $('speed').textContent = `${event.ms_per_step.toFixed(1)} ms/step`;
-      draw();
-      break;
-    case 'error':
-      showMessage(event.message);
-      if (state.phase === 'running' || state.phase === 'paused') setPhase('idle');
-      break;
-    default:
-      showMessage(`unexpected message from the worker: ${JSON.stringify(event)}`);
   }
 }
 
-function start() {
-  const request = readRecipe();
-  $('message').hidden = true;
-  setPhase('running');
-  worker.postMessage({ type: 'start_demo', request });
+function tableRequest() {
+  const request = { format: 'table', has_header: $('has-header').checked };
+  if ($('as-images').checked) {
+    const shape = $('image-shape').value.split(',').map((s) => Number(s.trim()));
+    const max = Number($('max-value').value);
+    if (shape.length !== 3 || shape.some((n) => !Number.isInteger(n) || n < 1)) {
+      throw new Error(`Shape: expected channels,height,width such as 1,28,28, found "${$('image-shape').value}"`);
+    }
+    if (!(max > 0)) throw new Error(`Full intensity: expected a positive number, found "${$('max-value').value}"`);
+    request.image = { shape, max_value: max };
+  }
+  return request;
+}
+
+function folderRequest() {
+  const size = Number($('folder-size').value);
+  if (!Number.isInteger(size) || size < 1 || size > 256) throw new Error(`Image size: expected 1 to 256 pixels, found "${$('folder-size').value}"`);
+  return { format: 'images', config: { size: [size, size], grayscale: !$('folder-rgb').checked } };
+}
+
+// Decide what a set of files is, read it, and send it: a model to import, a table, an IDX pair
+// or an image folder.
+async function useFiles(list, role = 'train', fromFolder = false) {
+  const entries = list.map((x) => (Array.isArray(x) ? x : [x, null]));
+  if (!entries.length) return;
+  try {
+    const names = entries.map(([f, p]) => p || f.webkitRelativePath || f.name);
+    const sizeMiB = entries.reduce((n, [f]) => n + f.size, 0) / 2 ** 20;
+    status(`Reading ${entries.length} file${entries.length > 1 ? 's' : ''} (${sizeMiB.toFixed(1)} MiB)\u2026`);
+    const files = await Promise.all(entries.map(([f, p]) => readFile(f, p)));
+    const folder = fromFolder || names.some((n) => n.includes('/'));
+    if (!folder && files.length === 1 && /\.safetensors$/i.test(names[0])) {
+      send('import', {}, files);
+      return;
+    }
+    let request;
+    if (folder) request = folderRequest();
+    else if (files.length === 1 && TABLE.test(names[0])) request = tableRequest();
+    else if (files.length === 2 && !names.some((n) => TABLE.test(n))) request = { format: 'idx' };
+    else {
+      throw new Error(
+        `Cannot tell what ${names.join(', ')} ${files.length > 1 ? 'are' : 'is'}: expected one .csv/.tsv/.jsonl file (optionally .gz), ` +
+        'two IDX files (images and labels), a folder of images, or one .safetensors model.',
+      );
+    }
+    status(`Parsing ${names.length > 3 ? `${names.length} files` : names.join(', ')}\u2026`);
+    send('load', { role, request }, files);
+  } catch (err) {
+    status('');
+    showMessage(err.message || String(err));
+  }
+}
+
+async function loadDemo() {
+  try {
+    status('Loading the 8\u00d78 digits (1,797 images, from scikit-learn)\u2026');
+    const response = await fetch('./digits.csv.gz');
+    if (!response.ok) throw new Error(`the demo data is missing from the server (${response.status}); run \`cargo xtask serve\``);
+    const bytes = new Uint8Array(await response.arrayBuffer());
+    const request = { format: 'table', has_header: false, image: { shape: [1, 8, 8], max_value: 16 } };
+    send('load', { role: 'train', request }, [{ path: 'digits.csv.gz', bytes }]);
+    writeRecipe({ ...state.defaults, fit: { ...state.defaults.fit, epochs: 15 }, augment: { ...state.defaults.augment, enabled: true, pad: 1 } });
+    presetFromUrl();
+  } catch (err) {
+    showMessage(`The demo could not load: ${err.message || err}`);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Recipe form: inputs are named by their path in the Recipe JSON (e.g. `train.learning_rate`).
+
+function fields() {
+  return [...$('recipe').querySelectorAll('[data-kind]')];
+}
+
+function getPath(obj, path) {
+  return path.split('.').reduce((o, k) => (o == null ? undefined : o[k]), obj);
+}
+
+function setPath(obj, path, value) {
+  const keys = path.split('.');
+  let o = obj;
+  for (const k of keys.slice(0, -1)) o = o[k] ??= {};
+  o[keys.at(-1)] = value;
+}
+
+function writeRecipe(recipe) {
+  for (const input of fields()) {
+    const v = getPath(recipe, input.name);
+    if (v === undefined) continue;
+    switch (input.dataset.kind) {
+      case 'bool': input.checked = !!v; break;
+      case 'list': input.value = v.join(','); break;
+      case 'optional': input.value = v == null ? '' : String(v); break;
+      default: input.value = typeof v === 'number' ? String(Number(v.toPrecision(7))) : String(v);
+    }
+  }
+}
+
+// ?epochs=N presets the form (tests and tutorials use it for short runs).
+function presetFromUrl() {
+  const epochs = Number(params.get('epochs'));
+  if (Number.isInteger(epochs) && epochs > 0) $('recipe').elements['fit.epochs'].value = String(epochs);
+}
+
+function readRecipe() {
+  const recipe = {};
+  for (const input of fields()) {
+    const label = input.closest('label')?.textContent.trim().split('\n')[0] || input.name;
+    let value;
+    switch (input.dataset.kind) {
+      case 'bool': value = input.checked; break;
+      case 'text': value = input.value; break;
+      case 'list':
+        value = input.value.split(',').map((s) => s.trim()).filter(Boolean).map(Number);
+        if (value.some((n) => !Number.isInteger(n) || n < 1)) throw new Error(`${label}: expected whole numbers separated by commas, found "${input.value}"`);
+        break;
+      case 'optional':
+        value = input.value.trim() === '' ? null : Number(input.value);
+        if (value !== null && !Number.isFinite(value)) throw new Error(`${label}: expected a number or nothing, found "${input.value}"`);
+        break;
+      default:
+        value = Number(input.value);
+        if (input.value.trim() === '' || !Number.isFinite(value)) throw new Error(`${label}: expected a number, found "${input.value}"`);
+    }
+    setPath(recipe, input.name, value);
+  }
+  return recipe;
+}
+
+// Fields of a loaded recipe that the form does not have (typos), as dotted paths.
+function unknownFields(obj, prefix = '') {
+  const known = new Set(fields().map((i) => i.name));
+  const out = [];
+  for (const [k, v] of Object.entries(obj)) {
+    const path = prefix + k;
+    if (known.has(path)) continue;
+    if (v && typeof v === 'object' && !Array.isArray(v) && [...known].some((n) => n.startsWith(`${path}.`))) out.push(...unknownFields(v, `${path}.`));
+    else out.push(path);
+  }
+  return out;
+}
+
+function download(bytes, name, type) {
+  const url = URL.createObjectURL(new Blob([bytes], { type }));
+  const a = el('a', { href: url, download: name });
+  document.body.append(a);
+  a.click();
+  a.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 10_000);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Views
+
+function showPreview(p) {
+  if (p.role !== 'train') {
+    state.splits[p.role] = p;
+    const li = el('li', { text: `${p.role}: ${p.source}, ${p.rows} rows` });
+    $('splits-loaded').append(li);
+    status(`Loaded ${p.source} as the ${p.role} set (${p.rows} rows).`);
+    return;
+  }
+  state.preview = p;
+  state.splits = {};
+  $('splits-loaded').replaceChildren();
+  $('preview').hidden = false;
+  const kind = p.image_shape ? `${p.image_shape.join('\u00d7')} images` : `${p.features} numeric features`;
+  $('preview-summary').textContent = `${p.source}: ${p.rows.toLocaleString()} rows, ${kind}, ${p.classes.length} classes.` +
+    (p.skipped.length ? ` Skipped ${p.skipped.length} files that are not PNG or JPEG (${p.skipped.slice(0, 3).join(', ')}${p.skipped.length > 3 ? ', \u2026' : ''}).` : '');
+  status(`Loaded ${p.source}.`);
+  $('label-pick').hidden = !p.columns.length;
+  if (p.columns.length) {
+    $('label-column').replaceChildren(...p.columns.map((c) => el('option', { value: c, text: c })));
+    $('label-column').value = p.label;
+  }
+  const most = Math.max(...p.counts);
+  bars($('balance'), p.classes.map((c, i) => [c, p.counts[i] / most, `${p.counts[i]} (${((100 * p.counts[i]) / p.rows).toFixed(1)}%)`]));
+  const samples = $('samples');
+  samples.replaceChildren();
+  if (p.image_shape) {
+    samples.append(el('div', { class: 'thumbs' }, ...p.samples.map((s) => thumbnail(s.values, p.image_shape, s.label))));
+  } else {
+    const table = el('table', { class: 'rows' });
+    table.append(el('thead', {}, el('tr', {}, ...[...p.feature_names, `${p.label} (label)`].map((h) => el('th', { text: h })))));
+    table.append(el('tbody', {}, ...p.samples.map((s) => el('tr', {}, ...s.values.map((v) => el('td', { text: String(v) })), el('td', { text: s.label })))));
+    samples.append(el('div', { class: 'scroll' }, table));
+  }
+  setPhase(state.phase === 'loading' ? 'idle' : state.phase);
+}
+
+function showModel(info) {
+  state.model = info;
+  const c = info.config;
+  const arch = c.kind === 'cnn'
+    ? `CNN (filters ${c.filters.join(', ')}; head ${[...c.hidden, c.n_classes].join('-')}) on ${c.image_shape.join('\u00d7')} images`
+    : `MLP ${[c.d_input, ...c.hidden, c.n_classes].join('-')}`;
+  $('model-summary').textContent = `${info.origin === 'imported' ? 'Imported' : 'Trained'} model: ${arch}, ${info.parameters.toLocaleString()} parameters, classes ${info.classes.join(', ')}.`;
+  $('predict').hidden = false;
+  $('predict-image').hidden = !info.image_shape;
+  $('predict-row').hidden = !!info.image_shape;
+  $('probabilities').replaceChildren();
+  if (!info.image_shape) {
+    const n = c.kind === 'mlp' ? c.d_input : 0;
+    const names = info.feature_names.length === n ? info.feature_names : Array.from({ length: n }, (_, i) => `x${i + 1}`);
+    $('row-fields').replaceChildren(...names.map((name, i) => el('label', {}, name, el('input', { type: 'number', step: 'any', 'data-index': String(i), required: '' }))));
+    // Start from the first sample row, if the loaded data fits.
+    const first = state.preview?.samples?.[0]?.values;
+    if (first?.length === n) $('row-fields').querySelectorAll('input').forEach((input, i) => { input.value = String(first[i]); });
+  } else if (pad) {
+    pad.clear();
+  }
+  setPhase(state.phase);
+}
+
+function showReport(r) {
+  state.report = r;
+  $('report').hidden = false;
+  const acc = (r.report.accuracy * 100).toFixed(1);
+  $('report-summary').textContent =
+    `${r.cancelled ? 'Cancelled. ' : ''}Accuracy on the ${r.report.total} ${r.split} rows: ${acc}% (loss ${r.loss.toFixed(4)}). ` +
+    `Kept epoch ${r.best_epoch} of ${r.epochs_run}${r.stopped_early ? ' (stopped early: no improvement for the patience)' : ''}.`;
+  reportTable($('report-table'), r.report);
+  heatMap($('confusion'), r.report.classes.map((c) => c.name), r.report.confusion);
+  $('report-text').textContent = r.text;
+}
+
+function showPrediction(p) {
+  state.prediction = p;
+  bars($('probabilities'), p.classes.map((c, i) => [c, p.probabilities[i], `${(100 * p.probabilities[i]).toFixed(1)}%`]), p.best);
 }
 
 let drawPending = false;
@@ -167,46 +364,135 @@ function scheduleDraw() {
 }
 
 function draw() {
-  const canvas = $('chart');
-  const ctx = canvas.getContext('2d');
-  const { width: w, height: h } = canvas;
-  const pad = 32;
-  ctx.clearRect(0, 0, w, h);
-  ctx.strokeStyle = '#8888';
-  ctx.strokeRect(pad, 8, w - pad - 8, h - pad - 8);
-  ctx.fillStyle = '#888';
-  ctx.font = '12px system-ui, sans-serif';
-  ctx.fillText('loss', 4, 20);
-  ctx.fillText('step', w - 36, h - 8);
-  if (!state.losses.length || !total) return;
-  const maxLoss = Math.max(...state.losses.map(([, l]) => l));
-  const x = (step) => pad + ((w - pad - 8) * step) / total;
-  const y = (v, max) => 8 + (h - pad - 8) * (1 - v / max);
-  ctx.strokeStyle = '#c2410c';
-  ctx.lineWidth = 1.5;
-  ctx.beginPath();
-  state.losses.forEach(([s, l], i) => (i ? ctx.lineTo(x(s), y(l, maxLoss)) : ctx.moveTo(x(s), y(l, maxLoss))));
-  ctx.stroke();
-  ctx.fillStyle = '#2563eb';
-  for (const [s, a] of state.accuracies) {
-    ctx.beginPath();
-    ctx.arc(x(s), y(a, 1), 3, 0, 2 * Math.PI);
-    ctx.fill();
-  }
-  ctx.fillText(`max ${maxLoss.toFixed(2)}`, pad + 4, 22);
-  ctx.fillStyle = '#2563eb';
-  ctx.fillText('\u25cf accuracy (0\u2013100%)', w - 150, 22);
+  lineChart($('chart'), [{ points: state.losses, color: '#c2410c', label: 'max' }], run.steps, { xLabel: 'step', yLabel: 'loss' });
+  const e = state.epochs;
+  lineChart($('val-chart'), [
+    { points: e.map((x) => [x.epoch, x.validation_accuracy]), color: '#2563eb', max: 1 },
+    { points: e.map((x) => [x.epoch, x.validation_macro_f1]), color: '#059669', max: 1 },
+    { points: e.map((x) => [x.epoch, x.validation_loss]), color: '#c2410c', label: 'loss max' },
+  ], run.epochs, { xLabel: 'epoch', yLabel: '0\u20131', dots: true });
 }
+
+// ---------------------------------------------------------------------------------------------
+// Worker events
+
+function onEvent(event) {
+  state.events.push(event);
+  switch (event.type) {
+    case 'ready':
+      state.defaults = event.defaults;
+      writeRecipe(event.defaults);
+      presetFromUrl();
+      setPhase('idle');
+      $('progress-text').textContent = 'Ready. Load data (or the demo), then press Train.';
+      if (params.get('demo') !== '0') loadDemo();
+      break;
+    case 'loaded':
+      showPreview(event.preview);
+      if (params.get('autostart') === '1' && state.phase === 'idle' && event.preview.role === 'train') start();
+      break;
+    case 'started':
+      run = { steps: event.steps, epochs: event.epochs, perEpoch: event.steps_per_epoch, t0: performance.now() };
+      state.losses = [];
+      state.epochs = [];
+      state.stepTimes = [];
+      $('progress').max = event.steps_per_epoch;
+      $('epoch-progress').max = event.epochs;
+      $('epoch-progress').value = 0;
+      $('progress-text').textContent = `Training ${event.parameters.toLocaleString()} parameters on ${event.rows.toLocaleString()} rows: ${event.epochs} epochs of ${event.steps_per_epoch} steps\u2026`;
+      draw();
+      break;
+    case 'progress': {
+      state.losses.push([event.step, event.loss]);
+      state.stepTimes.push(performance.now());
+      const inEpoch = ((event.step - 1) % run.perEpoch) + 1;
+      const epoch = Math.ceil(event.step / run.perEpoch);
+      $('progress').value = inEpoch;
+      const elapsed = (performance.now() - run.t0) / 1000;
+      const eta = (elapsed / event.step) * (event.steps - event.step);
+      $('progress-text').textContent =
+        `Epoch ${epoch} of ${run.epochs}, step ${inEpoch} of ${run.perEpoch} \u00b7 ${(1000 / event.ms_per_step).toFixed(1)} steps/s \u00b7 ` +
+        `about ${eta < 90 ? `${eta.toFixed(0)} s` : `${(eta / 60).toFixed(1)} min`} left (at most; early stopping may end sooner)`;
+      $('loss').textContent = event.loss.toFixed(4);
+      $('speed').textContent = `${event.ms_per_step.toFixed(1)} ms/step, lr ${event.learning_rate.toExponential(2)}`;
+      scheduleDraw();
+      break;
+    }
+    case 'epoch':
+      state.epochs.push(event);
+      $('epoch-progress').value = event.epoch;
+      $('accuracy').textContent = `${(event.validation_accuracy * 100).toFixed(1)}%${event.improved ? ' (best so far)' : ''}`;
+      scheduleDraw();
+      break;
+    case 'metrics':
+      $('accuracy').textContent = `${(event.accuracy * 100).toFixed(1)}%`;
+      break;
+    case 'paused':
+      setPhase('paused');
+      $('progress-text').textContent = `Paused at step ${event.step}.`;
+      break;
+    case 'resumed':
+      setPhase('running');
+      break;
+    case 'report':
+      showReport(event.report);
+      $('progress-text').textContent = event.report.cancelled ? 'Cancelled; the best epoch so far is kept.' : `Done: ${event.report.epochs_run} epochs.`;
+      break;
+    case 'model':
+      showModel(event.info);
+      setPhase('done');
+      status(event.info.origin === 'imported' ? 'Model imported: try it below, or tick \u201cContinue from the current model\u201d and train on new data.' : $('load-status').textContent);
+      break;
+    case 'done':
+      setPhase('done');
+      break;
+    case 'prediction':
+      showPrediction(event.prediction);
+      break;
+    case 'exported':
+      state.exported = { name: event.name, size: event.size };
+      download(event.data, event.name, 'application/octet-stream');
+      break;
+    case 'error':
+      status('');
+      showMessage(event.message);
+      // A label that failed is not the label: show the one still in use.
+      if (state.preview?.label) $('label-column').value = state.preview.label;
+      if (state.phase === 'running' || state.phase === 'paused') setPhase('idle');
+      else setPhase(state.phase);
+      break;
+    default:
+      showMessage(`unexpected message from the worker: ${JSON.stringify(event)}`);
+  }
+}
+
+function start() {
+  let recipe;
+  try {
+    recipe = readRecipe();
+  } catch (err) {
+    showMessage(err.message);
+    return;
+  }
+  $('message').hidden = true;
+  setPhase('running');
+  send('train', { recipe, continue_training: $('continue').checked && !!state.model });
+}
+
+async function predictDrawing() {
+  const blob = await new Promise((resolve) => $('pad').toBlob(resolve, 'image/png'));
+  send('predict', {}, [{ path: 'drawing.png', bytes: new Uint8Array(await blob.arrayBuffer()) }]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Wiring
 
 async function main() {
   setPhase('loading');
-  // ?steps=N presets the form (tests use it for short runs).
-  const steps = Number(params.get('steps'));
-  if (Number.isInteger(steps) && steps > 0) $('recipe').elements.steps.value = String(steps);
   draw();
   if (!(await checkWebGpu())) {
     $('progress-text').textContent = 'Training needs WebGPU (see above).';
-    state.phase = 'no-webgpu';
+    setPhase('no-webgpu');
     return;
   }
   worker = new Worker(new URL('./burnish-web_loader.js', import.meta.url), { type: 'module' });
@@ -217,11 +503,82 @@ async function main() {
   };
   $('recipe').addEventListener('submit', (e) => {
     e.preventDefault();
-    if (!$('recipe').reportValidity()) return;
     start();
   });
-  $('pause').addEventListener('click', () => worker.postMessage({ type: state.phase === 'paused' ? 'resume' : 'pause' }));
-  $('cancel').addEventListener('click', () => worker.postMessage({ type: 'cancel' }));
+  $('pause').addEventListener('click', () => send(state.phase === 'paused' ? 'resume' : 'pause'));
+  $('cancel').addEventListener('click', () => send('cancel'));
+  $('demo').addEventListener('click', loadDemo);
+  $('pick-files').addEventListener('change', (e) => useFiles([...e.target.files]).finally(() => { e.target.value = ''; }));
+  $('pick-folder').addEventListener('change', (e) => useFiles([...e.target.files], 'train', true).finally(() => { e.target.value = ''; }));
+  for (const role of ['validation', 'test']) {
+    $(`pick-${role}`).addEventListener('change', (e) => useFiles([...e.target.files], role).finally(() => { e.target.value = ''; }));
+    $(`pick-${role}-folder`).addEventListener('change', (e) => useFiles([...e.target.files], role, true).finally(() => { e.target.value = ''; }));
+  }
+  $('import').addEventListener('change', async (e) => {
+    const [file] = e.target.files;
+    if (file) send('import', {}, [await readFile(file, file.name)]);
+    e.target.value = '';
+  });
+  $('export').addEventListener('click', () => send('export'));
+  $('label-column').addEventListener('change', (e) => send('set_label', { label: e.target.value }));
+  $('save-recipe').addEventListener('click', () => {
+    try {
+      download(new TextEncoder().encode(`${JSON.stringify(readRecipe(), null, 2)}\n`), 'recipe.json', 'application/json');
+    } catch (err) {
+      showMessage(err.message);
+    }
+  });
+  $('load-recipe').addEventListener('change', async (e) => {
+    const [file] = e.target.files;
+    e.target.value = '';
+    if (!file) return;
+    try {
+      const recipe = JSON.parse(await file.text());
+      const unknown = unknownFields(recipe);
+      if (unknown.length) throw new Error(`unknown field${unknown.length > 1 ? 's' : ''} ${unknown.map((u) => `\`${u}\``).join(', ')}`);
+      writeRecipe(recipe);
+      $('message').hidden = true;
+    } catch (err) {
+      showMessage(`${file.name}: ${err.message}`);
+    }
+  });
+  // Drag and drop, folders included.
+  const drop = $('drop');
+  drop.addEventListener('dragover', (e) => { e.preventDefault(); drop.classList.add('over'); });
+  drop.addEventListener('dragleave', () => drop.classList.remove('over'));
+  drop.addEventListener('drop', async (e) => {
+    e.preventDefault();
+    drop.classList.remove('over');
+    const entries = [...e.dataTransfer.items].map((i) => i.webkitGetAsEntry?.()).filter(Boolean);
+    const files = [];
+    let folder = false;
+    for (const entry of entries) {
+      folder ||= entry.isDirectory;
+      await walk(entry, '', files);
+    }
+    if (!entries.length) files.push(...[...e.dataTransfer.files].map((f) => [f, f.name]));
+    useFiles(files, 'train', folder);
+  });
+  pad = drawingPad($('pad'), predictDrawing);
+  $('clear-pad').addEventListener('click', () => { pad.clear(); $('probabilities').replaceChildren(); });
+  $('predict-file').addEventListener('change', async (e) => {
+    const [file] = e.target.files;
+    e.target.value = '';
+    if (file) send('predict', {}, [await readFile(file, file.name)]);
+  });
+  $('predict-row').addEventListener('submit', (e) => {
+    e.preventDefault();
+    const text = $('row-text').value.trim();
+    const values = text
+      ? text.split(/[,\t;]/).map((s) => Number(s.trim()))
+      : [...$('row-fields').querySelectorAll('input')].map((i) => (i.value.trim() === '' ? NaN : Number(i.value)));
+    const bad = values.findIndex((v) => !Number.isFinite(v));
+    if (bad >= 0) {
+      showMessage(`Value ${bad + 1} of the row is not a number.`);
+      return;
+    }
+    send('predict', { values });
+  });
 }
 
 main().catch((err) => showMessage(`The page failed to start: ${err}`));

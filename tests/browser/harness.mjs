@@ -63,3 +63,70 @@ export async function waitFor(page, record, predicate, timeout, what) {
   const brief = state && { phase: state.phase, events: state.events.length, last: state.events.at(-1) };
   throw new Error(`timed out after ${timeout} ms waiting for ${what}: page state ${JSON.stringify(brief)}; console:\n${record.console.slice(-20).join('\n')}`);
 }
+
+/// Parse safetensors bytes: the header (names, dtypes, shapes, offsets) and its metadata.
+export function parseSafetensors(bytes) {
+  const buf = Buffer.from(bytes);
+  const n = Number(buf.readBigUInt64LE(0));
+  const header = JSON.parse(buf.subarray(8, 8 + n).toString('utf8'));
+  const metadata = header.__metadata__ ?? {};
+  delete header.__metadata__;
+  const data = buf.subarray(8 + n);
+  const tensor = (name) => {
+    const t = header[name];
+    const [a, b] = t.data_offsets;
+    const view = data.subarray(a, b);
+    return Array.from({ length: (b - a) / 4 }, (_, i) => view.readFloatLE(4 * i));
+  };
+  return { tensors: header, metadata, tensor, dataBytes: data.length };
+}
+
+const CRC_TABLE = Array.from({ length: 256 }, (_, n) => {
+  let c = n;
+  for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
+  return c >>> 0;
+});
+
+function crc32(buf) {
+  let c = 0xffffffff;
+  for (const b of buf) c = CRC_TABLE[(c ^ b) & 0xff] ^ (c >>> 8);
+  return (c ^ 0xffffffff) >>> 0;
+}
+
+/// A grayscale 8-bit PNG of `width` x `height` whose pixel (x, y) is `pixel(x, y)`.
+export async function png(width, height, pixel) {
+  const { deflateSync } = await import('node:zlib');
+  const raw = Buffer.alloc((width + 1) * height);
+  for (let y = 0; y < height; y++) {
+    raw[y * (width + 1)] = 0;
+    for (let x = 0; x < width; x++) raw[y * (width + 1) + 1 + x] = pixel(x, y);
+  }
+  const chunk = (type, body) => {
+    const len = Buffer.alloc(4);
+    len.writeUInt32BE(body.length);
+    const tb = Buffer.concat([Buffer.from(type, 'ascii'), body]);
+    const crc = Buffer.alloc(4);
+    crc.writeUInt32BE(crc32(tb));
+    return Buffer.concat([len, tb, crc]);
+  };
+  const ihdr = Buffer.alloc(13);
+  ihdr.writeUInt32BE(width, 0);
+  ihdr.writeUInt32BE(height, 4);
+  ihdr[8] = 8; // bit depth
+  ihdr[9] = 0; // grayscale
+  return Buffer.concat([
+    Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]),
+    chunk('IHDR', ihdr),
+    chunk('IDAT', deflateSync(raw)),
+    chunk('IEND', Buffer.alloc(0)),
+  ]);
+}
+
+/// Click `selector` and return the bytes of the download it starts.
+export async function downloadOf(page, selector) {
+  const [download] = await Promise.all([page.waitForEvent('download'), page.click(selector)]);
+  const stream = await download.createReadStream();
+  const chunks = [];
+  for await (const c of stream) chunks.push(c);
+  return { name: download.suggestedFilename(), bytes: Buffer.concat(chunks) };
+}

@@ -7,7 +7,8 @@
 //! safetensors metadata (`__metadata__`, string to string) holds: `format` =
 //! `burnish.classifier.v1`, `model` (the [`ModelConfig`] as JSON, tagged by `kind`), `classes`
 //! (JSON list of class names), `normalizer` (the [`Normalizer`] as JSON, or `null`) and
-//! `image_shape` (`[channels, height, width]` of image inputs, or `null` for tables). Files of the
+//! `image_shape` (`[channels, height, width]` of image inputs, or `null` for tables) and `features`
+//! (JSON list of the input column names of a table, possibly empty). Files of the
 //! earlier `burnish.mlp-classifier.v1` format (an MLP config without `kind`) still load.
 //!
 //! Export reads every weight with `into_data_async`, so it works in the browser, where burn-store's
@@ -36,6 +37,8 @@ pub struct ExportedClassifier {
     pub normalizer: Option<Normalizer>,
     /// `[channels, height, width]` when the inputs are images.
     pub image_shape: Option<[usize; 3]>,
+    /// Names of the input columns of a table, in order (empty when unknown or for images).
+    pub feature_names: Vec<String>,
     /// Every tensor, in the order and PyTorch layout of [`ModelConfig::tensor_layout`].
     pub tensors: Vec<Vec<f32>>,
 }
@@ -57,6 +60,7 @@ impl ExportedClassifier {
             classes,
             normalizer,
             image_shape,
+            feature_names: Vec::new(),
             tensors: model.tensors().await?,
         })
     }
@@ -99,6 +103,7 @@ impl ExportedClassifier {
             ("classes", to_json(&self.classes)),
             ("normalizer", to_json(&self.normalizer)),
             ("image_shape", to_json(&self.image_shape)),
+            ("features", to_json(&self.feature_names)),
         ]);
         Ok(write_safetensors(&stored, &metadata))
     }
@@ -175,6 +180,19 @@ impl ExportedClassifier {
                 config.d_input()
             )));
         }
+        let feature_names: Vec<String> = match meta.get("features") {
+            Some(json) => {
+                serde_json::from_str(json).map_err(|e| fail(format!("metadata `features`: {e}")))?
+            }
+            None => Vec::new(),
+        };
+        if !feature_names.is_empty() && feature_names.len() != config.d_input() {
+            return Err(fail(format!(
+                "metadata `features` names {} columns, the model has {} inputs",
+                feature_names.len(),
+                config.d_input()
+            )));
+        }
         let layout = config.tensor_layout();
         let mut values = Vec::with_capacity(layout.len());
         for (name, shape) in &layout {
@@ -220,6 +238,7 @@ impl ExportedClassifier {
             classes,
             normalizer,
             image_shape,
+            feature_names,
             tensors: values,
         })
     }

@@ -6,7 +6,9 @@ use burn::prelude::Device;
 use wasm_bindgen::prelude::*;
 use web_sys::{DedicatedWorkerGlobalScope, MessageEvent};
 
-use burnish_core::session::{Command, Control, Event, Host, RunState, run_demo};
+use burnish_core::data::images::FolderFile;
+use burnish_core::session::workspace::predict;
+use burnish_core::session::{Command, Control, Event, Host, RunState, Workspace, run_demo};
 
 #[cfg(target_family = "wasm")]
 unsafe extern "C" {
@@ -21,6 +23,8 @@ thread_local! {
     static DEVICE: RefCell<Option<Device>> = const { RefCell::new(None) };
     /// The control of the run in progress, if any.
     static ACTIVE: RefCell<Option<Control>> = const { RefCell::new(None) };
+    /// The user's data and model.
+    static WORKSPACE: RefCell<Workspace> = RefCell::new(Workspace::new());
 }
 
 /// The wasm start function: constructors, panic hook, and, inside a dedicated worker, the
@@ -34,7 +38,9 @@ pub fn start() {
         let handler = Closure::<dyn FnMut(MessageEvent)>::new(on_message);
         scope.set_onmessage(Some(handler.as_ref().unchecked_ref()));
         handler.forget();
-        post(Event::Ready);
+        post(Event::Ready {
+            defaults: Box::default(),
+        });
     }
 }
 
@@ -56,24 +62,68 @@ fn post(event: Event) {
     }
 }
 
+/// The files attached to a message (`files: [{path, bytes: Uint8Array}]`), taken off it so the
+/// rest parses as a [`Command`].
+fn take_files(data: &JsValue) -> Result<Vec<FolderFile>, String> {
+    let key = JsValue::from_str("files");
+    let files = js_sys::Reflect::get(data, &key).unwrap_or(JsValue::UNDEFINED);
+    if files.is_undefined() {
+        return Ok(Vec::new());
+    }
+    if let Some(object) = data.dyn_ref::<js_sys::Object>() {
+        let _ = js_sys::Reflect::delete_property(object, &key);
+    }
+    let array: js_sys::Array = files
+        .dyn_into()
+        .map_err(|_| "`files` must be an array of {path, bytes}".to_string())?;
+    array
+        .iter()
+        .enumerate()
+        .map(|(i, f)| {
+            let path = js_sys::Reflect::get(&f, &"path".into())
+                .ok()
+                .and_then(|p| p.as_string())
+                .ok_or_else(|| format!("file {i} has no `path`"))?;
+            let bytes = js_sys::Reflect::get(&f, &"bytes".into())
+                .ok()
+                .and_then(|b| b.dyn_into::<js_sys::Uint8Array>().ok())
+                .ok_or_else(|| format!("{path}: `bytes` must be a Uint8Array"))?;
+            Ok(FolderFile {
+                path,
+                bytes: bytes.to_vec(),
+            })
+        })
+        .collect()
+}
+
+fn error(message: impl ToString) {
+    post(Event::Error {
+        message: message.to_string(),
+    });
+}
+
 fn on_message(message: MessageEvent) {
-    let command: Command = match serde_wasm_bindgen::from_value(message.data()) {
+    let data = message.data();
+    let files = match take_files(&data) {
+        Ok(files) => files,
+        Err(message) => return error(message),
+    };
+    let command: Command = match serde_wasm_bindgen::from_value(data) {
         Ok(command) => command,
         Err(err) => {
-            post(Event::Error {
-                message: format!("the worker got a message it does not understand: {err}"),
-            });
-            return;
+            return error(format!(
+                "the worker got a message it does not understand: {err}"
+            ));
         }
     };
     let active = ACTIVE.with_borrow(Clone::clone);
+    let busy = || {
+        error("a training run is in progress: wait for it, or cancel it first");
+    };
     match command {
         Command::StartDemo { request } => {
             if active.is_some() {
-                post(Event::Error {
-                    message: "a run is already in progress: cancel it first".into(),
-                });
-                return;
+                return busy();
             }
             let control = Control::default();
             ACTIVE.set(Some(control.clone()));
@@ -86,9 +136,112 @@ fn on_message(message: MessageEvent) {
                 };
                 ACTIVE.set(None);
                 if let Err(message) = outcome {
-                    post(Event::Error { message });
+                    error(message);
                 }
             });
+        }
+        Command::Load { role, request } => {
+            if active.is_some() {
+                return busy();
+            }
+            match WORKSPACE.with_borrow_mut(|ws| ws.load(role, &request, &files)) {
+                Ok(preview) => post(Event::Loaded {
+                    preview: Box::new(preview),
+                }),
+                Err(e) => error(e),
+            }
+        }
+        Command::SetLabel { label } => {
+            if active.is_some() {
+                return busy();
+            }
+            match WORKSPACE.with_borrow_mut(|ws| ws.set_label(&label)) {
+                Ok(previews) => {
+                    for preview in previews {
+                        post(Event::Loaded {
+                            preview: Box::new(preview),
+                        });
+                    }
+                }
+                Err(e) => error(e),
+            }
+        }
+        Command::Train {
+            recipe,
+            continue_training,
+        } => {
+            if active.is_some() {
+                return busy();
+            }
+            let control = Control::default();
+            ACTIVE.set(Some(control.clone()));
+            wasm_bindgen_futures::spawn_local(async move {
+                let outcome = async {
+                    let device = device().await?;
+                    let job = WORKSPACE
+                        .with_borrow(|ws| ws.plan(&recipe, continue_training, &device))
+                        .map_err(|e| e.to_string())?;
+                    let (export, _) = job
+                        .run(&device, &control, &BrowserHost)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    Ok::<_, String>(WORKSPACE.with_borrow_mut(|ws| ws.set_model(export, "trained")))
+                }
+                .await;
+                ACTIVE.set(None);
+                match outcome {
+                    Ok(info) => post(Event::Model {
+                        info: Box::new(info),
+                    }),
+                    Err(message) => error(message),
+                }
+            });
+        }
+        Command::Predict { values } => {
+            let prepared = WORKSPACE.with_borrow(|ws| {
+                let row = ws.input(values, files.first())?;
+                Ok::<_, burnish_core::Error>((row, ws.model().cloned()))
+            });
+            let (row, Some(model)) = (match prepared {
+                Ok(p) => p,
+                Err(e) => return error(e),
+            }) else {
+                return error("there is no trained or imported model yet");
+            };
+            wasm_bindgen_futures::spawn_local(async move {
+                let outcome = async {
+                    let device = device().await?;
+                    predict(&model, row, &device)
+                        .await
+                        .map_err(|e| e.to_string())
+                }
+                .await;
+                match outcome {
+                    Ok(prediction) => post(Event::Prediction { prediction }),
+                    Err(message) => error(message),
+                }
+            });
+        }
+        Command::Export => match WORKSPACE.with_borrow(Workspace::export) {
+            Ok(bytes) => post_export(&bytes),
+            Err(e) => error(e),
+        },
+        Command::Import => {
+            if active.is_some() {
+                return busy();
+            }
+            let [file] = files.as_slice() else {
+                return error(format!(
+                    "import expects one .safetensors file, got {}",
+                    files.len()
+                ));
+            };
+            match WORKSPACE.with_borrow_mut(|ws| ws.import(&file.path, &file.bytes)) {
+                Ok(info) => post(Event::Model {
+                    info: Box::new(info),
+                }),
+                Err(e) => error(e),
+            }
         }
         Command::Pause | Command::Resume | Command::Cancel => match active {
             Some(control) => match command {
@@ -96,10 +249,27 @@ fn on_message(message: MessageEvent) {
                 Command::Resume => control.resume(),
                 _ => control.cancel(),
             },
-            None => post(Event::Error {
-                message: "no run is in progress".into(),
-            }),
+            None => error("no run is in progress"),
         },
+    }
+}
+
+/// Post the `exported` event with the bytes attached as `data` (a transferred `Uint8Array`).
+fn post_export(bytes: &[u8]) {
+    let event = Event::Exported {
+        name: "burnish-model.safetensors".into(),
+        size: bytes.len(),
+    };
+    let serializer = serde_wasm_bindgen::Serializer::json_compatible();
+    let value = match serde::Serialize::serialize(&event, &serializer) {
+        Ok(v) => v,
+        Err(e) => return error(format!("cannot encode the export: {e}")),
+    };
+    let array = js_sys::Uint8Array::from(bytes);
+    let _ = js_sys::Reflect::set(&value, &"data".into(), &array);
+    let transfer = js_sys::Array::of1(&array.buffer());
+    if let Err(err) = scope().post_message_with_transfer(&value, &transfer) {
+        web_sys::console::error_2(&"burnish: postMessage failed".into(), &err);
     }
 }
 

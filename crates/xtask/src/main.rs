@@ -27,11 +27,14 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("serve") => port_arg(&args[1..]).and_then(|port| {
             setup::web()?;
+            setup::assets()?;
             build_web()?;
             serve::serve(&root().join("dist"), port, true)
         }),
         Some("test") => test(),
-        Some("build-web") => setup::web().and_then(|()| build_web()),
+        Some("build-web") => setup::web()
+            .and_then(|()| setup::assets())
+            .and_then(|()| build_web()),
         Some("setup") if args.get(1).is_some_and(|a| a == "--web") => setup::web(),
         Some("setup") => setup::web()
             .and_then(|()| setup::test())
@@ -74,6 +77,11 @@ fn run(program: &str, args: &[&str]) -> Result {
 fn build_web() -> Result {
     let start = std::time::Instant::now();
     run("trunk", &["build", "--release=true"])?;
+    // The built-in demo's data (fetched by `setup::assets`, never committed) is served next to
+    // the page, so the demo needs no files from the user and no other origin.
+    let demo = root().join(".assets/digits.csv.gz");
+    std::fs::copy(&demo, root().join("dist/digits.csv.gz"))
+        .map_err(|e| format!("cannot copy the demo data {}: {e}", demo.display()))?;
     eprintln!(
         "xtask: page built in {:.0} s",
         start.elapsed().as_secs_f64()

@@ -97,7 +97,10 @@ impl Default for DemoRequest {
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Event {
     /// The worker's message handler is installed; commands can be sent.
-    Ready,
+    Ready {
+        /// The default recipe, so the page's form starts from the documented defaults.
+        defaults: Box<Recipe>,
+    },
     /// The GPU device is up and a run has started.
     Started {
         /// Rows in the training data.
@@ -248,7 +251,10 @@ mod tests {
         assert_eq!(json["type"], "progress");
         assert_eq!(json["loss"], 0.5);
         assert_eq!(
-            serde_json::to_value(Event::Ready).expect("serialise")["type"],
+            serde_json::to_value(Event::Ready {
+                defaults: Box::default()
+            })
+            .expect("serialise")["type"],
             "ready"
         );
     }

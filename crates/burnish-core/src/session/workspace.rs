@@ -192,6 +192,7 @@ pub struct TrainingJob {
     classes: Vec<String>,
     normalizer: Option<Normalizer>,
     image_shape: Option<[usize; 3]>,
+    feature_names: Vec<String>,
 }
 
 fn table_dataset(
@@ -214,6 +215,23 @@ fn table_dataset(
         }
     }
     Ok(dataset)
+}
+
+/// The label column when the user has not picked one: the last column holding text (features
+/// must be numbers, so a text column can only be the label), else the last column.
+fn default_label(table: &Table) -> String {
+    let numeric = |c: usize| {
+        table
+            .rows
+            .iter()
+            .all(|r| r[c].trim().is_empty() || r[c].trim().parse::<f64>().is_ok())
+    };
+    (0..table.header.len())
+        .rev()
+        .find(|&c| !numeric(c))
+        .or(table.header.len().checked_sub(1))
+        .map(|c| table.header[c].clone())
+        .unwrap_or_default()
 }
 
 fn is_idx_labels(name: &str, bytes: &[u8]) -> Result<bool> {
@@ -291,7 +309,7 @@ impl Workspace {
                     (None, Some(train), Role::Validation | Role::Test) => {
                         train.table_label().unwrap_or_default()
                     }
-                    _ => table.header.last().cloned().unwrap_or_default(),
+                    _ => default_label(&table),
                 };
                 let dataset = table_dataset(&table, &label, *image, classes.as_deref())?;
                 Loaded {
@@ -503,6 +521,10 @@ impl Workspace {
             Some(model) => model.config.clone(),
             None => recipe.model.build(&data)?,
         };
+        let feature_names = match start {
+            Some(model) => model.feature_names.clone(),
+            None => train_feature_names(self.train.as_ref()),
+        };
         let start = start.map(|m| m.to_model(device)).transpose()?;
         Ok(TrainingJob {
             plan: FitPlan {
@@ -520,6 +542,7 @@ impl Workspace {
             classes: data.class_names.clone(),
             normalizer,
             image_shape: data.image_shape,
+            feature_names,
         })
     }
 
@@ -531,10 +554,7 @@ impl Workspace {
             classes: model.classes.clone(),
             parameters: model.parameters(),
             image_shape: model.image_shape,
-            feature_names: train_feature_names(self.train.as_ref())
-                .into_iter()
-                .take(model.config.d_input())
-                .collect(),
+            feature_names: model.feature_names.clone(),
         };
         self.model = Some((model, origin.into()));
         info
@@ -765,7 +785,7 @@ impl TrainingJob {
         host.post(Event::Report {
             report: Box::new(report.clone()),
         });
-        let export = ExportedClassifier::from_model(
+        let mut export = ExportedClassifier::from_model(
             &outcome.model,
             &shape,
             self.classes,
@@ -773,6 +793,7 @@ impl TrainingJob {
             self.image_shape,
         )
         .await?;
+        export.feature_names = self.feature_names;
         Ok((export, report))
     }
 }
@@ -899,6 +920,14 @@ mod tests {
         );
         let err = ws.set_label("noise").expect_err("kind is text").to_string();
         assert!(err.contains("column `kind`"), "{err}");
+        let p = ws
+            .load(
+                Role::Train,
+                &table(None),
+                &[file("mid.csv", "name,a,b\nx,1,2\ny,3,4\n")],
+            )
+            .expect("the text column is the default label");
+        assert_eq!(p.label.as_deref(), Some("name"));
         let mut numeric = Workspace::new();
         numeric
             .load(
@@ -1070,6 +1099,11 @@ mod tests {
         let mut other = Workspace::new();
         let info = other.import("m.safetensors", &bytes).expect("import");
         assert_eq!(info.origin, "imported");
+        assert_eq!(
+            info.feature_names,
+            ["x", "noise"],
+            "column names travel in the export"
+        );
         let after = pollster::block_on(predict(other.model().expect("model"), row, &device))
             .expect("predict");
         assert_eq!(before, after, "an import predicts exactly as the original");

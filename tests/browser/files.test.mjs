@@ -1,0 +1,152 @@
+// The user's own files through the page's real file inputs: a CSV (pick the label, train an MLP,
+// report, export, re-import, predict a typed row) and a folder of PNGs (train a small CNN,
+// export). Malformed files give an error naming the file and line, and the page stays usable.
+// Each downloaded safetensors file is parsed here: names, shapes, metadata.
+
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { BASE_URL, downloadOf, launch, parseSafetensors, png, waitFor } from './harness.mjs';
+
+// Two blobs in (x, y) with a constant column; the label column `kind` is in the middle.
+function blobsCsv(n) {
+  const lines = ['x,kind,y,constant'];
+  for (let i = 0; i < n; i++) {
+    const pos = i % 2 === 0;
+    const j = ((i * 7) % 10) / 10;
+    lines.push(`${pos ? 2 + j : -2 - j},${pos ? 'pos' : 'neg'},${pos ? 1 - j : -1 + j},5`);
+  }
+  return `${lines.join('\n')}\n`;
+}
+
+const waitIdle = (page, record, what) => waitFor(page, record, (s) => s.phase === 'idle' || s.phase === 'done', 60_000, what);
+
+test('a CSV through the file input: label choice, training, report, export, import, predict', { timeout: 300_000 }, async () => {
+  const { browser, page, record } = await launch();
+  try {
+    await page.goto(`${BASE_URL}?demo=0&epochs=4`);
+    await waitIdle(page, record, 'the worker');
+
+    // A malformed file first: the error names the file and the line, and the page recovers.
+    await page.setInputFiles('#pick-files', { name: 'broken.csv', mimeType: 'text/csv', buffer: Buffer.from('a,b,label\n1,2,x\n3,oops,y\n') });
+    const failed = await page.waitForFunction(() => !document.getElementById('message').hidden, null, { timeout: 30_000 }).then(() => page.locator('#message').textContent());
+    assert.match(failed, /broken\.csv/);
+    assert.match(failed, /line 3, column `b`: `oops` is not a number/);
+    await page.evaluate(() => { window.burnish.errors.length = 0; });
+
+    await page.setInputFiles('#pick-files', { name: 'blobs.csv', mimeType: 'text/csv', buffer: Buffer.from(blobsCsv(200)) });
+    let s = await waitFor(page, record, (st) => st.preview, 30_000, 'the preview');
+    assert.equal(s.preview.label, 'kind', 'the text column is the default label');
+    assert.deepEqual(s.preview.columns, ['x', 'kind', 'y', 'constant']);
+    // Another label through the select: `x` as label fails (kind is text), the page stays usable,
+    // and going back to `kind` works.
+    await page.selectOption('#label-column', 'x');
+    await page.waitForFunction(() => !document.getElementById('message').hidden, null, { timeout: 30_000 });
+    assert.match(await page.locator('#message').textContent(), /blobs\.csv: line 2, column `kind`: `(pos|neg)` is not a number/);
+    await page.evaluate(() => { window.burnish.errors.length = 0; });
+    await page.selectOption('#label-column', 'kind');
+    s = await waitFor(page, record, (st) => st.preview.label === 'kind' && st.events.at(-1).type === 'loaded', 30_000, 'the label back');
+    assert.deepEqual(s.preview.classes, ['neg', 'pos']);
+    assert.deepEqual(s.preview.counts, [100, 100]);
+    assert.deepEqual(s.preview.feature_names, ['x', 'y', 'constant']);
+    assert.equal(await page.locator('#samples tbody tr').count(), 5);
+    assert.equal(await page.locator('#balance .bar').count(), 2);
+
+    await page.fill('[name="model.hidden"]', '16');
+    await page.click('#start');
+    s = await waitFor(page, record, (st) => st.model && st.report, 180_000, 'training');
+    assert.equal(s.epochs.length, 4);
+    assert.ok(s.report.report.accuracy > 0.95, `blobs are separable: ${s.report.text}`);
+    assert.equal(await page.locator('#progress-text').textContent(), 'Done: 4 epochs.');
+    assert.equal(await page.locator('#report-table tbody tr').count(), 4);
+    assert.ok((await page.locator('#chart').evaluate((c) => c.toDataURL().length)) > 2000, 'the loss chart is drawn');
+
+    const { bytes } = await downloadOf(page, '#export');
+    const st = parseSafetensors(bytes);
+    assert.equal(st.metadata.format, 'burnish.classifier.v1');
+    assert.deepEqual(JSON.parse(st.metadata.model), { kind: 'mlp', d_input: 3, n_classes: 2, hidden: [16], dropout: 0.1 });
+    assert.deepEqual(JSON.parse(st.metadata.classes), ['neg', 'pos']);
+    const norm = JSON.parse(st.metadata.normalizer);
+    assert.equal(norm.mean.length, 3);
+    assert.equal(norm.std[2], 1, 'a constant column keeps std 1');
+    assert.equal(st.metadata.image_shape, 'null');
+    assert.deepEqual(JSON.parse(st.metadata.features), ['x', 'y', 'constant']);
+    assert.deepEqual(Object.keys(st.tensors).sort(), ['layers.0.bias', 'layers.0.weight', 'layers.1.bias', 'layers.1.weight']);
+    assert.deepEqual(st.tensors['layers.0.weight'].shape, [16, 3], 'PyTorch [out, in] layout');
+    assert.deepEqual(st.tensors['layers.1.weight'].shape, [2, 16]);
+
+    // Import it back in a fresh page and predict a typed row.
+    await page.goto(`${BASE_URL}?demo=0`);
+    await waitIdle(page, record, 'the worker again');
+    await page.setInputFiles('#import', { name: 'blobs.safetensors', mimeType: 'application/octet-stream', buffer: bytes });
+    s = await waitFor(page, record, (st) => st.model, 30_000, 'the import');
+    assert.equal(s.model.origin, 'imported');
+    assert.equal(await page.locator('#row-fields input').count(), 3);
+    assert.deepEqual(await page.locator('#row-fields label').allTextContents(), ['x', 'y', 'constant'], 'column names come with the model');
+    await page.fill('#row-text', '2.5, 0.8, 5');
+    await page.click('#predict-row button[type=submit]');
+    s = await waitFor(page, record, (st) => st.prediction, 30_000, 'a prediction');
+    assert.equal(s.prediction.classes[s.prediction.best], 'pos');
+    assert.ok(Math.abs(s.prediction.probabilities[0] + s.prediction.probabilities[1] - 1) < 1e-5);
+    assert.equal(await page.locator('#probabilities .bar.best .name').textContent(), 'pos');
+
+    assert.deepEqual(record.errors, []);
+    assert.deepEqual(record.foreign, []);
+  } finally {
+    await browser.close();
+  }
+});
+
+test('an image folder through the folder input trains a CNN and exports it', { timeout: 300_000 }, async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'burnish-folder-'));
+  const root = join(dir, 'bars');
+  // Vertical and horizontal bars at varying positions, 12x12, plus a file to skip.
+  for (const [cls, draw] of [['vertical', (x, y, k) => (x === k ? 255 : 0)], ['horizontal', (x, y, k) => (y === k ? 255 : 0)]]) {
+    mkdirSync(join(root, cls), { recursive: true });
+    for (let k = 1; k < 11; k++) writeFileSync(join(root, cls, `${k}.png`), await png(12, 12, (x, y) => draw(x, y, k)));
+  }
+  writeFileSync(join(root, 'README.txt'), 'not an image');
+  const { browser, page, record } = await launch();
+  try {
+    await page.goto(`${BASE_URL}?demo=0&epochs=6`);
+    await waitIdle(page, record, 'the worker');
+    await page.locator('summary', { hasText: 'Reading options' }).click();
+    await page.fill('#folder-size', '8');
+    await page.setInputFiles('#pick-folder', root);
+    let s = await waitFor(page, record, (st) => st.preview, 60_000, 'the folder preview');
+    assert.equal(s.preview.source, 'bars');
+    assert.deepEqual(s.preview.classes, ['horizontal', 'vertical']);
+    assert.deepEqual(s.preview.counts, [10, 10]);
+    assert.deepEqual(s.preview.image_shape, [1, 8, 8]);
+    assert.deepEqual(s.preview.skipped, ['bars/README.txt']);
+    assert.equal(await page.locator('#samples canvas').count(), 4);
+
+    await page.fill('[name="model.filters"]', '4');
+    await page.fill('[name="model.hidden"]', '8');
+    await page.fill('[name="split.validation"]', '0.2');
+    await page.fill('[name="split.test"]', '0');
+    await page.fill('[name="train.batch_size"]', '8');
+    await page.fill('[name="train.learning_rate"]', '0.02');
+    await page.click('#start');
+    s = await waitFor(page, record, (st) => st.model && st.report, 240_000, 'training the CNN');
+    assert.equal(s.report.split, 'validation', 'no test share: the report is on validation');
+    assert.equal(s.model.config.kind, 'cnn');
+    assert.ok(s.losses.length >= 6);
+
+    const { bytes } = await downloadOf(page, '#export');
+    const st = parseSafetensors(bytes);
+    assert.deepEqual(st.tensors['convs.0.weight'].shape, [4, 1, 3, 3]);
+    assert.deepEqual(Object.keys(st.tensors).sort(), ['convs.0.bias', 'convs.0.weight', 'head.0.bias', 'head.0.weight', 'head.1.bias', 'head.1.weight']);
+    assert.deepEqual(st.tensors['head.0.weight'].shape, [8, 4 * 4 * 4], 'one block halves 8x8 to 4x4 with 4 channels');
+    assert.deepEqual(st.tensors['head.1.weight'].shape, [2, 8]);
+    assert.deepEqual(JSON.parse(st.metadata.image_shape), [1, 8, 8]);
+    assert.deepEqual(JSON.parse(st.metadata.classes), ['horizontal', 'vertical']);
+    assert.deepEqual(record.errors, []);
+    assert.deepEqual(record.foreign, []);
+  } finally {
+    await browser.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
