@@ -5,9 +5,10 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { execFileSync } from 'node:child_process';
 import { BASE_URL, downloadOf, launch, parseSafetensors, png, waitFor } from './harness.mjs';
 
 // Two blobs in (x, y) with a constant column; the label column `kind` is in the middle.
@@ -77,10 +78,24 @@ test('a CSV through the file input: label choice, training, report, export, impo
     assert.deepEqual(st.tensors['layers.0.weight'].shape, [16, 3], 'PyTorch [out, in] layout');
     assert.deepEqual(st.tensors['layers.1.weight'].shape, [2, 16]);
 
-    // Import it back in a fresh page and predict a typed row.
+    // The page's export continues training in the CLI, and the CLI's export loads in the page.
+    const cli = process.env.BURNISH_CLI;
+    assert.ok(cli, 'BURNISH_CLI is not set: run the browser tests through `cargo xtask test`');
+    const dir = mkdtempSync(join(tmpdir(), 'burnish-cli-'));
+    writeFileSync(join(dir, 'blobs.csv'), blobsCsv(200));
+    writeFileSync(join(dir, 'page.safetensors'), bytes);
+    writeFileSync(join(dir, 'recipe.json'), '{"fit": {"epochs": 1}}');
+    const out = execFileSync(cli, ['train', join(dir, 'blobs.csv'), '--label', 'kind', '--import', join(dir, 'page.safetensors'),
+      '--recipe', join(dir, 'recipe.json'), '--out', join(dir, 'cli.safetensors')], { encoding: 'utf8' });
+    assert.match(out, /test accuracy: (0\.9|1\.0)/, out);
+    const fromCli = readFileSync(join(dir, 'cli.safetensors'));
+    rmSync(dir, { recursive: true, force: true });
+    assert.deepEqual(parseSafetensors(fromCli).metadata.features, st.metadata.features);
+
+    // Import the CLI's model in a fresh page and predict a typed row.
     await page.goto(`${BASE_URL}?demo=0`);
     await waitIdle(page, record, 'the worker again');
-    await page.setInputFiles('#import', { name: 'blobs.safetensors', mimeType: 'application/octet-stream', buffer: bytes });
+    await page.setInputFiles('#import', { name: 'cli.safetensors', mimeType: 'application/octet-stream', buffer: fromCli });
     s = await waitFor(page, record, (st) => st.model, 30_000, 'the import');
     assert.equal(s.model.origin, 'imported');
     assert.equal(await page.locator('#row-fields input').count(), 3);

@@ -2,6 +2,7 @@
 //! python3-sklearn by `cargo xtask setup`): train, report, export; then import the export and
 //! continue training. The test split must reach at least 90% accuracy.
 
+use std::io::Read;
 use std::path::PathBuf;
 use std::process::Command;
 
@@ -77,6 +78,65 @@ fn digits_train_export_import_continue() {
     );
     assert!(out.contains("epoch 1/2"), "{out}");
     assert!(again.is_file());
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn digits_as_images_train_a_cnn_with_a_user_test_file() {
+    let dir = std::env::temp_dir().join(format!("burnish-cnn-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    // The user's own split: the last 300 rows are the test file.
+    let mut text = String::new();
+    flate2::read::GzDecoder::new(std::fs::File::open(digits()).expect("open"))
+        .read_to_string(&mut text)
+        .expect("gunzip");
+    let lines: Vec<&str> = text.lines().collect();
+    let (train_rows, test_rows) = lines.split_at(lines.len() - 300);
+    let train = dir.join("train.csv");
+    let test = dir.join("test.csv");
+    std::fs::write(&train, train_rows.join("\n")).expect("write");
+    std::fs::write(&test, test_rows.join("\n")).expect("write");
+    let recipe = dir.join("recipe.json");
+    std::fs::write(
+        &recipe,
+        r#"{"fit": {"epochs": 10, "patience": null}, "augment": {"enabled": true}, "split": {"validation": 0.15}}"#,
+    )
+    .expect("write");
+    let model = dir.join("cnn.safetensors");
+    let out = burnish(&[
+        "train",
+        train.to_str().expect("utf-8"),
+        "--test",
+        test.to_str().expect("utf-8"),
+        "--no-header",
+        "--image-shape",
+        "1,8,8",
+        "--max-value",
+        "16",
+        "--recipe",
+        recipe.to_str().expect("utf-8"),
+        "--out",
+        model.to_str().expect("utf-8"),
+    ]);
+    println!("{out}");
+    assert!(out.contains("test.csv: 300 rows for Test"), "{out}");
+    assert!(
+        out.contains(", 300 test"),
+        "the test file replaces the test share: {out}"
+    );
+    assert!(out.contains("report on 300 held-out rows"), "{out}");
+    let acc = accuracy(&out);
+    assert!(acc >= 0.85, "CNN after 10 epochs: {acc}");
+    let bytes = std::fs::read(&model).expect("export");
+    let header_len = u64::from_le_bytes(bytes[..8].try_into().expect("8 bytes")) as usize;
+    let header = String::from_utf8_lossy(&bytes[8..8 + header_len]);
+    assert!(
+        header.contains(
+            r#""convs.0.weight":{"data_offsets":[0,576],"dtype":"F32","shape":[16,1,3,3]}"#
+        ),
+        "{header}"
+    );
+    assert!(header.contains(r#"\"kind\":\"cnn\""#), "{header}");
     let _ = std::fs::remove_dir_all(dir);
 }
 

@@ -127,10 +127,16 @@ fn test() -> Result {
     let url = format!("http://127.0.0.1:{}/", server.port);
     eprintln!("xtask: browser tests against {url}");
     let browser_start = std::time::Instant::now();
+    // The CLI that `cargo test` just built: the browser tests load its exports in the page and
+    // the page's exports in it.
+    let target =
+        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root().join("target"), PathBuf::from);
+    let cli = target.join("debug/burnish");
+    let cli = cli.to_string_lossy();
     let outcome = run_with_env(
         "node",
         &["--test", "--test-reporter=spec", "tests/browser/"],
-        &[("BURNISH_URL", url.as_str())],
+        &[("BURNISH_URL", url.as_str()), ("BURNISH_CLI", &cli)],
     );
     eprintln!(
         "xtask: native tests {native:.0} s, browser tests {:.0} s",
