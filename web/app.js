@@ -561,6 +561,15 @@ async function main() {
   });
   pad = drawingPad($('pad'), predictDrawing);
   $('clear-pad').addEventListener('click', () => { pad.clear(); $('probabilities').replaceChildren(); });
+  const predictZone = $('predict-image');
+  predictZone.addEventListener('dragover', (e) => { e.preventDefault(); predictZone.classList.add('over'); });
+  predictZone.addEventListener('dragleave', () => predictZone.classList.remove('over'));
+  predictZone.addEventListener('drop', async (e) => {
+    e.preventDefault();
+    predictZone.classList.remove('over');
+    const [file] = e.dataTransfer.files;
+    if (file) send('predict', {}, [await readFile(file, file.name)]);
+  });
   $('predict-file').addEventListener('change', async (e) => {
     const [file] = e.target.files;
     e.target.value = '';
