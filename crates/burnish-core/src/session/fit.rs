@@ -238,7 +238,6 @@ pub async fn fit(
 
 #[cfg(test)]
 mod tests {
-    use std::cell::RefCell;
 
     use burn::prelude::Device;
 
@@ -246,19 +245,7 @@ mod tests {
     use crate::data::demo::SpiralsConfig;
     use crate::data::split::SplitConfig;
     use crate::model::MlpConfig;
-
-    #[derive(Default)]
-    struct Recorder(RefCell<Vec<Event>>);
-
-    impl Host for Recorder {
-        fn now_ms(&self) -> f64 {
-            0.0
-        }
-        fn post(&self, event: Event) {
-            self.0.borrow_mut().push(event);
-        }
-        async fn sleep(&self, _ms: u32) {}
-    }
+    use crate::session::testing::Recorder;
 
     fn splits() -> Splits {
         SpiralsConfig::default()

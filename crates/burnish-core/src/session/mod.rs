@@ -14,3 +14,25 @@ pub mod workspace;
 pub use protocol::{Command, DemoRequest, Event};
 pub use runner::{Control, Host, RunState, run_demo};
 pub use workspace::Workspace;
+
+/// Test doubles shared by the session tests.
+#[cfg(test)]
+pub(crate) mod testing {
+    use std::cell::RefCell;
+
+    use super::{Event, Host};
+
+    /// A host that records every event, with a clock that stands still.
+    #[derive(Default)]
+    pub(crate) struct Recorder(pub(crate) RefCell<Vec<Event>>);
+
+    impl Host for Recorder {
+        fn now_ms(&self) -> f64 {
+            0.0
+        }
+        fn post(&self, event: Event) {
+            self.0.borrow_mut().push(event);
+        }
+        async fn sleep(&self, _ms: u32) {}
+    }
+}

@@ -834,25 +834,12 @@ impl super::recipe::ModelRecipe {
 
 #[cfg(test)]
 mod tests {
-    use std::cell::RefCell;
     use std::io::Cursor;
 
     use super::*;
     use crate::data::idx::tests::idx_u8;
     use crate::session::fit::FitConfig;
-
-    #[derive(Default)]
-    struct Recorder(RefCell<Vec<Event>>);
-
-    impl Host for Recorder {
-        fn now_ms(&self) -> f64 {
-            0.0
-        }
-        fn post(&self, event: Event) {
-            self.0.borrow_mut().push(event);
-        }
-        async fn sleep(&self, _ms: u32) {}
-    }
+    use crate::session::testing::Recorder;
 
     fn file(path: &str, bytes: impl Into<Vec<u8>>) -> FolderFile {
         FolderFile {
