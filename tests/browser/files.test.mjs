@@ -165,3 +165,40 @@ test('an image folder through the folder input trains a CNN and exports it', { t
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('two IDX files through the file input load as images; a lone unknown file is refused', { timeout: 120_000 }, async () => {
+  const idx = (dims, values) => {
+    const head = Buffer.alloc(4 + 4 * dims.length);
+    head[2] = 0x08;
+    head[3] = dims.length;
+    dims.forEach((d, i) => head.writeUInt32BE(d, 4 + 4 * i));
+    return Buffer.concat([head, Buffer.from(values)]);
+  };
+  const n = 30;
+  const images = idx([n, 4, 4], Array.from({ length: n * 16 }, (_, i) => (Math.floor(i / 16) % 3) * 100));
+  const labels = idx([n], Array.from({ length: n }, (_, i) => i % 3));
+  const { gzipSync } = await import('node:zlib');
+  const { browser, page, record } = await launch();
+  try {
+    await page.goto(`${BASE_URL}?demo=0`);
+    await waitIdle(page, record, 'the worker');
+    await page.setInputFiles('#pick-files', { name: 'notes.bin', mimeType: 'application/octet-stream', buffer: Buffer.from('??') });
+    await page.waitForFunction(() => !document.getElementById('message').hidden, null, { timeout: 30_000 });
+    assert.match(await page.locator('#message').textContent(), /Cannot tell what notes\.bin is/);
+    await page.evaluate(() => { window.burnish.errors.length = 0; });
+    // Labels first and gzipped images: the order and the compression are found out.
+    await page.setInputFiles('#pick-files', [
+      { name: 't10k-labels-idx1-ubyte', mimeType: 'application/octet-stream', buffer: labels },
+      { name: 't10k-images-idx3-ubyte.gz', mimeType: 'application/gzip', buffer: gzipSync(images) },
+    ]);
+    const s = await waitFor(page, record, (st) => st.preview, 30_000, 'the IDX preview');
+    assert.equal(s.preview.source, 't10k-images-idx3-ubyte.gz');
+    assert.equal(s.preview.rows, n);
+    assert.equal(s.preview.features, 16);
+    assert.deepEqual(s.preview.classes, ['0', '1', '2']);
+    assert.deepEqual(s.preview.counts, [10, 10, 10]);
+    assert.deepEqual(record.errors, []);
+  } finally {
+    await browser.close();
+  }
+});

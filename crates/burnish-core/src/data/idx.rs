@@ -189,8 +189,25 @@ pub fn idx_dataset(
     } else {
         1.0
     };
-    let n_features = images.dims[1..].iter().product();
-    let features = images.values.into_iter().map(|v| v * scale).collect();
+    let n_features: usize = images.dims[1..].iter().product();
+    let mut features: Vec<f32> = images.values.into_iter().map(|v| v * scale).collect();
+    // Colour images are stored [h, w, c] (channel last); rows are channel-major here.
+    if let [h, w, c] = images.dims[1..] {
+        let mut chw = vec![0.0; features.len()];
+        for (src, dst) in features
+            .chunks_exact(n_features)
+            .zip(chw.chunks_exact_mut(n_features))
+        {
+            for y in 0..h {
+                for x in 0..w {
+                    for ch in 0..c {
+                        dst[ch * h * w + y * w + x] = src[(y * w + x) * c + ch];
+                    }
+                }
+            }
+        }
+        features = chw;
+    }
     let dataset = ClassificationDataset::new(
         images_name,
         features,
@@ -242,6 +259,21 @@ pub(crate) mod tests {
         assert_eq!(raw.image_shape, Some([1, 2, 2]));
         assert_eq!(raw.class_names, ["0", "1", "2"]);
         assert_eq!(raw.row(0), [0.0, 1.0, 0.0, 1.0]);
+    }
+
+    #[test]
+    fn colour_images_become_channel_major() {
+        // Two 1x2 images with 3 channels stored [h, w, c]; the first has pixels (r, g, b) =
+        // (1, 2, 3), (4, 5, 6).
+        let images = idx_u8(&[2, 1, 2, 3], &[1, 2, 3, 4, 5, 6, 0, 0, 0, 0, 0, 0]);
+        let labels = idx_u8(&[2], &[0, 1]);
+        let d = idx_dataset("img", &images, "lbl", &labels).expect("valid");
+        assert_eq!(d.image_shape, Some([3, 1, 2]));
+        let expected: Vec<f32> = [1., 4., 2., 5., 3., 6.]
+            .iter()
+            .map(|v| v * (1.0 / 255.0))
+            .collect();
+        assert_eq!(d.row(0), expected.as_slice());
     }
 
     #[test]
