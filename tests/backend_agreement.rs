@@ -1,7 +1,8 @@
 //! The same seeded training run on flex (CPU) and on wgpu (a real or software Vulkan adapter,
 //! such as Debian's lavapipe) must agree: same data order, same initial weights (drawn on the
-//! host), so the losses differ only by floating-point rounding. Checked for both model families:
-//! the MLP on the spirals and the CNN on small images (with augmentation on).
+//! host), same dropout masks (drawn on the host too), so the losses differ only by floating-point
+//! rounding. Checked for both model families: the MLP on the spirals and the CNN on small images
+//! (with augmentation and dropout on).
 
 use burn::prelude::Device;
 use burnish_core::data::ClassificationDataset;
@@ -69,7 +70,11 @@ fn flex_and_wgpu_agree_step_by_step() {
     let runs = [
         (
             "MLP on spirals",
-            ModelConfig::Mlp(MlpConfig::new(2, 3).with_hidden(vec![32, 32])),
+            ModelConfig::Mlp(
+                MlpConfig::new(2, 3)
+                    .with_hidden(vec![32, 32])
+                    .with_dropout(0.2),
+            ),
             spirals,
         ),
         (
@@ -77,6 +82,7 @@ fn flex_and_wgpu_agree_step_by_step() {
             ModelConfig::Cnn(CnnConfig {
                 filters: vec![8, 8],
                 hidden: vec![16],
+                dropout: 0.2,
                 ..CnnConfig::new([1, 8, 8], 2)
             }),
             bars,

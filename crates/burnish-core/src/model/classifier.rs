@@ -8,7 +8,7 @@ use burn::nn::Linear;
 use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use super::{Cnn, CnnConfig, Mlp, MlpConfig};
+use super::{Cnn, CnnConfig, Masks, Mlp, MlpConfig};
 use crate::{Error, Result};
 
 /// The shape of a classifier, e.g. `{"kind": "cnn", "image_shape": [1, 8, 8], "n_classes": 10}`.
@@ -192,11 +192,16 @@ async fn read_linear(layer: &Linear, out: &mut Vec<Vec<f32>>) -> Result<()> {
 }
 
 impl Classifier {
-    /// Logits `[batch, n_classes]` for rows `[batch, d_input]`.
+    /// Logits `[batch, n_classes]` for rows `[batch, d_input]`, without dropout.
     pub fn forward(&self, input: Tensor<2>) -> Tensor<2> {
+        self.forward_with(input, &mut Masks::none())
+    }
+
+    /// Logits with dropout masks drawn from `masks` (training).
+    pub fn forward_with(&self, input: Tensor<2>, masks: &mut Masks<'_>) -> Tensor<2> {
         match self {
-            Self::Mlp(m) => m.forward(input),
-            Self::Cnn(m) => m.forward(input),
+            Self::Mlp(m) => m.forward_with(input, masks),
+            Self::Cnn(m) => m.forward_with(input, masks),
         }
     }
 

@@ -9,10 +9,11 @@
 use burn::module::Param;
 use burn::nn::conv::Conv2d;
 use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
-use burn::nn::{Dropout, DropoutConfig, Linear, PaddingConfig2d, Relu};
+use burn::nn::{Linear, PaddingConfig2d, Relu};
 use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 
+use super::Masks;
 use crate::rng::Rng;
 use crate::{Error, Result};
 
@@ -173,7 +174,7 @@ impl CnnConfig {
             head,
             pool: MaxPool2dConfig::new([2, 2]).with_strides([2, 2]).init(),
             activation: Relu::new(),
-            dropout: DropoutConfig::new(self.dropout).init(),
+            dropout: self.dropout,
             image_shape: self.image_shape,
         }
     }
@@ -235,7 +236,8 @@ pub struct Cnn {
     head: Vec<Linear>,
     pool: MaxPool2d,
     activation: Relu,
-    dropout: Dropout,
+    /// Dropout probability before each head layer (applied by [`Masks`] in training).
+    dropout: f64,
     image_shape: [usize; 3],
 }
 
@@ -255,8 +257,14 @@ impl Cnn {
         &self.head
     }
 
-    /// Logits `[batch, n_classes]` for channel-major rows `[batch, channels * height * width]`.
+    /// Logits `[batch, n_classes]` for channel-major rows `[batch, channels * height * width]`,
+    /// without dropout.
     pub fn forward(&self, input: Tensor<2>) -> Tensor<2> {
+        self.forward_with(input, &mut Masks::none())
+    }
+
+    /// Logits with dropout masks drawn from `masks` (training).
+    pub fn forward_with(&self, input: Tensor<2>, masks: &mut Masks<'_>) -> Tensor<2> {
         let [batch, _] = input.dims();
         let [c, h, w] = self.image_shape;
         let mut x: Tensor<4> = input.reshape([batch, c, h, w]);
@@ -266,7 +274,7 @@ impl Cnn {
         let mut x: Tensor<2> = x.flatten(1, 3);
         let last = self.head.len() - 1;
         for (i, layer) in self.head.iter().enumerate() {
-            x = layer.forward(self.dropout.forward(x));
+            x = layer.forward(masks.apply(x, self.dropout));
             if i < last {
                 x = self.activation.forward(x);
             }

@@ -1,10 +1,11 @@
 //! Multi-layer perceptron for tabular features.
 
-use burn::nn::{Dropout, DropoutConfig, Linear, Relu};
+use burn::nn::{Linear, Relu};
 use burn::prelude::*;
 
 use serde::{Deserialize, Serialize};
 
+use super::Masks;
 use crate::rng::Rng;
 use crate::{Error, Result};
 
@@ -102,7 +103,7 @@ impl MlpConfig {
         Ok(Mlp {
             layers,
             activation: Relu::new(),
-            dropout: DropoutConfig::new(self.dropout).init(),
+            dropout: self.dropout,
         })
     }
 }
@@ -112,7 +113,8 @@ impl MlpConfig {
 pub struct Mlp {
     layers: Vec<Linear>,
     activation: Relu,
-    dropout: Dropout,
+    /// Dropout probability after each hidden activation (applied by [`Masks`] in training).
+    dropout: f64,
 }
 
 /// Linear layers for consecutive `widths` from per-layer weights in burn's `[d_input, d_output]`
@@ -177,18 +179,23 @@ impl Mlp {
         Ok(Self {
             layers,
             activation: Relu::new(),
-            dropout: DropoutConfig::new(config.dropout).init(),
+            dropout: config.dropout,
         })
     }
 
-    /// Logits `[batch, n_classes]` for features `[batch, d_input]`.
+    /// Logits `[batch, n_classes]` for features `[batch, d_input]`, without dropout.
     pub fn forward(&self, input: Tensor<2>) -> Tensor<2> {
+        self.forward_with(input, &mut Masks::none())
+    }
+
+    /// Logits with dropout masks drawn from `masks` (training).
+    pub fn forward_with(&self, input: Tensor<2>, masks: &mut Masks<'_>) -> Tensor<2> {
         let last = self.layers.len() - 1;
         let mut x = input;
         for (i, layer) in self.layers.iter().enumerate() {
             x = layer.forward(x);
             if i < last {
-                x = self.dropout.forward(self.activation.forward(x));
+                x = masks.apply(self.activation.forward(x), self.dropout);
             }
         }
         x

@@ -4,9 +4,11 @@
 
 pub mod classifier;
 pub mod cnn;
+pub mod dropout;
 mod init;
 pub mod mlp;
 
 pub use classifier::{Classifier, ModelConfig};
 pub use cnn::{Cnn, CnnConfig};
+pub use dropout::Masks;
 pub use mlp::{Mlp, MlpConfig};

@@ -8,7 +8,7 @@ use super::optimizer::{build, clip_global_norm};
 use crate::data::ClassificationDataset;
 use crate::data::augment::AugmentConfig;
 use crate::eval::ClassificationReport;
-use crate::model::{Classifier, ModelConfig};
+use crate::model::{Classifier, Masks, ModelConfig};
 use crate::rng::Rng;
 use crate::{Error, Result};
 
@@ -54,6 +54,8 @@ pub struct Trainer {
     /// Augmentation of image rows, with its own random stream (so switching it on does not
     /// change which rows each batch holds).
     augment: Option<(AugmentConfig, [usize; 3], Rng)>,
+    /// Draws the dropout masks (host-side, so a seed repeats a run on every backend).
+    dropout_rng: Rng,
 }
 
 impl std::fmt::Debug for Trainer {
@@ -117,6 +119,7 @@ impl Trainer {
             cursor: 0,
             step: 0,
             augment: None,
+            dropout_rng: Rng::new(config.seed ^ 0x0064_726f_706f_7574),
             config,
             data,
             device,
@@ -230,7 +233,8 @@ impl Trainer {
             let y = Tensor::<1, Int>::from_data(TensorData::new(labels, [rows]), &self.device);
             // Each micro-batch's loss is divided by their count, so the summed gradients are
             // those of the mean over the whole effective batch (as in PyTorch).
-            let loss = loss_fn.forward(model.forward(x), y) / micro as f32;
+            let logits = model.forward_with(x, &mut Masks::from(&mut self.dropout_rng));
+            let loss = loss_fn.forward(logits, y) / micro as f32;
             accumulator.accumulate(&model, GradientsParams::from_grads(loss.backward(), &model));
             let detached = loss.detach();
             total_loss = Some(match total_loss {
@@ -446,6 +450,28 @@ mod tests {
             let tail: f32 = reports[140..].iter().map(|r| r.loss).sum::<f32>() / 10.0;
             assert!(tail < head * 0.8, "{optimizer:?}: loss {head} -> {tail}");
         }
+    }
+
+    #[test]
+    fn a_seed_repeats_a_run_with_dropout() {
+        let (_, data) = demo();
+        let model = ModelConfig::Mlp(MlpConfig::new(2, 3).with_hidden(vec![16]).with_dropout(0.5));
+        let run = |seed| {
+            let config = TrainConfig {
+                seed,
+                ..TrainConfig::default()
+            };
+            let mut t = Trainer::new(&model, config, data.clone(), &Device::flex()).expect("valid");
+            (0..5)
+                .map(|_| pollster::block_on(t.step()).expect("step").loss)
+                .collect::<Vec<_>>()
+        };
+        let a = run(7);
+        // Something else draws from the backend's generator in between.
+        let _ = Tensor::<1>::random([100], burn::tensor::Distribution::Default, &Device::flex())
+            .into_data();
+        assert_eq!(a, run(7));
+        assert_ne!(a, run(8));
     }
 
     #[test]

@@ -1,0 +1,78 @@
+//! Dropout with masks drawn on the host from the trainer's portable [`Rng`], instead of the
+//! backend's global generator: a seed then repeats a run with dropout exactly, on every backend
+//! alike, whatever else uses the device. The masks are small (rows x width of the layers that
+//! drop), so uploading them costs little next to the step.
+
+use burn::prelude::*;
+
+use crate::rng::Rng;
+
+/// Where a forward pass draws dropout masks from: nowhere (evaluation, prediction) or a
+/// generator (training).
+pub struct Masks<'a> {
+    rng: Option<&'a mut Rng>,
+}
+
+impl<'a> Masks<'a> {
+    /// No dropout: the layers pass values through.
+    pub fn none() -> Self {
+        Self { rng: None }
+    }
+
+    /// Dropout with masks from `rng`.
+    pub fn from(rng: &'a mut Rng) -> Self {
+        Self { rng: Some(rng) }
+    }
+
+    /// Zero each value with probability `p` and scale the rest by `1 / (1 - p)` (inverted
+    /// dropout, as PyTorch), or pass `x` through when there is no generator or `p` is 0.
+    pub fn apply(&mut self, x: Tensor<2>, p: f64) -> Tensor<2> {
+        let Some(rng) = self.rng.as_deref_mut() else {
+            return x;
+        };
+        if p <= 0.0 {
+            return x;
+        }
+        let keep = 1.0 - p;
+        let scale = (1.0 / keep) as f32;
+        let dims = x.dims();
+        let mask: Vec<f32> = (0..dims[0] * dims[1])
+            .map(|_| {
+                if f64::from(rng.next_f32()) < keep {
+                    scale
+                } else {
+                    0.0
+                }
+            })
+            .collect();
+        let mask = Tensor::<2>::from_data(TensorData::new(mask, dims), &x.device());
+        x * mask
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn masks_keep_the_expected_share_scaled_and_repeat_with_the_seed() {
+        let device = Device::flex();
+        let x = Tensor::<2>::ones([100, 50], &device);
+        let draw = |seed| {
+            let mut rng = Rng::new(seed);
+            Masks::from(&mut rng)
+                .apply(x.clone(), 0.2)
+                .into_data()
+                .try_to_vec::<f32>()
+                .expect("f32")
+        };
+        let a = draw(1);
+        assert_eq!(a, draw(1));
+        assert_ne!(a, draw(2));
+        let kept = a.iter().filter(|&&v| v != 0.0).count();
+        assert!((3800..4200).contains(&kept), "{kept} of 5000 kept");
+        assert!(a.iter().all(|&v| v == 0.0 || (v - 1.25).abs() < 1e-6));
+        let same = Masks::none().apply(x.clone(), 0.5);
+        same.into_data().assert_eq(&x.into_data(), true);
+    }
+}
