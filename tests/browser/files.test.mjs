@@ -202,3 +202,36 @@ test('two IDX files through the file input load as images; a lone unknown file i
     await browser.close();
   }
 });
+
+test('a recipe saves as JSON and loads back; a typo in a loaded recipe is named', { timeout: 120_000 }, async () => {
+  const { browser, page, record } = await launch();
+  try {
+    await page.goto(`${BASE_URL}?demo=0`);
+    await waitIdle(page, record, 'the worker');
+    await page.fill('[name="train.learning_rate"]', '0.003');
+    await page.selectOption('[name="train.schedule.decay"]', 'cosine');
+    await page.fill('[name="train.clip_grad_norm"]', '1.5');
+    const { name, bytes } = await downloadOf(page, '#save-recipe');
+    assert.equal(name, 'recipe.json');
+    const recipe = JSON.parse(bytes.toString('utf8'));
+    assert.equal(recipe.train.learning_rate, 0.003);
+    assert.equal(recipe.train.schedule.decay, 'cosine');
+    assert.equal(recipe.train.clip_grad_norm, 1.5);
+    assert.equal(recipe.fit.patience, 5, 'the defaults come from the core');
+    assert.deepEqual(recipe.model.hidden, [128, 64]);
+
+    recipe.fit.epochs = 7;
+    recipe.model.kind = 'mlp';
+    await page.setInputFiles('#load-recipe', { name: 'mine.json', mimeType: 'application/json', buffer: Buffer.from(JSON.stringify(recipe)) });
+    await page.waitForFunction(() => document.querySelector('[name="fit.epochs"]').value === '7', null, { timeout: 10_000 });
+    assert.equal(await page.inputValue('[name="model.kind"]'), 'mlp');
+
+    await page.setInputFiles('#load-recipe', { name: 'typo.json', mimeType: 'application/json', buffer: Buffer.from('{"fit": {"epoch": 3}}') });
+    await page.waitForFunction(() => !document.getElementById('message').hidden, null, { timeout: 10_000 });
+    assert.equal(await page.locator('#message').textContent(), 'typo.json: unknown field `fit.epoch`');
+    assert.equal(await page.inputValue('[name="fit.epochs"]'), '7', 'a bad recipe changes nothing');
+    assert.deepEqual(record.foreign, []);
+  } finally {
+    await browser.close();
+  }
+});
