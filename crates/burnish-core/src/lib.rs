@@ -15,6 +15,7 @@ pub mod export;
 pub mod model;
 pub mod rng;
 pub mod session;
+pub mod text;
 pub mod train;
 
 pub use error::{Error, Result};

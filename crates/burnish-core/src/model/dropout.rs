@@ -26,7 +26,7 @@ impl<'a> Masks<'a> {
 
     /// Zero each value with probability `p` and scale the rest by `1 / (1 - p)` (inverted
     /// dropout, as PyTorch), or pass `x` through when there is no generator or `p` is 0.
-    pub fn apply(&mut self, x: Tensor<2>, p: f64) -> Tensor<2> {
+    pub fn apply<const D: usize>(&mut self, x: Tensor<D>, p: f64) -> Tensor<D> {
         let Some(rng) = self.rng.as_deref_mut() else {
             return x;
         };
@@ -36,7 +36,7 @@ impl<'a> Masks<'a> {
         let keep = 1.0 - p;
         let scale = (1.0 / keep) as f32;
         let dims = x.dims();
-        let mask: Vec<f32> = (0..dims[0] * dims[1])
+        let mask: Vec<f32> = (0..dims.iter().product::<usize>())
             .map(|_| {
                 if f64::from(rng.next_f32()) < keep {
                     scale
@@ -45,7 +45,7 @@ impl<'a> Masks<'a> {
                 }
             })
             .collect();
-        let mask = Tensor::<2>::from_data(TensorData::new(mask, dims), &x.device());
+        let mask = Tensor::<D>::from_data(TensorData::new(mask, dims), &x.device());
         x * mask
     }
 }

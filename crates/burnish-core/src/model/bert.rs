@@ -1,0 +1,576 @@
+//! BERT-family encoders (BERT, MiniLM, and other BERT-shaped checkpoints) loaded from a Hugging
+//! Face model folder: `config.json` and `model.safetensors`.
+//!
+//! Tensor names follow transformers' `BertModel`, with or without the `bert.` prefix:
+//! `embeddings.{word,position,token_type}_embeddings.weight`, `embeddings.LayerNorm.{weight,bias}`,
+//! `encoder.layer.{i}.attention.self.{query,key,value}.{weight,bias}`,
+//! `encoder.layer.{i}.attention.output.{dense,LayerNorm}.*`,
+//! `encoder.layer.{i}.intermediate.dense.*`, `encoder.layer.{i}.output.{dense,LayerNorm}.*`, and an
+//! optional `pooler.dense.*`. Every name, dtype and shape is checked against the config before
+//! anything is allocated on the device; tensors the encoder does not use (an MLM head,
+//! `position_ids`) are listed, not loaded.
+
+use std::collections::BTreeMap;
+
+use burn::module::Param;
+use burn::nn::{Embedding, LayerNorm, LayerNormConfig, Linear};
+use burn::prelude::*;
+use burn::tensor::activation::{gelu, relu, softmax, tanh};
+use safetensors::tensor::Dtype;
+use serde::{Deserialize, Serialize};
+
+use super::Masks;
+use crate::{Error, Result};
+
+/// The fields of a Hugging Face BERT `config.json` the encoder uses (others are ignored).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BertConfig {
+    /// Rows of the word embedding.
+    pub vocab_size: usize,
+    /// Width of every hidden state.
+    pub hidden_size: usize,
+    /// Encoder layers.
+    pub num_hidden_layers: usize,
+    /// Attention heads per layer (`hidden_size` must divide by it).
+    pub num_attention_heads: usize,
+    /// Width of the feed-forward layer.
+    pub intermediate_size: usize,
+    /// `gelu` (exact, erf), `gelu_new` / `gelu_pytorch_tanh` (tanh approximation) or `relu`.
+    #[serde(default = "default_act")]
+    pub hidden_act: String,
+    /// Longest sequence the position embedding covers.
+    pub max_position_embeddings: usize,
+    /// Rows of the token-type (segment) embedding.
+    #[serde(default = "default_type_vocab")]
+    pub type_vocab_size: usize,
+    /// LayerNorm epsilon (default 1e-12).
+    #[serde(default = "default_eps")]
+    pub layer_norm_eps: f64,
+    /// Dropout on hidden states in training (default 0.1).
+    #[serde(default = "default_dropout")]
+    pub hidden_dropout_prob: f64,
+    /// Dropout on attention probabilities in training (default 0.1).
+    #[serde(default = "default_dropout")]
+    pub attention_probs_dropout_prob: f64,
+}
+
+fn default_act() -> String {
+    "gelu".into()
+}
+fn default_type_vocab() -> usize {
+    2
+}
+fn default_eps() -> f64 {
+    1e-12
+}
+fn default_dropout() -> f64 {
+    0.1
+}
+
+/// The activation of the feed-forward layers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Act {
+    Gelu,
+    GeluTanh,
+    Relu,
+}
+
+impl BertConfig {
+    /// Parse a `config.json`.
+    ///
+    /// # Errors
+    /// [`Error::Data`] naming `source` and the missing or malformed field.
+    pub fn from_json(source: &str, bytes: &[u8]) -> Result<Self> {
+        let config: Self = serde_json::from_slice(bytes)
+            .map_err(|e| Error::data(source, format!("not a BERT config.json: {e}")))?;
+        config
+            .validate()
+            .map_err(|e| Error::data(source, e.to_string()))?;
+        Ok(config)
+    }
+
+    fn act(&self) -> Option<Act> {
+        match self.hidden_act.as_str() {
+            "gelu" => Some(Act::Gelu),
+            "gelu_new" | "gelu_pytorch_tanh" | "gelu_fast" => Some(Act::GeluTanh),
+            "relu" => Some(Act::Relu),
+            _ => None,
+        }
+    }
+
+    /// Check the fields against each other.
+    ///
+    /// # Errors
+    /// [`Error::Config`] naming the field.
+    pub fn validate(&self) -> Result<()> {
+        for (field, v) in [
+            ("vocab_size", self.vocab_size),
+            ("hidden_size", self.hidden_size),
+            ("num_hidden_layers", self.num_hidden_layers),
+            ("num_attention_heads", self.num_attention_heads),
+            ("intermediate_size", self.intermediate_size),
+            ("max_position_embeddings", self.max_position_embeddings),
+            ("type_vocab_size", self.type_vocab_size),
+        ] {
+            if v == 0 {
+                return Err(Error::config(field, "expected at least 1, found 0"));
+            }
+        }
+        if !self.hidden_size.is_multiple_of(self.num_attention_heads) {
+            return Err(Error::config(
+                "num_attention_heads",
+                format!(
+                    "hidden_size {} does not divide into {} heads",
+                    self.hidden_size, self.num_attention_heads
+                ),
+            ));
+        }
+        if self.act().is_none() {
+            return Err(Error::config(
+                "hidden_act",
+                format!(
+                    "`{}` is not supported; expected gelu, gelu_new, gelu_pytorch_tanh or relu",
+                    self.hidden_act
+                ),
+            ));
+        }
+        for (field, p) in [
+            ("hidden_dropout_prob", self.hidden_dropout_prob),
+            (
+                "attention_probs_dropout_prob",
+                self.attention_probs_dropout_prob,
+            ),
+        ] {
+            if !(0.0..1.0).contains(&p) {
+                return Err(Error::config(
+                    field,
+                    format!("expected a probability in [0, 1), found {p}"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Every tensor of the encoder (without prefix), with its Hugging Face shape; the pooler
+    /// last.
+    pub fn tensor_layout(&self) -> Vec<(String, Vec<usize>)> {
+        let h = self.hidden_size;
+        let mut specs = vec![
+            (
+                "embeddings.word_embeddings.weight".to_string(),
+                vec![self.vocab_size, h],
+            ),
+            (
+                "embeddings.position_embeddings.weight".into(),
+                vec![self.max_position_embeddings, h],
+            ),
+            (
+                "embeddings.token_type_embeddings.weight".into(),
+                vec![self.type_vocab_size, h],
+            ),
+            ("embeddings.LayerNorm.weight".into(), vec![h]),
+            ("embeddings.LayerNorm.bias".into(), vec![h]),
+        ];
+        let linear = |name: String, out: usize, inp: usize| {
+            [
+                (format!("{name}.weight"), vec![out, inp]),
+                (format!("{name}.bias"), vec![out]),
+            ]
+        };
+        let norm = |name: String| {
+            [
+                (format!("{name}.weight"), vec![h]),
+                (format!("{name}.bias"), vec![h]),
+            ]
+        };
+        for i in 0..self.num_hidden_layers {
+            let p = format!("encoder.layer.{i}");
+            for part in ["query", "key", "value"] {
+                specs.extend(linear(format!("{p}.attention.self.{part}"), h, h));
+            }
+            specs.extend(linear(format!("{p}.attention.output.dense"), h, h));
+            specs.extend(norm(format!("{p}.attention.output.LayerNorm")));
+            specs.extend(linear(
+                format!("{p}.intermediate.dense"),
+                self.intermediate_size,
+                h,
+            ));
+            specs.extend(linear(
+                format!("{p}.output.dense"),
+                h,
+                self.intermediate_size,
+            ));
+            specs.extend(norm(format!("{p}.output.LayerNorm")));
+        }
+        specs.extend(linear("pooler.dense".into(), h, h));
+        specs
+    }
+}
+
+/// What loading a checkpoint found besides the encoder's tensors.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LoadNotes {
+    /// The name prefix the checkpoint uses (`""` or `"bert."`).
+    pub prefix: String,
+    /// Whether it has a pooler (`pooler.dense`).
+    pub has_pooler: bool,
+    /// Tensors that are not part of the encoder, not loaded (e.g. an MLM head).
+    pub ignored: Vec<String>,
+}
+
+/// Values of a checkpoint's encoder tensors, checked, on the host, by unprefixed name.
+#[derive(Debug, Clone)]
+pub struct BertWeights {
+    /// By the names of [`BertConfig::tensor_layout`], PyTorch layout.
+    pub tensors: BTreeMap<String, Vec<f32>>,
+    /// What else the file held.
+    pub notes: LoadNotes,
+}
+
+impl BertWeights {
+    /// Read and check the encoder's tensors from safetensors bytes: every name present (with or
+    /// without `bert.`), F32, with the config's shape. Nothing is copied until all are checked.
+    ///
+    /// # Errors
+    /// [`Error::Data`] naming `source` and the missing tensors, or the first with a wrong dtype or
+    /// shape; a file that is not safetensors.
+    pub fn from_safetensors(source: &str, bytes: &[u8], config: &BertConfig) -> Result<Self> {
+        let fail = |reason: String| Error::data(source, reason);
+        let st = safetensors::SafeTensors::deserialize(bytes)
+            .map_err(|e| fail(format!("not a valid safetensors file ({e})")))?;
+        let names: Vec<String> = st.names().into_iter().map(str::to_string).collect();
+        let prefix = if names
+            .iter()
+            .any(|n| n == "bert.embeddings.word_embeddings.weight")
+        {
+            "bert."
+        } else {
+            ""
+        };
+        let layout = config.tensor_layout();
+        let pooler: Vec<&str> = ["pooler.dense.weight", "pooler.dense.bias"].into();
+        let has_pooler = pooler
+            .iter()
+            .all(|p| names.iter().any(|n| *n == format!("{prefix}{p}")));
+        let wanted: Vec<&(String, Vec<usize>)> = layout
+            .iter()
+            .filter(|(n, _)| has_pooler || !pooler.contains(&n.as_str()))
+            .collect();
+        let missing: Vec<&str> = wanted
+            .iter()
+            .filter(|(n, _)| !names.iter().any(|m| *m == format!("{prefix}{n}")))
+            .map(|(n, _)| n.as_str())
+            .collect();
+        if !missing.is_empty() {
+            let shown: Vec<&str> = missing.iter().take(6).copied().collect();
+            return Err(fail(format!(
+                "{} tensors of a {}-layer BERT are missing: {}{}",
+                missing.len(),
+                config.num_hidden_layers,
+                shown.join(", "),
+                if missing.len() > 6 { ", ..." } else { "" }
+            )));
+        }
+        for (name, shape) in &wanted {
+            let view = st
+                .tensor(&format!("{prefix}{name}"))
+                .map_err(|e| fail(format!("tensor `{prefix}{name}`: {e}")))?;
+            if view.dtype() != Dtype::F32 {
+                return Err(fail(format!(
+                    "tensor `{prefix}{name}` is {:?}; only F32 checkpoints are read",
+                    view.dtype()
+                )));
+            }
+            if view.shape() != shape.as_slice() {
+                return Err(fail(format!(
+                    "tensor `{prefix}{name}` has shape {:?}, but config.json implies {shape:?}",
+                    view.shape()
+                )));
+            }
+        }
+        let mut tensors = BTreeMap::new();
+        for (name, _) in &wanted {
+            let view = st
+                .tensor(&format!("{prefix}{name}"))
+                .map_err(|e| fail(format!("tensor `{prefix}{name}`: {e}")))?;
+            let values: Vec<f32> = view
+                .data()
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect();
+            if let Some(i) = values.iter().position(|v| !v.is_finite()) {
+                return Err(fail(format!(
+                    "tensor `{prefix}{name}` holds a non-finite value at index {i}"
+                )));
+            }
+            tensors.insert(name.clone(), values);
+        }
+        let mut ignored: Vec<String> = names
+            .into_iter()
+            .filter(|n| {
+                n.strip_prefix(prefix)
+                    .is_none_or(|bare| !wanted.iter().any(|(w, _)| w == bare))
+            })
+            .collect();
+        ignored.sort();
+        Ok(Self {
+            tensors,
+            notes: LoadNotes {
+                prefix: prefix.into(),
+                has_pooler,
+                ignored,
+            },
+        })
+    }
+}
+
+/// One encoder layer.
+#[derive(Module, Debug)]
+pub struct BertLayer {
+    query: Linear,
+    key: Linear,
+    value: Linear,
+    attention_out: Linear,
+    attention_norm: LayerNorm,
+    intermediate: Linear,
+    output: Linear,
+    output_norm: LayerNorm,
+}
+
+/// A BERT encoder: embeddings, `num_hidden_layers` post-norm layers, an optional pooler.
+#[derive(Module, Debug)]
+pub struct Bert {
+    word_embeddings: Embedding,
+    position_embeddings: Embedding,
+    token_type_embeddings: Embedding,
+    embeddings_norm: LayerNorm,
+    layers: Vec<BertLayer>,
+    pooler: Option<Linear>,
+    heads: usize,
+    /// 0 gelu (erf), 1 gelu (tanh), 2 relu.
+    act: usize,
+    hidden_dropout: f64,
+    attention_dropout: f64,
+}
+
+/// The inputs of a batch of sequences, padded to one length.
+#[derive(Debug, Clone)]
+pub struct EncoderInput {
+    /// Token ids `[batch, len]`.
+    pub ids: Tensor<2, Int>,
+    /// Segment ids `[batch, len]`.
+    pub type_ids: Tensor<2, Int>,
+    /// 1 for real tokens, 0 for padding, `[batch, len]`.
+    pub mask: Tensor<2>,
+}
+
+fn take(weights: &mut BertWeights, name: &str) -> Vec<f32> {
+    weights.tensors.remove(name).unwrap_or_default()
+}
+
+fn linear_from(
+    weights: &mut BertWeights,
+    name: &str,
+    out: usize,
+    inp: usize,
+    device: &Device,
+) -> Linear {
+    let w = take(weights, &format!("{name}.weight"));
+    let b = take(weights, &format!("{name}.bias"));
+    Linear {
+        weight: Param::from_data(
+            TensorData::new(super::classifier::transpose(&w, out, inp), [inp, out]),
+            device,
+        ),
+        bias: Some(Param::from_data(TensorData::new(b, [out]), device)),
+    }
+}
+
+fn norm_from(
+    weights: &mut BertWeights,
+    name: &str,
+    h: usize,
+    eps: f64,
+    device: &Device,
+) -> LayerNorm {
+    let mut norm = LayerNormConfig::new(h).with_epsilon(eps).init(device);
+    norm.gamma = Param::from_data(
+        TensorData::new(take(weights, &format!("{name}.weight")), [h]),
+        device,
+    );
+    norm.beta = Some(Param::from_data(
+        TensorData::new(take(weights, &format!("{name}.bias")), [h]),
+        device,
+    ));
+    norm
+}
+
+fn embedding_from(
+    weights: &mut BertWeights,
+    name: &str,
+    rows: usize,
+    h: usize,
+    device: &Device,
+) -> Embedding {
+    Embedding {
+        weight: Param::from_data(TensorData::new(take(weights, name), [rows, h]), device),
+    }
+}
+
+impl Bert {
+    /// Build the encoder on `device` from checked weights.
+    ///
+    /// # Errors
+    /// When the config is invalid.
+    pub fn from_weights(
+        config: &BertConfig,
+        mut weights: BertWeights,
+        device: &Device,
+    ) -> Result<Self> {
+        config.validate()?;
+        let h = config.hidden_size;
+        let eps = config.layer_norm_eps;
+        let w = &mut weights;
+        let layers = (0..config.num_hidden_layers)
+            .map(|i| {
+                let p = format!("encoder.layer.{i}");
+                BertLayer {
+                    query: linear_from(w, &format!("{p}.attention.self.query"), h, h, device),
+                    key: linear_from(w, &format!("{p}.attention.self.key"), h, h, device),
+                    value: linear_from(w, &format!("{p}.attention.self.value"), h, h, device),
+                    attention_out: linear_from(
+                        w,
+                        &format!("{p}.attention.output.dense"),
+                        h,
+                        h,
+                        device,
+                    ),
+                    attention_norm: norm_from(
+                        w,
+                        &format!("{p}.attention.output.LayerNorm"),
+                        h,
+                        eps,
+                        device,
+                    ),
+                    intermediate: linear_from(
+                        w,
+                        &format!("{p}.intermediate.dense"),
+                        config.intermediate_size,
+                        h,
+                        device,
+                    ),
+                    output: linear_from(
+                        w,
+                        &format!("{p}.output.dense"),
+                        h,
+                        config.intermediate_size,
+                        device,
+                    ),
+                    output_norm: norm_from(w, &format!("{p}.output.LayerNorm"), h, eps, device),
+                }
+            })
+            .collect();
+        let pooler = w
+            .notes
+            .has_pooler
+            .then(|| linear_from(w, "pooler.dense", h, h, device));
+        Ok(Self {
+            word_embeddings: embedding_from(
+                w,
+                "embeddings.word_embeddings.weight",
+                config.vocab_size,
+                h,
+                device,
+            ),
+            position_embeddings: embedding_from(
+                w,
+                "embeddings.position_embeddings.weight",
+                config.max_position_embeddings,
+                h,
+                device,
+            ),
+            token_type_embeddings: embedding_from(
+                w,
+                "embeddings.token_type_embeddings.weight",
+                config.type_vocab_size,
+                h,
+                device,
+            ),
+            embeddings_norm: norm_from(w, "embeddings.LayerNorm", h, eps, device),
+            layers,
+            pooler,
+            heads: config.num_attention_heads,
+            act: match config.act() {
+                Some(Act::GeluTanh) => 1,
+                Some(Act::Relu) => 2,
+                _ => 0,
+            },
+            hidden_dropout: config.hidden_dropout_prob,
+            attention_dropout: config.attention_probs_dropout_prob,
+        })
+    }
+
+    /// Hidden states `[batch, len, hidden]` (the last layer's), dropout from `masks`.
+    pub fn forward(&self, input: &EncoderInput, masks: &mut Masks<'_>) -> Tensor<3> {
+        let [batch, len] = input.ids.dims();
+        let device = input.ids.device();
+        let positions = Tensor::<1, Int>::arange(0..len as i64, &device)
+            .reshape([1, len])
+            .expand([batch, len]);
+        let x = self.word_embeddings.forward(input.ids.clone())
+            + self.position_embeddings.forward(positions)
+            + self.token_type_embeddings.forward(input.type_ids.clone());
+        let mut x = masks.apply(self.embeddings_norm.forward(x), self.hidden_dropout);
+        // 0 where attended, a large negative number at padding: added to the scores.
+        let bias: Tensor<4> = ((input.mask.clone() - 1.0) * 1e9).reshape([batch, 1, 1, len]);
+        for layer in &self.layers {
+            x = self.layer(layer, x, bias.clone(), masks);
+        }
+        x
+    }
+
+    fn layer(
+        &self,
+        l: &BertLayer,
+        x: Tensor<3>,
+        bias: Tensor<4>,
+        masks: &mut Masks<'_>,
+    ) -> Tensor<3> {
+        let [batch, len, h] = x.dims();
+        let dh = h / self.heads;
+        let split = |t: Tensor<3>| t.reshape([batch, len, self.heads, dh]).swap_dims(1, 2);
+        let q = split(l.query.forward(x.clone()));
+        let k = split(l.key.forward(x.clone()));
+        let v = split(l.value.forward(x.clone()));
+        let scores = q.matmul(k.transpose()) / (dh as f64).sqrt() + bias;
+        let probs = masks.apply(softmax(scores, 3), self.attention_dropout);
+        let context: Tensor<3> = probs.matmul(v).swap_dims(1, 2).reshape([batch, len, h]);
+        let attended = masks.apply(l.attention_out.forward(context), self.hidden_dropout);
+        let x = l.attention_norm.forward(x + attended);
+        let inner = l.intermediate.forward(x.clone());
+        let inner = match self.act {
+            1 => burn::tensor::activation::gelu_approximate(inner),
+            2 => relu(inner),
+            _ => gelu(inner),
+        };
+        let out = masks.apply(l.output.forward(inner), self.hidden_dropout);
+        l.output_norm.forward(x + out)
+    }
+
+    /// The pooled `[CLS]` state `[batch, hidden]` (`tanh(dense(h[:, 0]))`), when the checkpoint
+    /// has a pooler.
+    pub fn pool_cls(&self, hidden: Tensor<3>) -> Option<Tensor<2>> {
+        let [batch, _, h] = hidden.dims();
+        let cls: Tensor<2> = hidden.narrow(1, 0, 1).reshape([batch, h]);
+        self.pooler.as_ref().map(|p| tanh(p.forward(cls)))
+    }
+
+    /// The mean of the hidden states over the real tokens, `[batch, hidden]`.
+    pub fn pool_mean(hidden: Tensor<3>, mask: &Tensor<2>) -> Tensor<2> {
+        let [batch, len, h] = hidden.dims();
+        let m: Tensor<3> = mask.clone().reshape([batch, len, 1]);
+        let summed: Tensor<2> = (hidden * m.clone()).sum_dim(1).reshape([batch, h]);
+        let counts: Tensor<2> = m.sum_dim(1).reshape([batch, 1]).clamp_min(1e-9);
+        summed / counts
+    }
+}

@@ -1,0 +1,6 @@
+//! Text: tokenizers (Hugging Face `tokenizer.json`, through the `tokenizers` crate, which builds
+//! for wasm with its `unstable_wasm` feature) and batches of token ids for the encoders.
+
+mod tokenizer;
+
+pub use tokenizer::{Encoding, TextTokenizer};
