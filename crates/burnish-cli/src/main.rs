@@ -71,6 +71,40 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Fine-tune a BERT-family encoder (a Hugging Face folder: config.json, tokenizer.json,
+    /// model.safetensors) to classify the texts of a CSV/TSV/JSONL table; print the report.
+    Text {
+        /// The table of texts and labels.
+        data: PathBuf,
+        /// The model folder.
+        #[arg(long)]
+        model: PathBuf,
+        /// The text column.
+        #[arg(long, default_value = "text")]
+        text: String,
+        /// A second text column, for sentence pairs.
+        #[arg(long)]
+        pair: Option<String>,
+        /// The label column.
+        #[arg(long, default_value = "label")]
+        label: String,
+        /// Longest sequence in tokens (longer texts are cut).
+        #[arg(long, default_value_t = 128)]
+        max_length: usize,
+        /// `cls` (the pooler, as transformers) or `mean` (as sentence-transformers).
+        #[arg(long, default_value = "cls")]
+        pooling: String,
+        /// Recipe JSON (`train`, `fit`, `split` are used; transformer defaults otherwise:
+        /// AdamW 3e-5, linear decay after 10% warm-up, weight decay 0.01, batch 16, 3 epochs).
+        #[arg(long)]
+        recipe: Option<PathBuf>,
+        /// Where to run.
+        #[arg(long, value_enum, default_value_t = Backend::Flex)]
+        device: Backend,
+        /// Print every event as one JSON line.
+        #[arg(long)]
+        json: bool,
+    },
     /// Train the built-in demo (an MLP on interleaved spirals) and report loss, accuracy and speed.
     Demo {
         /// Where to run.
@@ -410,6 +444,164 @@ fn train(
     Ok(())
 }
 
+/// Transformer defaults: what transformers' Trainer uses for fine-tuning.
+fn text_recipe(path: Option<&PathBuf>) -> Result<Recipe> {
+    let mut recipe = Recipe::default();
+    recipe.train.learning_rate = 3e-5;
+    recipe.train.weight_decay = 0.01;
+    recipe.train.batch_size = 16;
+    recipe.train.schedule.decay = burnish_core::train::schedule::Decay::Linear;
+    recipe.train.schedule.warmup_fraction = 0.1;
+    recipe.fit.epochs = 3;
+    recipe.fit.patience = None;
+    let Some(path) = path else {
+        return Ok(recipe);
+    };
+    let mut json = serde_json::to_value(&recipe)?;
+    let given: serde_json::Value = serde_json::from_slice(&read(path)?)
+        .with_context(|| format!("{} is not JSON", path.display()))?;
+    merge(&mut json, given);
+    serde_json::from_value(json)
+        .with_context(|| format!("{} is not a valid recipe", path.display()))
+}
+
+/// Overlay `given` on `base`, object by object.
+fn merge(base: &mut serde_json::Value, given: serde_json::Value) {
+    match (base, given) {
+        (serde_json::Value::Object(b), serde_json::Value::Object(g)) => {
+            for (k, v) in g {
+                match b.get_mut(&k) {
+                    Some(slot) => merge(slot, v),
+                    None => {
+                        b.insert(k, v);
+                    }
+                }
+            }
+        }
+        (slot, v) => *slot = v,
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn text(
+    data: &PathBuf,
+    model_dir: &std::path::Path,
+    columns: (&str, Option<&str>, &str),
+    max_length: usize,
+    pooling: &str,
+    recipe: Option<&PathBuf>,
+    device: &Device,
+    host: &Terminal,
+) -> Result<()> {
+    use burnish_core::data::table::{Table, TableFormat};
+    use burnish_core::model::bert::{Bert, BertConfig, BertWeights};
+    use burnish_core::model::bert_classifier::{BertClassifier, Pooling};
+    use burnish_core::session::text_fit::{TextSplits, fit_text};
+    use burnish_core::text::TextTokenizer;
+    use burnish_core::train::text::TokenizedSet;
+
+    let recipe = text_recipe(recipe)?;
+    let pooling = match pooling {
+        "cls" => Pooling::Cls,
+        "mean" => Pooling::Mean,
+        other => bail!("--pooling: expected cls or mean, found `{other}`"),
+    };
+    let file = |name: &str| -> Result<Vec<u8>> {
+        let path = model_dir.join(name);
+        if !path.is_file() {
+            bail!(
+                "{} has no {name}; a Hugging Face model folder holds config.json, tokenizer.json and model.safetensors",
+                model_dir.display()
+            );
+        }
+        read(&path)
+    };
+    let config = BertConfig::from_json("config.json", &file("config.json")?)?;
+    let tokenizer =
+        TextTokenizer::from_json("tokenizer.json", &file("tokenizer.json")?, max_length)?;
+    let weights =
+        BertWeights::from_safetensors("model.safetensors", &file("model.safetensors")?, &config)?;
+    if !weights.notes.ignored.is_empty() {
+        println!(
+            "not part of the encoder, left out: {}",
+            weights.notes.ignored.join(", ")
+        );
+    }
+    let source = name(data);
+    let format = TableFormat::from_name(&source)
+        .with_context(|| format!("{source}: expected .csv, .tsv or .jsonl (optionally .gz)"))?;
+    let table = Table::parse(&source, &read(data)?, format)?;
+    let (text_col, pair_col, label_col) = columns;
+    let dataset = table.to_text_dataset(text_col, pair_col, label_col, None)?;
+    let start = Instant::now();
+    let rows = dataset
+        .texts
+        .iter()
+        .enumerate()
+        .map(|(i, t)| tokenizer.encode(t, dataset.pairs.as_ref().map(|p| p[i].as_str())))
+        .collect::<burnish_core::Result<Vec<_>>>()?;
+    let tokens: usize = rows.iter().map(|r| r.ids.len()).sum();
+    println!(
+        "{source}: {} texts, {} classes ({}), {tokens} tokens ({:.1} per text) tokenized in {:.2} s",
+        dataset.len(),
+        dataset.class_names.len(),
+        dataset.class_names.join(", "),
+        tokens as f64 / dataset.len() as f64,
+        start.elapsed().as_secs_f64()
+    );
+    let [train, validation, test] = recipe
+        .split
+        .indices(&dataset.labels, dataset.class_names.len())?;
+    let set = |idx: &[usize]| TokenizedSet {
+        rows: idx.iter().map(|&i| rows[i].clone()).collect(),
+        labels: idx.iter().map(|&i| dataset.labels[i]).collect(),
+        classes: dataset.class_names.clone(),
+        pad_id: tokenizer.pad_id(),
+    };
+    let splits = TextSplits {
+        train: set(&train),
+        validation: set(&validation),
+        test: set(&test),
+    };
+    println!(
+        "split: {} train, {} validation, {} test",
+        train.len(),
+        validation.len(),
+        test.len()
+    );
+    let bert = Bert::from_weights(&config, weights, device)?;
+    let model = BertClassifier::new(
+        bert,
+        dataset.class_names.len(),
+        pooling,
+        config.hidden_dropout_prob,
+        recipe.train.seed,
+        device,
+    );
+    let outcome = pollster::block_on(fit_text(
+        model,
+        recipe.train.clone(),
+        &recipe.fit,
+        &splits,
+        device,
+        &Control::default(),
+        host,
+    ))?;
+    println!(
+        "\nbest epoch {} of {}; report on {} held-out rows:\n\n{}",
+        outcome.best_epoch,
+        outcome.epochs_run,
+        outcome.test.report.total,
+        outcome.test.report.to_text()
+    );
+    println!("test accuracy: {:.4}", outcome.test.report.accuracy);
+    println!(
+        "training throughput: {:.0} tokens/s",
+        outcome.tokens_per_second
+    );
+    Ok(())
+}
+
 fn main() -> std::process::ExitCode {
     match run(Cli::parse()) {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -454,6 +646,31 @@ fn run(cli: Cli) -> Result<()> {
                 recipe.as_ref(),
                 import.as_ref(),
                 &out,
+                &device,
+                &host,
+            )?;
+        }
+        Command::Text {
+            data,
+            model,
+            text: text_col,
+            pair,
+            label,
+            max_length,
+            pooling,
+            recipe,
+            device: backend,
+            json,
+        } => {
+            let device = device(backend)?;
+            let host = Terminal::new(json);
+            text(
+                &data,
+                &model,
+                (&text_col, pair.as_deref(), &label),
+                max_length,
+                &pooling,
+                recipe.as_ref(),
                 &device,
                 &host,
             )?;

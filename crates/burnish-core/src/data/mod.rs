@@ -8,5 +8,6 @@ pub mod idx;
 pub mod images;
 pub mod split;
 pub mod table;
+pub mod text;
 
 pub use dataset::ClassificationDataset;

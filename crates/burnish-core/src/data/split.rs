@@ -32,6 +32,65 @@ impl Default for SplitConfig {
     }
 }
 
+impl SplitConfig {
+    /// Row indices of train, validation and test for rows with these `labels` (of `n_classes`),
+    /// stratified per class when asked, shuffled with the seed.
+    ///
+    /// # Errors
+    /// [`Error::Config`] when a fraction is negative, not finite, or they leave no training rows.
+    pub fn indices(&self, labels: &[u32], n_classes: usize) -> Result<[Vec<usize>; 3]> {
+        for (field, v) in [("validation", self.validation), ("test", self.test)] {
+            if !(v.is_finite() && (0.0..1.0).contains(&v)) {
+                return Err(Error::config(
+                    field,
+                    format!("expected a fraction in [0, 1), found {v}"),
+                ));
+            }
+        }
+        if self.validation + self.test >= 1.0 {
+            return Err(Error::config(
+                "test",
+                format!(
+                    "validation {} + test {} leave no rows for training",
+                    self.validation, self.test
+                ),
+            ));
+        }
+        let mut rng = Rng::new(self.seed);
+        let groups: Vec<Vec<usize>> = if self.stratify {
+            let mut by_class = vec![Vec::new(); n_classes];
+            for (i, &l) in labels.iter().enumerate() {
+                by_class[l as usize].push(i);
+            }
+            by_class
+        } else {
+            vec![(0..labels.len()).collect()]
+        };
+        let (mut train, mut validation, mut test) = (Vec::new(), Vec::new(), Vec::new());
+        for mut group in groups {
+            rng.shuffle(&mut group);
+            let n = group.len();
+            let n_val = (n as f64 * self.validation).round() as usize;
+            let n_test = (n as f64 * self.test).round() as usize;
+            // Keep at least one row of every class for training when there is one to keep.
+            let (n_val, n_test) = if n_val + n_test >= n && n > 0 {
+                let n_test = n_test.min(n - 1);
+                (n_val.min(n - 1 - n_test), n_test)
+            } else {
+                (n_val, n_test)
+            };
+            validation.extend_from_slice(&group[..n_val]);
+            test.extend_from_slice(&group[n_val..n_val + n_test]);
+            train.extend_from_slice(&group[n_val + n_test..]);
+        }
+        // Interleave classes (the groups were appended class by class).
+        rng.shuffle(&mut train);
+        rng.shuffle(&mut validation);
+        rng.shuffle(&mut test);
+        Ok([train, validation, test])
+    }
+}
+
 /// The three parts of a split; validation or test may be empty when their fraction is 0.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Splits {
@@ -62,54 +121,7 @@ impl ClassificationDataset {
     /// # Errors
     /// [`Error::Config`] when a fraction is negative, not finite, or they leave no training rows.
     pub fn split(&self, config: &SplitConfig) -> Result<Splits> {
-        for (field, v) in [("validation", config.validation), ("test", config.test)] {
-            if !(v.is_finite() && (0.0..1.0).contains(&v)) {
-                return Err(Error::config(
-                    field,
-                    format!("expected a fraction in [0, 1), found {v}"),
-                ));
-            }
-        }
-        if config.validation + config.test >= 1.0 {
-            return Err(Error::config(
-                "test",
-                format!(
-                    "validation {} + test {} leave no rows for training",
-                    config.validation, config.test
-                ),
-            ));
-        }
-        let mut rng = Rng::new(config.seed);
-        let groups: Vec<Vec<usize>> = if config.stratify {
-            let mut by_class = vec![Vec::new(); self.n_classes()];
-            for (i, &l) in self.labels.iter().enumerate() {
-                by_class[l as usize].push(i);
-            }
-            by_class
-        } else {
-            vec![(0..self.len()).collect()]
-        };
-        let (mut train, mut validation, mut test) = (Vec::new(), Vec::new(), Vec::new());
-        for mut group in groups {
-            rng.shuffle(&mut group);
-            let n = group.len();
-            let n_val = (n as f64 * config.validation).round() as usize;
-            let n_test = (n as f64 * config.test).round() as usize;
-            // Keep at least one row of every class for training when there is one to keep.
-            let (n_val, n_test) = if n_val + n_test >= n && n > 0 {
-                let n_test = n_test.min(n - 1);
-                (n_val.min(n - 1 - n_test), n_test)
-            } else {
-                (n_val, n_test)
-            };
-            validation.extend_from_slice(&group[..n_val]);
-            test.extend_from_slice(&group[n_val..n_val + n_test]);
-            train.extend_from_slice(&group[n_val + n_test..]);
-        }
-        // Interleave classes (the groups were appended class by class).
-        rng.shuffle(&mut train);
-        rng.shuffle(&mut validation);
-        rng.shuffle(&mut test);
+        let [train, validation, test] = config.indices(&self.labels, self.n_classes())?;
         Ok(Splits {
             train: self.subset(&train),
             validation: self.subset(&validation),

@@ -228,6 +228,35 @@ pub struct BertWeights {
 }
 
 impl BertWeights {
+    /// Freshly initialised weights of `config`'s shape (transformers' init: normal with std
+    /// 0.02, LayerNorm 1 and 0, biases 0), with a pooler; for tests and training from scratch.
+    pub fn random(config: &BertConfig, seed: u64) -> Self {
+        let mut rng = crate::rng::Rng::new(seed);
+        let tensors = config
+            .tensor_layout()
+            .into_iter()
+            .map(|(name, shape)| {
+                let n: usize = shape.iter().product();
+                let values = if name.ends_with("LayerNorm.weight") {
+                    vec![1.0; n]
+                } else if name.ends_with(".bias") {
+                    vec![0.0; n]
+                } else {
+                    (0..n).map(|_| 0.02 * rng.normal()).collect()
+                };
+                (name, values)
+            })
+            .collect();
+        Self {
+            tensors,
+            notes: LoadNotes {
+                prefix: String::new(),
+                has_pooler: true,
+                ignored: Vec::new(),
+            },
+        }
+    }
+
     /// Read and check the encoder's tensors from safetensors bytes: every name present (with or
     /// without `bert.`), F32, with the config's shape. Nothing is copied until all are checked.
     ///
@@ -362,6 +391,13 @@ pub struct EncoderInput {
     pub type_ids: Tensor<2, Int>,
     /// 1 for real tokens, 0 for padding, `[batch, len]`.
     pub mask: Tensor<2>,
+}
+
+/// `p * factor` as a fresh trainable leaf with the same id (so the optimizer keeps its state).
+/// `Param::map` keeps the id but leaves the new value untracked, so no gradient reaches it.
+pub(crate) fn decay_param(p: Param<Tensor<2>>, factor: f32) -> Param<Tensor<2>> {
+    let (id, w, _) = p.consume();
+    Param::initialized(id, Tensor::from_inner(w.inner() * factor).require_grad())
 }
 
 fn take(weights: &mut BertWeights, name: &str) -> Vec<f32> {
@@ -557,6 +593,49 @@ impl Bert {
         l.output_norm.forward(x + out)
     }
 
+    /// Decoupled weight decay on the matrices (embeddings and linear weights), not on biases or
+    /// LayerNorm parameters, as transformers' recipe does: every such weight is multiplied by
+    /// `factor` (`1 - learning_rate * weight_decay`).
+    pub fn decay(self, factor: f32) -> Self {
+        let scale = |p: Param<Tensor<2>>| decay_param(p, factor);
+        let linear = |l: Linear| Linear {
+            weight: scale(l.weight),
+            bias: l.bias,
+        };
+        Self {
+            word_embeddings: Embedding {
+                weight: scale(self.word_embeddings.weight),
+            },
+            position_embeddings: Embedding {
+                weight: scale(self.position_embeddings.weight),
+            },
+            token_type_embeddings: Embedding {
+                weight: scale(self.token_type_embeddings.weight),
+            },
+            layers: self
+                .layers
+                .into_iter()
+                .map(|l| BertLayer {
+                    query: linear(l.query),
+                    key: linear(l.key),
+                    value: linear(l.value),
+                    attention_out: linear(l.attention_out),
+                    attention_norm: l.attention_norm,
+                    intermediate: linear(l.intermediate),
+                    output: linear(l.output),
+                    output_norm: l.output_norm,
+                })
+                .collect(),
+            pooler: self.pooler.map(linear),
+            ..self
+        }
+    }
+
+    /// Hidden width.
+    pub fn hidden_size(&self) -> usize {
+        self.word_embeddings.weight.val().dims()[1]
+    }
+
     /// The pooled `[CLS]` state `[batch, hidden]` (`tanh(dense(h[:, 0]))`), when the checkpoint
     /// has a pooler.
     pub fn pool_cls(&self, hidden: Tensor<3>) -> Option<Tensor<2>> {
@@ -572,5 +651,145 @@ impl Bert {
         let summed: Tensor<2> = (hidden * m.clone()).sum_dim(1).reshape([batch, h]);
         let counts: Tensor<2> = m.sum_dim(1).reshape([batch, 1]).clamp_min(1e-9);
         summed / counts
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    pub(crate) fn tiny_config() -> BertConfig {
+        BertConfig {
+            vocab_size: 12,
+            hidden_size: 8,
+            num_hidden_layers: 2,
+            num_attention_heads: 2,
+            intermediate_size: 16,
+            hidden_act: "gelu".into(),
+            max_position_embeddings: 16,
+            type_vocab_size: 2,
+            layer_norm_eps: 1e-12,
+            hidden_dropout_prob: 0.0,
+            attention_probs_dropout_prob: 0.0,
+        }
+    }
+
+    /// The tiny model as safetensors bytes, with `prefix` on every name, and `edit` applied.
+    fn file(prefix: &str, edit: impl Fn(&mut Vec<(String, Vec<usize>, Vec<f32>)>)) -> Vec<u8> {
+        let config = tiny_config();
+        let w = BertWeights::random(&config, 1);
+        let mut entries: Vec<(String, Vec<usize>, Vec<f32>)> = config
+            .tensor_layout()
+            .into_iter()
+            .map(|(n, shape)| (format!("{prefix}{n}"), shape, w.tensors[&n].clone()))
+            .collect();
+        edit(&mut entries);
+        let bytes: Vec<(String, Vec<usize>, Vec<u8>)> = entries
+            .into_iter()
+            .map(|(n, s, v)| (n, s, v.iter().flat_map(|x| x.to_le_bytes()).collect()))
+            .collect();
+        let views: Vec<(String, safetensors::tensor::TensorView<'_>)> = bytes
+            .iter()
+            .map(|(n, s, b)| {
+                (
+                    n.clone(),
+                    safetensors::tensor::TensorView::new(Dtype::F32, s.clone(), b).expect("view"),
+                )
+            })
+            .collect();
+        safetensors::serialize(views, None).expect("serialise")
+    }
+
+    #[test]
+    fn checkpoints_load_with_or_without_prefix_and_errors_name_tensors() {
+        let config = tiny_config();
+        let plain = BertWeights::from_safetensors("m", &file("", |_| {}), &config).expect("plain");
+        assert_eq!(plain.notes.prefix, "");
+        let prefixed = BertWeights::from_safetensors(
+            "m",
+            &file("bert.", |e| {
+                e.push(("cls.predictions.bias".into(), vec![12], vec![0.0; 12]));
+            }),
+            &config,
+        )
+        .expect("prefixed");
+        assert_eq!(prefixed.notes.prefix, "bert.");
+        assert_eq!(prefixed.notes.ignored, ["cls.predictions.bias"]);
+        assert_eq!(prefixed.tensors, plain.tensors);
+        let no_pooler = BertWeights::from_safetensors(
+            "m",
+            &file("", |e| e.retain(|(n, _, _)| !n.starts_with("pooler"))),
+            &config,
+        )
+        .expect("no pooler");
+        assert!(!no_pooler.notes.has_pooler);
+        let err = BertWeights::from_safetensors(
+            "m.safetensors",
+            &file("", |e| e.retain(|(n, _, _)| !n.contains("layer.1.output"))),
+            &config,
+        )
+        .expect_err("missing")
+        .to_string();
+        assert!(
+            err.contains("m.safetensors")
+                && err.contains(
+                    "4 tensors of a 2-layer BERT are missing: encoder.layer.1.output.dense.weight"
+                ),
+            "{err}"
+        );
+        let err = BertWeights::from_safetensors(
+            "m",
+            &file("", |e| {
+                e[0].1 = vec![13, 8];
+                e[0].2.extend([0.0; 8]);
+            }),
+            &config,
+        )
+        .expect_err("shape")
+        .to_string();
+        assert!(
+            err.contains("`embeddings.word_embeddings.weight` has shape [13, 8], but config.json implies [12, 8]"),
+            "{err}"
+        );
+        let err = BertConfig::from_json("config.json", br#"{"vocab_size": 3}"#)
+            .expect_err("fields")
+            .to_string();
+        assert!(
+            err.contains("config.json") && err.contains("hidden_size"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn padding_does_not_change_the_real_tokens_states() {
+        let device = Device::flex();
+        let config = tiny_config();
+        let bert =
+            Bert::from_weights(&config, BertWeights::random(&config, 3), &device).expect("bert");
+        let input = |ids: Vec<i64>, mask: Vec<f32>| {
+            let n = ids.len();
+            EncoderInput {
+                ids: Tensor::from_data(TensorData::new(ids, [1, n]), &device),
+                type_ids: Tensor::from_data(TensorData::new(vec![0i64; n], [1, n]), &device),
+                mask: Tensor::from_data(TensorData::new(mask, [1, n]), &device),
+            }
+        };
+        let short = bert.forward(&input(vec![1, 5, 6, 2], vec![1.0; 4]), &mut Masks::none());
+        let padded = bert.forward(
+            &input(vec![1, 5, 6, 2, 0, 0], vec![1., 1., 1., 1., 0., 0.]),
+            &mut Masks::none(),
+        );
+        let a = short.into_data().try_to_vec::<f32>().expect("f32");
+        let b: Vec<f32> = padded
+            .narrow(1, 0, 4)
+            .into_data()
+            .try_to_vec::<f32>()
+            .expect("f32");
+        let worst = a
+            .iter()
+            .zip(&b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0f32, f32::max);
+        assert!(worst < 1e-5, "{worst}");
     }
 }

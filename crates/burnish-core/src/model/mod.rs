@@ -3,6 +3,7 @@
 //! starting weights on every backend; [`classifier`] puts the families behind one type.
 
 pub mod bert;
+pub mod bert_classifier;
 pub mod classifier;
 pub mod cnn;
 pub mod dropout;

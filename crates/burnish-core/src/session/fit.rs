@@ -26,7 +26,7 @@ pub enum Metric {
 }
 
 impl Metric {
-    fn value(self, e: &Evaluation) -> f64 {
+    pub(crate) fn value(self, e: &Evaluation) -> f64 {
         match self {
             Self::Accuracy => e.report.accuracy,
             Self::MacroF1 => e.report.macro_avg[2],
@@ -34,7 +34,7 @@ impl Metric {
         }
     }
 
-    fn improves(self, new: f64, best: f64, min_delta: f64) -> bool {
+    pub(crate) fn improves(self, new: f64, best: f64, min_delta: f64) -> bool {
         match self {
             Self::Loss => new < best - min_delta,
             _ => new > best + min_delta,

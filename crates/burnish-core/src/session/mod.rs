@@ -9,6 +9,7 @@ pub mod fit;
 pub mod protocol;
 pub mod recipe;
 pub mod runner;
+pub mod text_fit;
 pub mod workspace;
 
 pub use protocol::{Command, DemoRequest, Event};

@@ -3,4 +3,4 @@
 
 mod tokenizer;
 
-pub use tokenizer::{Encoding, TextTokenizer};
+pub use tokenizer::{Encoding, TextTokenizer, pad_batch};

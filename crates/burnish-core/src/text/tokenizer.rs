@@ -122,23 +122,28 @@ impl TextTokenizer {
 
     /// Pad `rows` to the longest and upload them as an [`EncoderInput`].
     pub fn batch(&self, rows: &[&Encoding], device: &Device) -> EncoderInput {
-        let len = rows.iter().map(|r| r.ids.len()).max().unwrap_or(1).max(1);
-        let n = rows.len();
-        let mut ids = Vec::with_capacity(n * len);
-        let mut types = Vec::with_capacity(n * len);
-        let mut mask = Vec::with_capacity(n * len);
-        for r in rows {
-            for i in 0..len {
-                let real = i < r.ids.len();
-                ids.push(i64::from(if real { r.ids[i] } else { self.pad_id }));
-                types.push(if real { i64::from(r.type_ids[i]) } else { 0 });
-                mask.push(if real { 1.0f32 } else { 0.0 });
-            }
+        pad_batch(rows, self.pad_id, device)
+    }
+}
+
+/// Pad `rows` to the longest with `pad_id` (mask 0) and upload them as an [`EncoderInput`].
+pub fn pad_batch(rows: &[&Encoding], pad_id: u32, device: &Device) -> EncoderInput {
+    let len = rows.iter().map(|r| r.ids.len()).max().unwrap_or(1).max(1);
+    let n = rows.len();
+    let mut ids = Vec::with_capacity(n * len);
+    let mut types = Vec::with_capacity(n * len);
+    let mut mask = Vec::with_capacity(n * len);
+    for r in rows {
+        for i in 0..len {
+            let real = i < r.ids.len();
+            ids.push(i64::from(if real { r.ids[i] } else { pad_id }));
+            types.push(if real { i64::from(r.type_ids[i]) } else { 0 });
+            mask.push(if real { 1.0f32 } else { 0.0 });
         }
-        EncoderInput {
-            ids: Tensor::from_data(TensorData::new(ids, [n, len]), device),
-            type_ids: Tensor::from_data(TensorData::new(types, [n, len]), device),
-            mask: Tensor::from_data(TensorData::new(mask, [n, len]), device),
-        }
+    }
+    EncoderInput {
+        ids: Tensor::from_data(TensorData::new(ids, [n, len]), device),
+        type_ids: Tensor::from_data(TensorData::new(types, [n, len]), device),
+        mask: Tensor::from_data(TensorData::new(mask, [n, len]), device),
     }
 }

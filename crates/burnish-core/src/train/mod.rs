@@ -4,9 +4,11 @@
 //! the browser's event loop, pause or cancel between steps. Every value read back from the device
 //! is read with an `async` read, which works on WebGPU and natively alike.
 
+mod batches;
 mod config;
 pub mod optimizer;
 pub mod schedule;
+pub mod text;
 mod trainer;
 
 pub use config::TrainConfig;

@@ -4,6 +4,7 @@ use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::TrainConfig;
+use super::batches::BatchOrder;
 use super::optimizer::{build, clip_global_norm};
 use crate::data::ClassificationDataset;
 use crate::data::augment::AugmentConfig;
@@ -47,9 +48,7 @@ pub struct Trainer {
     config: TrainConfig,
     data: ClassificationDataset,
     device: Device,
-    rng: Rng,
-    order: Vec<usize>,
-    cursor: usize,
+    batches: BatchOrder,
     step: usize,
     /// Augmentation of image rows, with its own random stream (so switching it on does not
     /// change which rows each batch holds).
@@ -115,15 +114,13 @@ impl Trainer {
         Ok(Self {
             model: Some(model),
             optim,
-            order: Vec::new(),
-            cursor: 0,
+            batches: BatchOrder::new(rng),
             step: 0,
             augment: None,
             dropout_rng: Rng::new(config.seed ^ 0x0064_726f_706f_7574),
             config,
             data,
             device,
-            rng,
         })
     }
 
@@ -188,20 +185,7 @@ impl Trainer {
     }
 
     fn next_batch(&mut self) -> Vec<usize> {
-        let n = self.data.len();
-        let size = self.config.batch_size.min(n);
-        let mut batch = Vec::with_capacity(size);
-        while batch.len() < size {
-            if self.cursor == self.order.len() {
-                self.order = (0..n).collect();
-                self.rng.shuffle(&mut self.order);
-                self.cursor = 0;
-            }
-            let take = (size - batch.len()).min(self.order.len() - self.cursor);
-            batch.extend_from_slice(&self.order[self.cursor..self.cursor + take]);
-            self.cursor += take;
-        }
-        batch
+        self.batches.next(self.data.len(), self.config.batch_size)
     }
 
     /// Take one optimizer step: `grad_accumulation` micro-batches, clipping, the scheduled

@@ -1,0 +1,160 @@
+//! Fine-tuning a text classifier the way `fit` trains a classifier: epochs over the training
+//! split, validation after each, early stopping with patience, the best epoch restored, a final
+//! report on the test split; events to the host.
+
+use burn::prelude::Device;
+
+use super::fit::FitConfig;
+use super::protocol::Event;
+use super::runner::{Control, Host};
+use crate::model::bert_classifier::BertClassifier;
+use crate::train::text::{TextTrainer, TokenizedSet, evaluate_text};
+use crate::train::{Evaluation, TrainConfig};
+use crate::{Error, Result};
+
+/// Rows per forward pass when evaluating texts.
+const EVAL_BATCH: usize = 32;
+
+/// The three tokenized splits.
+#[derive(Debug, Clone)]
+pub struct TextSplits {
+    /// Rows to train on.
+    pub train: TokenizedSet,
+    /// Rows for early stopping (may be empty: then the training rows are used).
+    pub validation: TokenizedSet,
+    /// Rows for the final report (may be empty: then validation is used).
+    pub test: TokenizedSet,
+}
+
+/// What a text fit produced.
+#[derive(Debug)]
+pub struct TextFitOutcome {
+    /// The model of the best epoch (or the last).
+    pub model: BertClassifier,
+    /// 1-based epoch whose weights the model holds.
+    pub best_epoch: usize,
+    /// Epochs run.
+    pub epochs_run: usize,
+    /// Whether early stopping ended the run.
+    pub stopped_early: bool,
+    /// The final report.
+    pub test: Evaluation,
+    /// Tokens (padding excluded) trained on per second of step time.
+    pub tokens_per_second: f64,
+}
+
+/// Fine-tune `model` on `splits`.
+///
+/// # Errors
+/// Invalid configs, read-back failures, divergence.
+pub async fn fit_text(
+    model: BertClassifier,
+    mut config: TrainConfig,
+    fit: &FitConfig,
+    splits: &TextSplits,
+    device: &Device,
+    control: &Control,
+    host: &impl Host,
+) -> Result<TextFitOutcome> {
+    if fit.epochs == 0 {
+        return Err(Error::config("epochs", "expected at least 1, found 0"));
+    }
+    let per_step = config.batch_size.max(1) * config.grad_accumulation.max(1);
+    let steps_per_epoch = splits.train.rows.len().div_ceil(per_step);
+    config.steps = steps_per_epoch * fit.epochs;
+    let steps = config.steps;
+    let parameters = burn::module::Module::num_params(&model);
+    let mut trainer = TextTrainer::new(model, config, splits.train.clone(), device)?;
+    let validation = if splits.validation.rows.is_empty() {
+        &splits.train
+    } else {
+        &splits.validation
+    };
+    host.post(Event::Started {
+        rows: splits.train.rows.len(),
+        steps,
+        epochs: fit.epochs,
+        steps_per_epoch,
+        parameters,
+        device: format!("{device:?}"),
+    });
+    let mean_tokens = splits.train.rows.iter().map(|r| r.ids.len()).sum::<usize>() as f64
+        / splits.train.rows.len() as f64;
+    let (mut step_ms, mut timed_steps) = (0.0, 0usize);
+    let mut best: Option<(f64, usize, BertClassifier)> = None;
+    let (mut since_best, mut epochs_run, mut stopped_early) = (0, 0, false);
+    'epochs: for epoch in 1..=fit.epochs {
+        let mut loss_sum = 0.0;
+        for _ in 0..steps_per_epoch {
+            if !control.checkpoint(host, trainer.steps_done()).await {
+                break 'epochs;
+            }
+            let before = host.now_ms();
+            let report = trainer.step().await?;
+            if report.step > 1 {
+                step_ms += host.now_ms() - before;
+                timed_steps += 1;
+            }
+            loss_sum += f64::from(report.loss);
+            host.post(Event::Progress {
+                step: report.step,
+                steps,
+                loss: report.loss,
+                learning_rate: report.learning_rate,
+                ms_per_step: if timed_steps > 0 {
+                    step_ms / timed_steps as f64
+                } else {
+                    host.now_ms() - before
+                },
+            });
+        }
+        epochs_run = epoch;
+        let eval = evaluate_text(trainer.model(), validation, EVAL_BATCH, device).await?;
+        let value = fit.metric.value(&eval);
+        let improved = best
+            .as_ref()
+            .is_none_or(|(b, _, _)| fit.metric.improves(value, *b, fit.min_delta));
+        host.post(Event::Epoch {
+            epoch,
+            epochs: fit.epochs,
+            train_loss: loss_sum / steps_per_epoch as f64,
+            validation_loss: eval.loss,
+            validation_accuracy: eval.report.accuracy,
+            validation_macro_f1: eval.report.macro_avg[2],
+            improved,
+        });
+        if improved {
+            best = Some((value, epoch, trainer.model().clone()));
+            since_best = 0;
+        } else {
+            since_best += 1;
+            if fit.patience.is_some_and(|p| since_best >= p) {
+                stopped_early = true;
+                break;
+            }
+        }
+    }
+    let (model, best_epoch) = match best {
+        Some((_, epoch, model)) if fit.restore_best => (model, epoch),
+        _ => (trainer.model().clone(), epochs_run),
+    };
+    let final_split = if splits.test.rows.is_empty() {
+        validation
+    } else {
+        &splits.test
+    };
+    let test = evaluate_text(&model, final_split, EVAL_BATCH, device).await?;
+    let batch_tokens = mean_tokens * per_step as f64;
+    Ok(TextFitOutcome {
+        model,
+        best_epoch,
+        epochs_run,
+        stopped_early,
+        test,
+        tokens_per_second: if step_ms > 0.0 {
+            batch_tokens * timed_steps as f64 / (step_ms / 1e3)
+        } else {
+            0.0
+        },
+    })
+}
