@@ -94,6 +94,10 @@ enum Command {
         /// `cls` (the pooler, as transformers) or `mean` (as sentence-transformers).
         #[arg(long, default_value = "cls")]
         pooling: String,
+        /// Write the fine-tuned model here as a Hugging Face folder (config.json with id2label,
+        /// model.safetensors with transformers' names, tokenizer.json).
+        #[arg(long)]
+        out: Option<PathBuf>,
         /// Recipe JSON (`train`, `fit`, `split` are used; transformer defaults otherwise:
         /// AdamW 3e-5, linear decay after 10% warm-up, weight decay 0.01, batch 16, 3 epochs).
         #[arg(long)]
@@ -490,6 +494,7 @@ fn text(
     max_length: usize,
     pooling: &str,
     recipe: Option<&PathBuf>,
+    out: Option<&PathBuf>,
     device: &Device,
     host: &Terminal,
 ) -> Result<()> {
@@ -516,11 +521,12 @@ fn text(
         }
         read(&path)
     };
-    let config = BertConfig::from_json("config.json", &file("config.json")?)?;
-    let tokenizer =
-        TextTokenizer::from_json("tokenizer.json", &file("tokenizer.json")?, max_length)?;
-    let weights =
-        BertWeights::from_safetensors("model.safetensors", &file("model.safetensors")?, &config)?;
+    let config_json = file("config.json")?;
+    let tokenizer_json = file("tokenizer.json")?;
+    let weights_bytes = file("model.safetensors")?;
+    let config = BertConfig::from_json("config.json", &config_json)?;
+    let tokenizer = TextTokenizer::from_json("tokenizer.json", &tokenizer_json, max_length)?;
+    let weights = BertWeights::from_safetensors("model.safetensors", &weights_bytes, &config)?;
     if !weights.notes.ignored.is_empty() {
         println!(
             "not part of the encoder, left out: {}",
@@ -570,7 +576,7 @@ fn text(
         test.len()
     );
     let bert = Bert::from_weights(&config, weights, device)?;
-    let model = BertClassifier::new(
+    let mut model = BertClassifier::new(
         bert,
         dataset.class_names.len(),
         pooling,
@@ -578,6 +584,19 @@ fn text(
         recipe.train.seed,
         device,
     );
+    // A folder exported with these classes (config.json `id2label`) continues with its head.
+    let labels: Option<Vec<String>> = serde_json::from_slice::<serde_json::Value>(&config_json)
+        .ok()
+        .and_then(|c| {
+            let map = c.get("id2label")?.as_object()?.clone();
+            (0..map.len())
+                .map(|i| map.get(&i.to_string())?.as_str().map(str::to_string))
+                .collect()
+        });
+    if labels.as_deref() == Some(dataset.class_names.as_slice()) {
+        model = model.with_head_from("model.safetensors", &weights_bytes, device)?;
+        println!("continuing with the folder's classification head");
+    }
     let outcome = pollster::block_on(fit_text(
         model,
         recipe.train.clone(),
@@ -599,6 +618,21 @@ fn text(
         "training throughput: {:.0} tokens/s",
         outcome.tokens_per_second
     );
+    if let Some(out) = out {
+        let folder = pollster::block_on(outcome.model.export_hf(
+            &config_json,
+            &tokenizer_json,
+            &dataset.class_names,
+            max_length,
+        ))?;
+        std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
+        for (name, bytes) in &folder.files {
+            let path = out.join(name);
+            std::fs::write(&path, bytes)
+                .with_context(|| format!("cannot write {}", path.display()))?;
+        }
+        println!("model folder written to {}", out.display());
+    }
     Ok(())
 }
 
@@ -658,6 +692,7 @@ fn run(cli: Cli) -> Result<()> {
             label,
             max_length,
             pooling,
+            out,
             recipe,
             device: backend,
             json,
@@ -671,6 +706,7 @@ fn run(cli: Cli) -> Result<()> {
                 max_length,
                 &pooling,
                 recipe.as_ref(),
+                out.as_ref(),
                 &device,
                 &host,
             )?;

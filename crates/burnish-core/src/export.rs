@@ -261,7 +261,7 @@ fn to_json<T: serde::Serialize>(value: &T) -> String {
 /// in sorted order, padded with spaces to 8 bytes), then the tensors' bytes in order. Written by
 /// hand, rather than with `safetensors::serialize`, so that the same weights always give the
 /// same bytes (that function takes the metadata as a `HashMap`, whose order varies).
-fn write_safetensors(
+pub(crate) fn write_safetensors(
     tensors: &[(String, Vec<u8>, Vec<usize>)],
     metadata: &std::collections::BTreeMap<&str, String>,
 ) -> Vec<u8> {

@@ -631,6 +631,108 @@ impl Bert {
         }
     }
 
+    /// Every tensor under transformers' names (no prefix) with PyTorch's shapes, read back
+    /// asynchronously (so it works in the browser), in [`BertConfig::tensor_layout`] order; the
+    /// pooler only when the model has one.
+    ///
+    /// # Errors
+    /// [`Error::Readback`] when the device fails to return a tensor.
+    pub async fn named_tensors(&self) -> Result<Vec<(String, Vec<usize>, Vec<f32>)>> {
+        let mut out = Vec::new();
+        async fn read<const D: usize>(t: Tensor<D>) -> Result<Vec<f32>> {
+            t.into_data_async()
+                .await
+                .map_err(Error::readback("weights"))?
+                .try_to_vec::<f32>()
+                .map_err(|e| Error::Readback {
+                    what: "weights",
+                    reason: format!("{e:?}"),
+                })
+        }
+        async fn linear(
+            name: String,
+            l: &Linear,
+            out: &mut Vec<(String, Vec<usize>, Vec<f32>)>,
+        ) -> Result<()> {
+            let [d_in, d_out] = l.weight.val().dims();
+            let w = read(l.weight.val()).await?;
+            out.push((
+                format!("{name}.weight"),
+                vec![d_out, d_in],
+                super::classifier::transpose(&w, d_in, d_out),
+            ));
+            let b = match &l.bias {
+                Some(b) => read(b.val()).await?,
+                None => vec![0.0; d_out],
+            };
+            out.push((format!("{name}.bias"), vec![d_out], b));
+            Ok(())
+        }
+        async fn norm(
+            name: String,
+            n: &LayerNorm,
+            out: &mut Vec<(String, Vec<usize>, Vec<f32>)>,
+        ) -> Result<()> {
+            let [h] = n.gamma.val().dims();
+            out.push((
+                format!("{name}.weight"),
+                vec![h],
+                read(n.gamma.val()).await?,
+            ));
+            let b = match &n.beta {
+                Some(b) => read(b.val()).await?,
+                None => vec![0.0; h],
+            };
+            out.push((format!("{name}.bias"), vec![h], b));
+            Ok(())
+        }
+        for (name, e) in [
+            ("embeddings.word_embeddings.weight", &self.word_embeddings),
+            (
+                "embeddings.position_embeddings.weight",
+                &self.position_embeddings,
+            ),
+            (
+                "embeddings.token_type_embeddings.weight",
+                &self.token_type_embeddings,
+            ),
+        ] {
+            let dims = e.weight.val().dims();
+            out.push((name.to_string(), dims.to_vec(), read(e.weight.val()).await?));
+        }
+        norm(
+            "embeddings.LayerNorm".into(),
+            &self.embeddings_norm,
+            &mut out,
+        )
+        .await?;
+        for (i, l) in self.layers.iter().enumerate() {
+            let p = format!("encoder.layer.{i}");
+            linear(format!("{p}.attention.self.query"), &l.query, &mut out).await?;
+            linear(format!("{p}.attention.self.key"), &l.key, &mut out).await?;
+            linear(format!("{p}.attention.self.value"), &l.value, &mut out).await?;
+            linear(
+                format!("{p}.attention.output.dense"),
+                &l.attention_out,
+                &mut out,
+            )
+            .await?;
+            norm(
+                format!("{p}.attention.output.LayerNorm"),
+                &l.attention_norm,
+                &mut out,
+            )
+            .await?;
+            linear(format!("{p}.intermediate.dense"), &l.intermediate, &mut out).await?;
+            linear(format!("{p}.output.dense"), &l.output, &mut out).await?;
+            norm(format!("{p}.output.LayerNorm"), &l.output_norm, &mut out).await?;
+        }
+        if let Some(p) = &self.pooler {
+            linear("pooler.dense".into(), p, &mut out).await?;
+        }
+        Ok(out)
+    }
+
     /// Hidden width.
     pub fn hidden_size(&self) -> usize {
         self.word_embeddings.weight.val().dims()[1]

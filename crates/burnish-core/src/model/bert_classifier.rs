@@ -86,3 +86,155 @@ impl BertClassifier {
         }
     }
 }
+
+/// A fine-tuned text classifier as a Hugging Face model folder: `model.safetensors` (transformers'
+/// `BertForSequenceClassification` names: `bert.*` and `classifier.*`), `config.json` (the
+/// original config with `architectures`, `id2label`, `label2id`, `problem_type`, and a `burnish`
+/// entry recording the pooling and max length) and `tokenizer.json`.
+#[derive(Debug, Clone)]
+pub struct HfFolder {
+    /// File name and bytes.
+    pub files: Vec<(String, Vec<u8>)>,
+}
+
+impl BertClassifier {
+    /// Pooling of this head.
+    pub fn pooling(&self) -> Pooling {
+        if self.mean {
+            Pooling::Mean
+        } else {
+            Pooling::Cls
+        }
+    }
+
+    /// Export as a Hugging Face folder (weights read back asynchronously).
+    ///
+    /// # Errors
+    /// Read-back failures; `config_json` that is not a JSON object.
+    pub async fn export_hf(
+        &self,
+        config_json: &[u8],
+        tokenizer_json: &[u8],
+        classes: &[String],
+        max_length: usize,
+    ) -> crate::Result<HfFolder> {
+        let mut config: serde_json::Value = serde_json::from_slice(config_json)
+            .map_err(|e| crate::Error::data("config.json", format!("not JSON ({e})")))?;
+        let object = config
+            .as_object_mut()
+            .ok_or_else(|| crate::Error::data("config.json", "expected a JSON object"))?;
+        let id2label: serde_json::Map<String, serde_json::Value> = classes
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (i.to_string(), c.clone().into()))
+            .collect();
+        let label2id: serde_json::Map<String, serde_json::Value> = classes
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (c.clone(), i.into()))
+            .collect();
+        object.insert(
+            "architectures".into(),
+            serde_json::json!(["BertForSequenceClassification"]),
+        );
+        object.insert("id2label".into(), id2label.into());
+        object.insert("label2id".into(), label2id.into());
+        object.insert("problem_type".into(), "single_label_classification".into());
+        object.entry("model_type").or_insert_with(|| "bert".into());
+        object.insert(
+            "burnish".into(),
+            serde_json::json!({
+                "pooling": self.pooling(),
+                "max_length": max_length,
+                "classifier_dropout": self.dropout,
+            }),
+        );
+        let mut tensors: Vec<(String, Vec<u8>, Vec<usize>)> = self
+            .bert
+            .named_tensors()
+            .await?
+            .into_iter()
+            .map(|(n, shape, v)| {
+                (
+                    format!("bert.{n}"),
+                    v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+                    shape,
+                )
+            })
+            .collect();
+        let mut values = Vec::new();
+        super::classifier::read_linear(&self.head, &mut values).await?;
+        let [d_in, d_out] = self.head.weight.val().dims();
+        tensors.push((
+            "classifier.weight".into(),
+            values[0].iter().flat_map(|x| x.to_le_bytes()).collect(),
+            vec![d_out, d_in],
+        ));
+        tensors.push((
+            "classifier.bias".into(),
+            values[1].iter().flat_map(|x| x.to_le_bytes()).collect(),
+            vec![d_out],
+        ));
+        let metadata = std::collections::BTreeMap::from([("format", "pt".to_string())]);
+        let weights = crate::export::write_safetensors(&tensors, &metadata);
+        let config = serde_json::to_vec_pretty(&config)
+            .map_err(|e| crate::Error::data("config.json", e.to_string()))?;
+        Ok(HfFolder {
+            files: vec![
+                ("config.json".into(), config),
+                ("model.safetensors".into(), weights),
+                ("tokenizer.json".into(), tokenizer_json.to_vec()),
+            ],
+        })
+    }
+
+    /// The head of an exported (or transformers-trained) `BertForSequenceClassification`:
+    /// `classifier.weight` `[n_classes, hidden]` and `classifier.bias`, when present.
+    ///
+    /// # Errors
+    /// [`crate::Error::Data`] naming `source` for a head of the wrong shape or dtype.
+    pub fn with_head_from(
+        self,
+        source: &str,
+        bytes: &[u8],
+        device: &Device,
+    ) -> crate::Result<Self> {
+        let fail = |r: String| crate::Error::data(source, r);
+        let st = safetensors::SafeTensors::deserialize(bytes)
+            .map_err(|e| fail(format!("not a valid safetensors file ({e})")))?;
+        let (Ok(w), Ok(b)) = (st.tensor("classifier.weight"), st.tensor("classifier.bias")) else {
+            return Ok(self);
+        };
+        let [d_in, d_out] = self.head.weight.val().dims();
+        if w.shape() != [d_out, d_in] || b.shape() != [d_out] {
+            return Err(fail(format!(
+                "`classifier.weight` is {:?}, expected [{d_out}, {d_in}] for {d_out} classes",
+                w.shape()
+            )));
+        }
+        if w.dtype() != safetensors::tensor::Dtype::F32
+            || b.dtype() != safetensors::tensor::Dtype::F32
+        {
+            return Err(fail("the classifier head must be F32".into()));
+        }
+        let f32s = |d: &[u8]| -> Vec<f32> {
+            d.chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect()
+        };
+        let weight = super::classifier::transpose(&f32s(w.data()), d_out, d_in);
+        Ok(Self {
+            head: Linear {
+                weight: burn::module::Param::from_data(
+                    TensorData::new(weight, [d_in, d_out]),
+                    device,
+                ),
+                bias: Some(burn::module::Param::from_data(
+                    TensorData::new(f32s(b.data()), [d_out]),
+                    device,
+                )),
+            },
+            ..self
+        })
+    }
+}

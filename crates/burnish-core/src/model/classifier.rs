@@ -181,7 +181,8 @@ async fn read<const D: usize>(tensor: Tensor<D>) -> Result<Vec<f32>> {
     })
 }
 
-async fn read_linear(layer: &Linear, out: &mut Vec<Vec<f32>>) -> Result<()> {
+/// Read a linear layer back as PyTorch's `[out, in]` weight and its bias, appended to `out`.
+pub(crate) async fn read_linear(layer: &Linear, out: &mut Vec<Vec<f32>>) -> Result<()> {
     let [d_in, d_out] = layer.weight.val().dims();
     out.push(transpose(&read(layer.weight.val()).await?, d_in, d_out));
     out.push(match &layer.bias {

@@ -300,5 +300,77 @@ pub(crate) mod tests {
         let eval =
             pollster::block_on(evaluate_text(trainer.model(), &data, 3, &device)).expect("eval");
         assert_eq!(eval.report.accuracy, 1.0, "{}", eval.report.to_text());
+
+        // Export as a Hugging Face folder and load it back: same logits.
+        let config_json = serde_json::to_vec(&config).expect("json");
+        let folder = pollster::block_on(trainer.model().export_hf(
+            &config_json,
+            TINY_TOKENIZER.as_bytes(),
+            &data.classes,
+            8,
+        ))
+        .expect("export");
+        let file = |name: &str| {
+            folder
+                .files
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, b)| b.clone())
+                .unwrap_or_else(|| panic!("no {name}"))
+        };
+        let hf: serde_json::Value = serde_json::from_slice(&file("config.json")).expect("config");
+        assert_eq!(hf["architectures"][0], "BertForSequenceClassification");
+        assert_eq!(hf["id2label"]["1"], "pos");
+        assert_eq!(hf["label2id"]["neg"], 0);
+        assert_eq!(hf["model_type"], "bert");
+        assert_eq!(hf["burnish"]["pooling"], "mean");
+        assert_eq!(file("tokenizer.json"), TINY_TOKENIZER.as_bytes());
+        let weights_bytes = file("model.safetensors");
+        let st = safetensors::SafeTensors::deserialize(&weights_bytes).expect("safetensors");
+        assert_eq!(
+            st.tensor("classifier.weight").expect("head").shape(),
+            [2, 8]
+        );
+        assert_eq!(
+            st.tensor("bert.encoder.layer.1.attention.self.query.weight")
+                .expect("q")
+                .shape(),
+            [8, 8]
+        );
+        let reloaded_config =
+            crate::model::bert::BertConfig::from_json("config.json", &file("config.json"))
+                .expect("config");
+        let weights =
+            BertWeights::from_safetensors("model.safetensors", &weights_bytes, &reloaded_config)
+                .expect("weights");
+        assert_eq!(weights.notes.prefix, "bert.");
+        assert_eq!(
+            weights.notes.ignored,
+            ["classifier.bias", "classifier.weight"]
+        );
+        let bert = Bert::from_weights(&reloaded_config, weights, &device).expect("bert");
+        let reloaded = BertClassifier::new(bert, 2, Pooling::Mean, 0.0, 9, &device)
+            .with_head_from("model.safetensors", &weights_bytes, &device)
+            .expect("head");
+        let rows: Vec<&Encoding> = data.rows.iter().collect();
+        let input = pad_batch(&rows, data.pad_id, &device);
+        let a = trainer
+            .model()
+            .valid()
+            .forward(&input, &mut Masks::none())
+            .into_data()
+            .try_to_vec::<f32>()
+            .expect("f32");
+        let b = reloaded
+            .forward(&input, &mut Masks::none())
+            .into_data()
+            .try_to_vec::<f32>()
+            .expect("f32");
+        let worst = a
+            .iter()
+            .zip(&b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0f32, f32::max);
+        assert!(worst < 1e-5, "reloaded logits differ by {worst}");
     }
 }
