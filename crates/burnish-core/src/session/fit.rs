@@ -87,6 +87,115 @@ pub struct FitOutcome {
     pub test: Evaluation,
 }
 
+/// Mean time of a training step for the progress events: the first step (shader compilation)
+/// is left out once there are others; evaluation time is never counted.
+#[derive(Debug, Default)]
+pub(crate) struct StepTimer {
+    first_ms: f64,
+    rest_ms: f64,
+    rest: usize,
+}
+
+impl StepTimer {
+    /// Record step `step` (1-based) that took `ms`; returns the mean to report.
+    pub(crate) fn record(&mut self, step: usize, ms: f64) -> f64 {
+        if step == 1 {
+            self.first_ms = ms;
+        } else {
+            self.rest_ms += ms;
+            self.rest += 1;
+        }
+        self.mean()
+    }
+
+    /// The mean so far.
+    pub(crate) fn mean(&self) -> f64 {
+        if self.rest > 0 {
+            self.rest_ms / self.rest as f64
+        } else {
+            self.first_ms
+        }
+    }
+
+    /// Steps timed in the mean, and their total milliseconds.
+    pub(crate) fn timed(&self) -> (usize, f64) {
+        if self.rest > 0 {
+            (self.rest, self.rest_ms)
+        } else {
+            (usize::from(self.first_ms > 0.0), self.first_ms)
+        }
+    }
+}
+
+/// Early stopping on the validation metric, keeping the best epoch's model: shared by every fit.
+#[derive(Debug)]
+pub(crate) struct EarlyStopping<'a, M> {
+    fit: &'a FitConfig,
+    best: Option<(f64, usize, M)>,
+    since_best: usize,
+    epochs_run: usize,
+}
+
+impl<'a, M: Clone> EarlyStopping<'a, M> {
+    pub(crate) fn new(fit: &'a FitConfig) -> Self {
+        Self {
+            fit,
+            best: None,
+            since_best: 0,
+            epochs_run: 0,
+        }
+    }
+
+    /// Record an epoch: post its `epoch` event, keep `model` when it is the best so far. Returns
+    /// `true` when patience has run out and training must stop.
+    pub(crate) fn epoch(
+        &mut self,
+        epoch: usize,
+        train_loss: f64,
+        eval: &Evaluation,
+        model: &M,
+        host: &impl Host,
+    ) -> bool {
+        self.epochs_run = epoch;
+        let metric = self.fit.metric;
+        let value = metric.value(eval);
+        let improved = self
+            .best
+            .as_ref()
+            .is_none_or(|(b, _, _)| metric.improves(value, *b, self.fit.min_delta));
+        host.post(Event::Epoch {
+            epoch,
+            epochs: self.fit.epochs,
+            train_loss,
+            validation_loss: eval.loss,
+            validation_accuracy: eval.report.accuracy,
+            validation_macro_f1: eval.report.macro_avg[2],
+            improved,
+        });
+        if improved {
+            self.best = Some((value, epoch, model.clone()));
+            self.since_best = 0;
+            false
+        } else {
+            self.since_best += 1;
+            self.fit.patience.is_some_and(|p| self.since_best >= p)
+        }
+    }
+
+    /// Epochs recorded.
+    pub(crate) fn epochs_run(&self) -> usize {
+        self.epochs_run
+    }
+
+    /// The model to keep and its epoch: the best when `restore_best`, else `last`.
+    pub(crate) fn finish(self, last: M) -> (M, usize) {
+        match self.best {
+            Some((_, epoch, model)) if self.fit.restore_best => (model, epoch),
+            _ => (last, self.epochs_run),
+        }
+    }
+}
+
 /// Everything a fit needs besides where it runs.
 #[derive(Debug)]
 pub struct FitPlan {
@@ -155,10 +264,9 @@ pub async fn fit(
         parameters: burn::module::Module::num_params(trainer.model()),
         device: format!("{device:?}"),
     });
-    let (mut first_step_ms, mut step_ms) = (0.0, 0.0);
-    let mut best: Option<(f64, usize, Classifier)> = None;
-    let mut since_best = 0;
-    let (mut epochs_run, mut stopped_early, mut cancelled) = (0, false, false);
+    let mut timer = StepTimer::default();
+    let mut stopping = EarlyStopping::new(&fit);
+    let (mut stopped_early, mut cancelled) = (false, false);
     'epochs: for epoch in 1..=fit.epochs {
         let mut loss_sum = 0.0;
         for _ in 0..steps_per_epoch {
@@ -168,57 +276,25 @@ pub async fn fit(
             }
             let before = host.now_ms();
             let report = trainer.step().await?;
-            // Mean time of a training step, the first (shader compilation) left out when there
-            // are others; evaluation time is not counted.
-            let took = host.now_ms() - before;
-            if report.step == 1 {
-                first_step_ms = took;
-            } else {
-                step_ms += took;
-            }
+            let ms_per_step = timer.record(report.step, host.now_ms() - before);
             loss_sum += f64::from(report.loss);
             host.post(Event::Progress {
                 step: report.step,
                 steps,
                 loss: report.loss,
                 learning_rate: report.learning_rate,
-                ms_per_step: if report.step > 1 {
-                    step_ms / (report.step - 1) as f64
-                } else {
-                    first_step_ms
-                },
+                ms_per_step,
             });
         }
-        epochs_run = epoch;
         let eval = trainer.evaluate(validation).await?;
-        let value = fit.metric.value(&eval);
-        let improved = best
-            .as_ref()
-            .is_none_or(|(b, _, _)| fit.metric.improves(value, *b, fit.min_delta));
-        host.post(Event::Epoch {
-            epoch,
-            epochs: fit.epochs,
-            train_loss: loss_sum / steps_per_epoch as f64,
-            validation_loss: eval.loss,
-            validation_accuracy: eval.report.accuracy,
-            validation_macro_f1: eval.report.macro_avg[2],
-            improved,
-        });
-        if improved {
-            best = Some((value, epoch, trainer.model().clone()));
-            since_best = 0;
-        } else {
-            since_best += 1;
-            if fit.patience.is_some_and(|p| since_best >= p) {
-                stopped_early = true;
-                break;
-            }
+        let train_loss = loss_sum / steps_per_epoch as f64;
+        if stopping.epoch(epoch, train_loss, &eval, trainer.model(), host) {
+            stopped_early = true;
+            break;
         }
     }
-    let (model, best_epoch) = match best {
-        Some((_, epoch, model)) if fit.restore_best => (model, epoch),
-        _ => (trainer.model().clone(), epochs_run),
-    };
+    let epochs_run = stopping.epochs_run();
+    let (model, best_epoch) = stopping.finish(trainer.model().clone());
     trainer.set_model(model.clone());
     let final_split = if splits.test.is_empty() {
         validation

@@ -4,7 +4,7 @@
 
 use burn::prelude::Device;
 
-use super::fit::FitConfig;
+use super::fit::{EarlyStopping, FitConfig, StepTimer};
 use super::protocol::Event;
 use super::runner::{Control, Host};
 use crate::model::bert_classifier::BertClassifier;
@@ -37,6 +37,8 @@ pub struct TextFitOutcome {
     pub epochs_run: usize,
     /// Whether early stopping ended the run.
     pub stopped_early: bool,
+    /// Whether the user cancelled it.
+    pub cancelled: bool,
     /// The final report.
     pub test: Evaluation,
     /// Tokens (padding excluded) trained on per second of step time.
@@ -80,64 +82,37 @@ pub async fn fit_text(
     });
     let mean_tokens = splits.train.rows.iter().map(|r| r.ids.len()).sum::<usize>() as f64
         / splits.train.rows.len() as f64;
-    let (mut step_ms, mut timed_steps) = (0.0, 0usize);
-    let mut best: Option<(f64, usize, BertClassifier)> = None;
-    let (mut since_best, mut epochs_run, mut stopped_early) = (0, 0, false);
+    let mut timer = StepTimer::default();
+    let mut stopping = EarlyStopping::new(fit);
+    let (mut stopped_early, mut cancelled) = (false, false);
     'epochs: for epoch in 1..=fit.epochs {
         let mut loss_sum = 0.0;
         for _ in 0..steps_per_epoch {
             if !control.checkpoint(host, trainer.steps_done()).await {
+                cancelled = true;
                 break 'epochs;
             }
             let before = host.now_ms();
             let report = trainer.step().await?;
-            if report.step > 1 {
-                step_ms += host.now_ms() - before;
-                timed_steps += 1;
-            }
+            let ms_per_step = timer.record(report.step, host.now_ms() - before);
             loss_sum += f64::from(report.loss);
             host.post(Event::Progress {
                 step: report.step,
                 steps,
                 loss: report.loss,
                 learning_rate: report.learning_rate,
-                ms_per_step: if timed_steps > 0 {
-                    step_ms / timed_steps as f64
-                } else {
-                    host.now_ms() - before
-                },
+                ms_per_step,
             });
         }
-        epochs_run = epoch;
         let eval = evaluate_text(trainer.model(), validation, EVAL_BATCH, device).await?;
-        let value = fit.metric.value(&eval);
-        let improved = best
-            .as_ref()
-            .is_none_or(|(b, _, _)| fit.metric.improves(value, *b, fit.min_delta));
-        host.post(Event::Epoch {
-            epoch,
-            epochs: fit.epochs,
-            train_loss: loss_sum / steps_per_epoch as f64,
-            validation_loss: eval.loss,
-            validation_accuracy: eval.report.accuracy,
-            validation_macro_f1: eval.report.macro_avg[2],
-            improved,
-        });
-        if improved {
-            best = Some((value, epoch, trainer.model().clone()));
-            since_best = 0;
-        } else {
-            since_best += 1;
-            if fit.patience.is_some_and(|p| since_best >= p) {
-                stopped_early = true;
-                break;
-            }
+        let train_loss = loss_sum / steps_per_epoch as f64;
+        if stopping.epoch(epoch, train_loss, &eval, trainer.model(), host) {
+            stopped_early = true;
+            break;
         }
     }
-    let (model, best_epoch) = match best {
-        Some((_, epoch, model)) if fit.restore_best => (model, epoch),
-        _ => (trainer.model().clone(), epochs_run),
-    };
+    let epochs_run = stopping.epochs_run();
+    let (model, best_epoch) = stopping.finish(trainer.model().clone());
     let final_split = if splits.test.rows.is_empty() {
         validation
     } else {
@@ -145,11 +120,13 @@ pub async fn fit_text(
     };
     let test = evaluate_text(&model, final_split, EVAL_BATCH, device).await?;
     let batch_tokens = mean_tokens * per_step as f64;
+    let (timed_steps, step_ms) = timer.timed();
     Ok(TextFitOutcome {
         model,
         best_epoch,
         epochs_run,
         stopped_early,
+        cancelled,
         test,
         tokens_per_second: if step_ms > 0.0 {
             batch_tokens * timed_steps as f64 / (step_ms / 1e3)
