@@ -54,6 +54,12 @@ impl Default for TrainConfig {
 }
 
 impl TrainConfig {
+    /// The learning rate of step `step` (0-based) of `steps`: the peak rate scaled by the
+    /// schedule.
+    pub fn learning_rate_at(&self, step: usize) -> f64 {
+        self.learning_rate * self.schedule.factor(step, self.steps)
+    }
+
     /// Check every field.
     ///
     /// # Errors

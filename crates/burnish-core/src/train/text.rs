@@ -8,6 +8,7 @@ use burn::prelude::*;
 
 use super::batches::BatchOrder;
 use super::optimizer::{OptimizerKind, build, clip_global_norm};
+use super::trainer::{add_loss, step_report};
 use super::{Evaluation, StepReport, TrainConfig};
 use crate::eval::ClassificationReport;
 use crate::model::Masks;
@@ -128,39 +129,19 @@ impl TextTrainer {
             let logits = model.forward(&input, &mut Masks::from(&mut self.dropout_rng));
             let loss = loss_fn.forward(logits, y) / micro as f32;
             accumulator.accumulate(&model, GradientsParams::from_grads(loss.backward(), &model));
-            let detached = loss.detach();
-            total = Some(match total {
-                Some(t) => t + detached,
-                None => detached,
-            });
+            total = add_loss(total, loss.detach());
         }
         let mut grads = accumulator.grads();
         if let Some(max_norm) = self.config.clip_grad_norm {
             clip_global_norm(&model, &mut grads, max_norm);
         }
-        let learning_rate =
-            self.config.learning_rate * self.config.schedule.factor(self.step, self.config.steps);
+        let learning_rate = self.config.learning_rate_at(self.step);
         if self.config.optimizer == OptimizerKind::Adamw && self.config.weight_decay > 0.0 {
             model = model.decay((1.0 - learning_rate * f64::from(self.config.weight_decay)) as f32);
         }
         self.model = Some(self.optim.step(learning_rate, model, grads));
         self.step += 1;
-        let loss: f32 = total
-            .expect("grad_accumulation is at least 1")
-            .into_scalar_async()
-            .await
-            .map_err(Error::readback("training loss"))?;
-        if !loss.is_finite() {
-            return Err(Error::Diverged {
-                step: self.step,
-                loss,
-            });
-        }
-        Ok(StepReport {
-            step: self.step,
-            loss,
-            learning_rate,
-        })
+        step_report(total, self.step, learning_rate).await
     }
 }
 

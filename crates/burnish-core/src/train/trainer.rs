@@ -220,38 +220,49 @@ impl Trainer {
             let logits = model.forward_with(x, &mut Masks::from(&mut self.dropout_rng));
             let loss = loss_fn.forward(logits, y) / micro as f32;
             accumulator.accumulate(&model, GradientsParams::from_grads(loss.backward(), &model));
-            let detached = loss.detach();
-            total_loss = Some(match total_loss {
-                Some(t) => t + detached,
-                None => detached,
-            });
+            total_loss = add_loss(total_loss, loss.detach());
         }
         let mut grads = accumulator.grads();
         if let Some(max_norm) = self.config.clip_grad_norm {
             clip_global_norm(&model, &mut grads, max_norm);
         }
-        let learning_rate =
-            self.config.learning_rate * self.config.schedule.factor(self.step, self.config.steps);
+        let learning_rate = self.config.learning_rate_at(self.step);
         self.model = Some(self.optim.step(learning_rate, model, grads));
         self.step += 1;
-
-        let loss: f32 = total_loss
-            .expect("grad_accumulation is at least 1")
-            .into_scalar_async()
-            .await
-            .map_err(Error::readback("training loss"))?;
-        if !loss.is_finite() {
-            return Err(Error::Diverged {
-                step: self.step,
-                loss,
-            });
-        }
-        Ok(StepReport {
-            step: self.step,
-            loss,
-            learning_rate,
-        })
+        step_report(total_loss, self.step, learning_rate).await
     }
+}
+
+/// The sum of the micro-batches' detached losses so far.
+pub(crate) fn add_loss(total: Option<Tensor<1>>, loss: Tensor<1>) -> Option<Tensor<1>> {
+    Some(match total {
+        Some(t) => t + loss,
+        None => loss,
+    })
+}
+
+/// Read a step's loss back (once, asynchronously) and report the step.
+///
+/// # Errors
+/// [`Error::Readback`]; [`Error::Diverged`] when the loss is not finite.
+pub(crate) async fn step_report(
+    total: Option<Tensor<1>>,
+    step: usize,
+    learning_rate: f64,
+) -> Result<StepReport> {
+    let loss: f32 = total
+        .ok_or_else(|| Error::config("grad_accumulation", "expected at least 1 micro-batch"))?
+        .into_scalar_async()
+        .await
+        .map_err(Error::readback("training loss"))?;
+    if !loss.is_finite() {
+        return Err(Error::Diverged { step, loss });
+    }
+    Ok(StepReport {
+        step,
+        loss,
+        learning_rate,
+    })
 }
 
 /// Loss and classification report of `model` on `data`, in batches of [`EVAL_BATCH`] rows.
