@@ -211,17 +211,7 @@ impl ExportedClassifier {
                     view.shape()
                 )));
             }
-            let v: Vec<f32> = view
-                .data()
-                .chunks_exact(4)
-                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                .collect();
-            if let Some(i) = v.iter().position(|x| !x.is_finite()) {
-                return Err(fail(format!(
-                    "tensor `{name}` holds a non-finite value at index {i}"
-                )));
-            }
-            values.push(v);
+            values.push(decode_f32(source, name, view.data())?);
         }
         if let Some(extra) = tensors
             .names()
@@ -249,6 +239,24 @@ impl ExportedClassifier {
     /// When the tensors do not fit the config (cannot happen after [`Self::from_bytes`]).
     pub fn to_model(&self, device: &Device) -> Result<Classifier> {
         self.config.from_tensors(self.tensors.clone(), device)
+    }
+}
+
+/// The little-endian F32 values of a safetensors tensor's bytes, every one finite.
+///
+/// # Errors
+/// [`Error::Data`] naming `source`, the tensor and the index of the first NaN or infinity.
+pub(crate) fn decode_f32(source: &str, name: &str, bytes: &[u8]) -> Result<Vec<f32>> {
+    let values: Vec<f32> = bytes
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect();
+    match values.iter().position(|x| !x.is_finite()) {
+        Some(i) => Err(Error::data(
+            source,
+            format!("tensor `{name}` holds a non-finite value at index {i}"),
+        )),
+        None => Ok(values),
     }
 }
 

@@ -322,16 +322,8 @@ impl BertWeights {
             let view = st
                 .tensor(&format!("{prefix}{name}"))
                 .map_err(|e| fail(format!("tensor `{prefix}{name}`: {e}")))?;
-            let values: Vec<f32> = view
-                .data()
-                .chunks_exact(4)
-                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                .collect();
-            if let Some(i) = values.iter().position(|v| !v.is_finite()) {
-                return Err(fail(format!(
-                    "tensor `{prefix}{name}` holds a non-finite value at index {i}"
-                )));
-            }
+            let values =
+                crate::export::decode_f32(source, &format!("{prefix}{name}"), view.data())?;
             tensors.insert(name.clone(), values);
         }
         let mut ignored: Vec<String> = names

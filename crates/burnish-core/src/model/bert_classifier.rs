@@ -217,12 +217,13 @@ impl BertClassifier {
         {
             return Err(fail("the classifier head must be F32".into()));
         }
-        let f32s = |d: &[u8]| -> Vec<f32> {
-            d.chunks_exact(4)
-                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                .collect()
-        };
-        let weight = super::classifier::transpose(&f32s(w.data()), d_out, d_in);
+        let decode = crate::export::decode_f32;
+        let weight = super::classifier::transpose(
+            &decode(source, "classifier.weight", w.data())?,
+            d_out,
+            d_in,
+        );
+        let bias = decode(source, "classifier.bias", b.data())?;
         Ok(Self {
             head: Linear {
                 weight: burn::module::Param::from_data(
@@ -230,7 +231,7 @@ impl BertClassifier {
                     device,
                 ),
                 bias: Some(burn::module::Param::from_data(
-                    TensorData::new(f32s(b.data()), [d_out]),
+                    TensorData::new(bias, [d_out]),
                     device,
                 )),
             },
