@@ -9,22 +9,8 @@ use burn::prelude::Device;
 use burnish_core::model::bert::{Bert, BertConfig, BertWeights};
 use burnish_core::model::bert_classifier::{BertClassifier, Pooling};
 
-const TOKENIZER: &str = r#"{
-  "version": "1.0", "truncation": null, "padding": null,
-  "added_tokens": [
-    {"id": 0, "content": "[PAD]", "single_word": false, "lstrip": false, "rstrip": false, "normalized": false, "special": true},
-    {"id": 1, "content": "[CLS]", "single_word": false, "lstrip": false, "rstrip": false, "normalized": false, "special": true},
-    {"id": 2, "content": "[SEP]", "single_word": false, "lstrip": false, "rstrip": false, "normalized": false, "special": true},
-    {"id": 3, "content": "[UNK]", "single_word": false, "lstrip": false, "rstrip": false, "normalized": false, "special": true}
-  ],
-  "normalizer": {"type": "Lowercase"},
-  "pre_tokenizer": {"type": "Whitespace"},
-  "post_processor": {"type": "BertProcessing", "sep": ["[SEP]", 2], "cls": ["[CLS]", 1]},
-  "decoder": null,
-  "model": {"type": "WordLevel", "unk_token": "[UNK]", "vocab": {
-    "[PAD]": 0, "[CLS]": 1, "[SEP]": 2, "[UNK]": 3, "good": 4, "great": 5, "fine": 6,
-    "bad": 7, "awful": 8, "poor": 9, "film": 10, "the": 11}}
-}"#;
+/// A word-level tokenizer over a 12-word vocabulary (shared with the core's tests).
+const TOKENIZER: &str = include_str!("../../../tests/fixtures/tiny-tokenizer.json");
 
 fn tiny_folder(dir: &Path) {
     let config = BertConfig {

@@ -210,23 +210,10 @@ pub(crate) mod tests {
     use crate::model::bert_classifier::Pooling;
     use crate::text::TextTokenizer;
 
-    /// A word-level tokenizer.json over a 12-word vocabulary, with BERT's [CLS] ... [SEP].
-    pub(crate) const TINY_TOKENIZER: &str = r#"{
-      "version": "1.0", "truncation": null, "padding": null,
-      "added_tokens": [
-        {"id": 0, "content": "[PAD]", "single_word": false, "lstrip": false, "rstrip": false, "normalized": false, "special": true},
-        {"id": 1, "content": "[CLS]", "single_word": false, "lstrip": false, "rstrip": false, "normalized": false, "special": true},
-        {"id": 2, "content": "[SEP]", "single_word": false, "lstrip": false, "rstrip": false, "normalized": false, "special": true},
-        {"id": 3, "content": "[UNK]", "single_word": false, "lstrip": false, "rstrip": false, "normalized": false, "special": true}
-      ],
-      "normalizer": {"type": "Lowercase"},
-      "pre_tokenizer": {"type": "Whitespace"},
-      "post_processor": {"type": "BertProcessing", "sep": ["[SEP]", 2], "cls": ["[CLS]", 1]},
-      "decoder": null,
-      "model": {"type": "WordLevel", "unk_token": "[UNK]", "vocab": {
-        "[PAD]": 0, "[CLS]": 1, "[SEP]": 2, "[UNK]": 3, "good": 4, "great": 5, "fine": 6,
-        "bad": 7, "awful": 8, "poor": 9, "film": 10, "the": 11}}
-    }"#;
+    /// A word-level tokenizer.json over a 12-word vocabulary, with BERT's [CLS] ... [SEP]
+    /// (`tests/fixtures/tiny-tokenizer.json`, shared with the CLI tests).
+    pub(crate) const TINY_TOKENIZER: &str =
+        include_str!("../../../../tests/fixtures/tiny-tokenizer.json");
 
     #[test]
     fn a_tiny_encoder_learns_to_classify_words() {
