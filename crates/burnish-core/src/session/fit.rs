@@ -295,7 +295,6 @@ pub async fn fit(
     }
     let epochs_run = stopping.epochs_run();
     let (model, best_epoch) = stopping.finish(trainer.model().clone());
-    trainer.set_model(model.clone());
     let final_split = if splits.test.is_empty() {
         validation
     } else {

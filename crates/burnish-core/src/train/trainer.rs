@@ -153,10 +153,6 @@ impl Trainer {
         Ok(self)
     }
 
-    /// Replace the model (e.g. to restore the best checkpoint); optimizer state is kept.
-    pub fn set_model(&mut self, model: Classifier) {
-        self.model = Some(model);
-    }
 
     /// Loss and classification report of the current model on `data`, in batches.
     ///
