@@ -72,33 +72,41 @@ enum Command {
         json: bool,
     },
     /// Fine-tune a BERT-family encoder (a Hugging Face folder: config.json, tokenizer.json,
-    /// model.safetensors) to classify the texts of a CSV/TSV/JSONL table; print the report.
+    /// model.safetensors) to classify the texts of a CSV/TSV/JSONL table, or to tag the words of
+    /// a CoNLL file (`token<TAB>tag` lines, blank lines between sentences; .conll/.txt/.bio/.iob);
+    /// print the report (entity-level F1 for tagging).
     Text {
-        /// The table of texts and labels.
+        /// The table of texts and labels, or the CoNLL file of tagged sentences.
         data: PathBuf,
         /// The model folder.
         #[arg(long)]
         model: PathBuf,
-        /// The text column.
-        #[arg(long, default_value = "text")]
-        text: String,
+        /// The text column (default: `text`, `sentence`, `review`, ... or the longest column).
+        #[arg(long)]
+        text: Option<String>,
         /// A second text column, for sentence pairs.
         #[arg(long)]
         pair: Option<String>,
-        /// The label column.
-        #[arg(long, default_value = "label")]
-        label: String,
-        /// Longest sequence in tokens (longer texts are cut).
-        #[arg(long, default_value_t = 128)]
-        max_length: usize,
+        /// The label column (default: `label`, `class`, `sentiment`, ... or the last column).
+        #[arg(long)]
+        label: Option<String>,
+        /// Your own validation file, in the same form as `data`.
+        #[arg(long)]
+        validation: Option<PathBuf>,
+        /// Your own test file, in the same form as `data`.
+        #[arg(long)]
+        test: Option<PathBuf>,
+        /// Longest sequence in tokens (longer texts are cut; default 128 or the recipe's).
+        #[arg(long)]
+        max_length: Option<usize>,
         /// `cls` (the pooler, as transformers) or `mean` (as sentence-transformers).
-        #[arg(long, default_value = "cls")]
-        pooling: String,
+        #[arg(long)]
+        pooling: Option<String>,
         /// Write the fine-tuned model here as a Hugging Face folder (config.json with id2label,
         /// model.safetensors with transformers' names, tokenizer.json).
         #[arg(long)]
         out: Option<PathBuf>,
-        /// Recipe JSON (`train`, `fit`, `split` are used; transformer defaults otherwise:
+        /// Recipe JSON (`train`, `fit`, `split`, `text`; transformer defaults otherwise:
         /// AdamW 3e-5, linear decay after 10% warm-up, weight decay 0.01, batch 16, 3 epochs).
         #[arg(long)]
         recipe: Option<PathBuf>,
@@ -243,6 +251,7 @@ impl Host for Terminal {
                     train_loss,
                     validation_loss,
                     validation_accuracy,
+                    validation_entity_f1,
                     improved,
                     ..
                 } => {
@@ -250,8 +259,11 @@ impl Host for Terminal {
                         println!();
                     }
                     println!(
-                        "epoch {epoch}/{epochs}: train loss {train_loss:.4}, validation loss {validation_loss:.4}, accuracy {:.1}%{}",
+                        "epoch {epoch}/{epochs}: train loss {train_loss:.4}, validation loss {validation_loss:.4}, accuracy {:.1}%{}{}",
                         validation_accuracy * 100.0,
+                        validation_entity_f1
+                            .map(|f| format!(", entity F1 {:.1}%", f * 100.0))
+                            .unwrap_or_default(),
                         if *improved { " (best so far)" } else { "" }
                     );
                 }
@@ -448,16 +460,9 @@ fn train(
     Ok(())
 }
 
-/// Transformer defaults: what transformers' Trainer uses for fine-tuning.
+/// Transformer defaults ([`Recipe::transformer`]) with the recipe file's fields on top.
 fn text_recipe(path: Option<&PathBuf>) -> Result<Recipe> {
-    let mut recipe = Recipe::default();
-    recipe.train.learning_rate = 3e-5;
-    recipe.train.weight_decay = 0.01;
-    recipe.train.batch_size = 16;
-    recipe.train.schedule.decay = burnish_core::train::schedule::Decay::Linear;
-    recipe.train.schedule.warmup_fraction = 0.1;
-    recipe.fit.epochs = 3;
-    recipe.fit.patience = None;
+    let mut recipe = Recipe::transformer();
     let Some(path) = path else {
         return Ok(recipe);
     };
@@ -465,8 +470,9 @@ fn text_recipe(path: Option<&PathBuf>) -> Result<Recipe> {
     let given: serde_json::Value = serde_json::from_slice(&read(path)?)
         .with_context(|| format!("{} is not JSON", path.display()))?;
     merge(&mut json, given);
-    serde_json::from_value(json)
-        .with_context(|| format!("{} is not a valid recipe", path.display()))
+    recipe = serde_json::from_value(json)
+        .with_context(|| format!("{} is not a valid recipe", path.display()))?;
+    Ok(recipe)
 }
 
 /// Overlay `given` on `base`, object by object.
@@ -486,145 +492,161 @@ fn merge(base: &mut serde_json::Value, given: serde_json::Value) {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
+/// Whether a data file holds tagged sentences (CoNLL) rather than a table.
+fn is_conll(path: &std::path::Path) -> bool {
+    let name = name(path).to_ascii_lowercase();
+    [".conll", ".conllu", ".txt", ".bio", ".iob", ".iob2", ".ner"]
+        .iter()
+        .any(|ext| name.ends_with(ext))
+}
+
+/// The options of `burnish text`.
+struct TextArgs<'a> {
+    columns: (Option<&'a str>, Option<&'a str>, Option<&'a str>),
+    validation: Option<&'a PathBuf>,
+    test: Option<&'a PathBuf>,
+    max_length: Option<usize>,
+    pooling: Option<&'a str>,
+    recipe: Option<&'a PathBuf>,
+    out: Option<&'a PathBuf>,
+}
+
 fn text(
     data: &PathBuf,
     model_dir: &std::path::Path,
-    columns: (&str, Option<&str>, &str),
-    max_length: usize,
-    pooling: &str,
-    recipe: Option<&PathBuf>,
-    out: Option<&PathBuf>,
+    args: &TextArgs<'_>,
     device: &Device,
     host: &Terminal,
 ) -> Result<()> {
-    use burnish_core::data::table::{Table, TableFormat};
-    use burnish_core::model::bert::{Bert, BertConfig, BertWeights};
-    use burnish_core::model::bert_classifier::{BertClassifier, Pooling};
-    use burnish_core::session::text_fit::{TextSplits, fit_text};
-    use burnish_core::text::TextTokenizer;
-    use burnish_core::train::text::TokenizedSet;
+    use burnish_core::model::bert_classifier::Pooling;
+    use burnish_core::session::text_session::{TextColumns, TextSession};
 
-    let recipe = text_recipe(recipe)?;
-    let pooling = match pooling {
-        "cls" => Pooling::Cls,
-        "mean" => Pooling::Mean,
-        other => bail!("--pooling: expected cls or mean, found `{other}`"),
-    };
-    let file = |name: &str| -> Result<Vec<u8>> {
-        let path = model_dir.join(name);
-        if !path.is_file() {
-            bail!(
-                "{} has no {name}; a Hugging Face model folder holds config.json, tokenizer.json and model.safetensors",
-                model_dir.display()
-            );
-        }
-        read(&path)
-    };
-    let config_json = file("config.json")?;
-    let tokenizer_json = file("tokenizer.json")?;
-    let weights_bytes = file("model.safetensors")?;
-    let config = BertConfig::from_json("config.json", &config_json)?;
-    let tokenizer = TextTokenizer::from_json("tokenizer.json", &tokenizer_json, max_length)?;
-    let weights = BertWeights::from_safetensors("model.safetensors", &weights_bytes, &config)?;
-    if !weights.notes.ignored.is_empty() {
-        println!(
-            "not part of the encoder, left out: {}",
-            weights.notes.ignored.join(", ")
-        );
+    let mut recipe = text_recipe(args.recipe)?;
+    if let Some(m) = args.max_length {
+        recipe.text.max_length = m;
     }
-    let source = name(data);
-    let format = TableFormat::from_name(&source)
-        .with_context(|| format!("{source}: expected .csv, .tsv or .jsonl (optionally .gz)"))?;
-    let table = Table::parse(&source, &read(data)?, format)?;
-    let (text_col, pair_col, label_col) = columns;
-    let dataset = table.to_text_dataset(text_col, pair_col, label_col, None)?;
-    let start = Instant::now();
-    let rows = dataset
-        .texts
-        .iter()
-        .enumerate()
-        .map(|(i, t)| tokenizer.encode(t, dataset.pairs.as_ref().map(|p| p[i].as_str())))
-        .collect::<burnish_core::Result<Vec<_>>>()?;
-    let tokens: usize = rows.iter().map(|r| r.ids.len()).sum();
+    match args.pooling {
+        None => {}
+        Some("cls") => recipe.text.pooling = Pooling::Cls,
+        Some("mean") => recipe.text.pooling = Pooling::Mean,
+        Some(other) => bail!("--pooling: expected cls or mean, found `{other}`"),
+    }
+    if !model_dir.is_dir() {
+        bail!("{} is not a folder; --model takes a Hugging Face model folder", model_dir.display());
+    }
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(model_dir)
+        .with_context(|| format!("cannot list {}", model_dir.display()))?
+    {
+        let path = entry?.path();
+        let file_name = name(&path);
+        if path.is_file()
+            && ["config.json", "tokenizer.json", "model.safetensors", "vocab.txt", "pytorch_model.bin"]
+                .contains(&file_name.as_str())
+        {
+            let bytes = if file_name.ends_with(".bin") || file_name == "vocab.txt" {
+                Vec::new()
+            } else {
+                read(&path)?
+            };
+            files.push(FolderFile {
+                path: format!("{}/{file_name}", name(model_dir)),
+                bytes,
+            });
+        }
+    }
+    let mut session = TextSession::new();
+    let info = session.load_model(&files)?;
     println!(
-        "{source}: {} texts, {} classes ({}), {tokens} tokens ({:.1} per text) tokenized in {:.2} s",
-        dataset.len(),
-        dataset.class_names.len(),
-        dataset.class_names.join(", "),
-        tokens as f64 / dataset.len() as f64,
+        "{}: {}-layer encoder, hidden {}, {} heads, {} parameters{}",
+        info.name,
+        info.layers,
+        info.hidden_size,
+        info.heads,
+        info.parameters,
+        if info.has_pooler { ", with pooler" } else { "" }
+    );
+    if !info.ignored.is_empty() {
+        println!("not part of the encoder, left out: {}", info.ignored.join(", "));
+    }
+    let conll = is_conll(data);
+    let (text_col, pair_col, label_col) = args.columns;
+    let columns = match (text_col, label_col) {
+        (None, None) if pair_col.is_none() => None,
+        _ if conll => bail!("--text, --pair and --label are for tables; {} holds tagged sentences", data.display()),
+        _ => {
+            let table_default = TextColumns {
+                text: text_col.unwrap_or("text").into(),
+                pair: pair_col.map(str::to_string),
+                label: label_col.unwrap_or("label").into(),
+            };
+            Some(table_default)
+        }
+    };
+    let start = Instant::now();
+    let file = |path: &PathBuf| -> Result<Vec<FolderFile>> {
+        Ok(vec![FolderFile {
+            path: name(path),
+            bytes: read(path)?,
+        }])
+    };
+    let preview = session.load(Role::Train, conll, columns.clone(), &file(data)?)?;
+    for (role, path) in [(Role::Validation, args.validation), (Role::Test, args.test)] {
+        if let Some(path) = path {
+            let p = session.load(role, conll, columns.clone(), &file(path)?)?;
+            println!("{}: {} rows for {role:?}", p.source, p.rows);
+        }
+    }
+    let what = if conll { "sentences" } else { "texts" };
+    println!(
+        "{}: {} {what}{}, {} classes ({}){}; read in {:.2} s",
+        preview.source,
+        preview.rows,
+        if conll { format!(" ({} words)", preview.words) } else { String::new() },
+        preview.classes.len(),
+        preview.classes.join(", "),
+        preview
+            .tokens
+            .as_ref()
+            .map(|t| format!("; tokens per row: mean {:.1}, 95% {}, max {}", t.mean, t.p95, t.max))
+            .unwrap_or_default(),
         start.elapsed().as_secs_f64()
     );
-    let [train, validation, test] = recipe
-        .split
-        .indices(&dataset.labels, dataset.class_names.len())?;
-    let set = |idx: &[usize]| TokenizedSet {
-        rows: idx.iter().map(|&i| rows[i].clone()).collect(),
-        labels: idx.iter().map(|&i| dataset.labels[i]).collect(),
-        classes: dataset.class_names.clone(),
-        pad_id: tokenizer.pad_id(),
-    };
-    let splits = TextSplits {
-        train: set(&train),
-        validation: set(&validation),
-        test: set(&test),
-    };
-    println!(
-        "split: {} train, {} validation, {} test",
-        train.len(),
-        validation.len(),
-        test.len()
-    );
-    let bert = Bert::from_weights(&config, weights, device)?;
-    let mut model = BertClassifier::new(
-        bert,
-        dataset.class_names.len(),
-        pooling,
-        config.hidden_dropout_prob,
-        recipe.train.seed,
-        device,
-    );
-    // A folder exported with these classes (config.json `id2label`) continues with its head.
-    let labels: Option<Vec<String>> = serde_json::from_slice::<serde_json::Value>(&config_json)
-        .ok()
-        .and_then(|c| {
-            let map = c.get("id2label")?.as_object()?.clone();
-            (0..map.len())
-                .map(|i| map.get(&i.to_string())?.as_str().map(str::to_string))
-                .collect()
-        });
-    if labels.as_deref() == Some(dataset.class_names.as_slice()) {
-        model = model.with_head_from("model.safetensors", &weights_bytes, device)?;
+    if let Some(chosen) = &preview.chosen {
+        println!(
+            "columns: text `{}`{}, label `{}`",
+            chosen.text,
+            chosen.pair.as_ref().map(|p| format!(", pair `{p}`")).unwrap_or_default(),
+            chosen.label
+        );
+    }
+    let job = session.plan(&recipe, false, None, device)?;
+    println!("{}", job.memory.summary());
+    let [train, validation, test] = job.split_sizes();
+    println!("split: {train} train, {validation} validation, {test} test");
+    if session.folder().and_then(|f| f.head.as_ref()).is_some_and(|h| h.labels == preview.classes) {
         println!("continuing with the folder's classification head");
     }
-    let outcome = pollster::block_on(fit_text(
-        model,
-        recipe.train.clone(),
-        &recipe.fit,
-        &splits,
-        device,
-        &Control::default(),
-        host,
-    ))?;
+    let (trained, report, tokens_per_second) =
+        pollster::block_on(job.run(device, &Control::default(), host))?;
     println!(
-        "\nbest epoch {} of {}; report on {} held-out rows:\n\n{}",
-        outcome.best_epoch,
-        outcome.epochs_run,
-        outcome.test.report.total,
-        outcome.test.report.to_text()
+        "\nbest epoch {} of {}; report on {} held-out {}:\n\n{}",
+        report.best_epoch,
+        report.epochs_run,
+        report.split,
+        what,
+        report.text
     );
-    println!("test accuracy: {:.4}", outcome.test.report.accuracy);
-    println!(
-        "training throughput: {:.0} tokens/s",
-        outcome.tokens_per_second
-    );
-    if let Some(out) = out {
-        let folder = pollster::block_on(outcome.model.export_hf(
-            &config_json,
-            &tokenizer_json,
-            &dataset.class_names,
-            max_length,
-        ))?;
+    match &report.entities {
+        Some(e) => {
+            println!("entity F1: {:.4}", e.micro.f1);
+            println!("token accuracy: {:.4}", e.token_accuracy);
+        }
+        None => println!("test accuracy: {:.4}", report.report.accuracy),
+    }
+    println!("training throughput: {tokens_per_second:.0} tokens/s");
+    if let Some(out) = args.out {
+        let folder = pollster::block_on(trained.export())?;
         std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
         for (name, bytes) in &folder.files {
             let path = out.join(name);
@@ -690,6 +712,8 @@ fn run(cli: Cli) -> Result<()> {
             text: text_col,
             pair,
             label,
+            validation,
+            test,
             max_length,
             pooling,
             out,
@@ -699,17 +723,16 @@ fn run(cli: Cli) -> Result<()> {
         } => {
             let device = device(backend)?;
             let host = Terminal::new(json);
-            text(
-                &data,
-                &model,
-                (&text_col, pair.as_deref(), &label),
+            let args = TextArgs {
+                columns: (text_col.as_deref(), pair.as_deref(), label.as_deref()),
+                validation: validation.as_ref(),
+                test: test.as_ref(),
                 max_length,
-                &pooling,
-                recipe.as_ref(),
-                out.as_ref(),
-                &device,
-                &host,
-            )?;
+                pooling: pooling.as_deref(),
+                recipe: recipe.as_ref(),
+                out: out.as_ref(),
+            };
+            text(&data, &model, &args, &device, &host)?;
         }
         Command::Demo {
             device: backend,

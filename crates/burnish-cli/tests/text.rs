@@ -128,3 +128,74 @@ fn text_fine_tunes_exports_and_continues() {
     assert!(stderr.contains("has no tokenizer.json"), "{stderr}");
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// Tagged sentences over the tiny vocabulary: positive words are `POS` entities, negative ones
+/// `NEG`, two in a row are one entity (`B-` then `I-`).
+fn conll(n: usize) -> String {
+    let sentences: [&[(&str, &str)]; 4] = [
+        &[("the", "O"), ("good", "B-POS"), ("film", "O")],
+        &[("awful", "B-NEG"), ("poor", "I-NEG"), ("film", "O")],
+        &[("great", "B-POS"), ("fine", "I-POS"), ("the", "O"), ("film", "O")],
+        &[("the", "O"), ("film", "O"), ("bad", "B-NEG")],
+    ];
+    let mut out = String::new();
+    for i in 0..n {
+        for (word, tag) in sentences[i % 4] {
+            out += &format!("{word}\t{tag}\n");
+        }
+        // WNUT-16's separator: a line holding only a tab.
+        out += "\t\n";
+    }
+    out
+}
+
+#[test]
+fn text_tags_words_of_a_conll_file() {
+    let dir = std::env::temp_dir().join(format!("burnish-ner-{}", std::process::id()));
+    let model = dir.join("tiny");
+    tiny_folder(&model);
+    let data = dir.join("train.conll");
+    std::fs::write(&data, conll(48)).expect("write");
+    let recipe = dir.join("recipe.json");
+    std::fs::write(
+        &recipe,
+        r#"{"train": {"learning_rate": 0.01, "batch_size": 8, "schedule": {"decay": "constant", "warmup_fraction": 0}}, "fit": {"epochs": 12}, "text": {"dropout": 0.0}}"#,
+    )
+    .expect("write");
+    let out = dir.join("tagger");
+    let s = |p: &Path| p.to_str().expect("utf-8").to_string();
+    let (ok, stdout, stderr) = burnish(&[
+        "text",
+        &s(&data),
+        "--model",
+        &s(&model),
+        "--recipe",
+        &s(&recipe),
+        "--out",
+        &s(&out),
+    ]);
+    assert!(ok, "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("48 sentences (156 words), 5 classes (O, B-NEG, B-POS, I-NEG, I-POS)"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("micro avg"), "{stdout}");
+    assert!(stdout.contains("entity F1: 1.0000"), "{stdout}");
+    let config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("config.json")).expect("config"))
+            .expect("json");
+    assert_eq!(config["architectures"][0], "BertForTokenClassification");
+    assert_eq!(config["id2label"]["3"], "I-NEG");
+    assert!(config.get("problem_type").is_none(), "{config}");
+
+    // A broken CoNLL line is named.
+    let bad = dir.join("bad.conll");
+    std::fs::write(&bad, "the\tO\ngood\n").expect("write");
+    let (ok, _, stderr) = burnish(&["text", &s(&bad), "--model", &s(&model)]);
+    assert!(!ok);
+    assert!(
+        stderr.contains("bad.conll") && stderr.contains("line 2: expected `token<TAB>tag`"),
+        "{stderr}"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -7,6 +7,8 @@ use wasm_bindgen::prelude::*;
 use web_sys::{DedicatedWorkerGlobalScope, MessageEvent};
 
 use burnish_core::data::images::FolderFile;
+use burnish_core::session::recipe::Recipe;
+use burnish_core::session::text_session::predict_text;
 use burnish_core::session::workspace::predict;
 use burnish_core::session::{Command, Control, Event, Host, RunState, Workspace, run_demo};
 
@@ -40,6 +42,7 @@ pub fn start() {
         handler.forget();
         post(Event::Ready {
             defaults: Box::default(),
+            text_defaults: Box::new(Recipe::transformer()),
         });
     }
 }
@@ -243,6 +246,133 @@ fn on_message(message: MessageEvent) {
                 Err(e) => error(e),
             }
         }
+        Command::LoadModel => {
+            if active.is_some() {
+                return busy();
+            }
+            match WORKSPACE.with_borrow_mut(|ws| ws.text.load_model(&files)) {
+                Ok(info) => post(Event::Folder {
+                    info: Box::new(info),
+                }),
+                Err(e) => error(e),
+            }
+        }
+        Command::LoadText {
+            role,
+            conll,
+            columns,
+        } => {
+            if active.is_some() {
+                return busy();
+            }
+            match WORKSPACE.with_borrow_mut(|ws| ws.text.load(role, conll, columns, &files)) {
+                Ok(preview) => post(Event::TextLoaded {
+                    preview: Box::new(preview),
+                }),
+                Err(e) => error(e),
+            }
+        }
+        Command::SetTextColumns { columns } => {
+            if active.is_some() {
+                return busy();
+            }
+            match WORKSPACE.with_borrow_mut(|ws| ws.text.set_columns(&columns)) {
+                Ok(previews) => {
+                    for preview in previews {
+                        post(Event::TextLoaded {
+                            preview: Box::new(preview),
+                        });
+                    }
+                }
+                Err(e) => error(e),
+            }
+        }
+        Command::Estimate { recipe, limits } => {
+            match WORKSPACE.with_borrow(|ws| ws.text.estimate(&recipe)) {
+                Ok(estimate) => {
+                    let problem = WORKSPACE.with_borrow(|ws| {
+                        let folder = ws.text.folder()?;
+                        estimate.problem(limits.as_ref()?, &folder.config)
+                    });
+                    post(Event::Memory {
+                        estimate: Box::new(estimate),
+                        problem,
+                    });
+                }
+                Err(e) => error(e),
+            }
+        }
+        Command::TrainText {
+            recipe,
+            continue_training,
+            limits,
+        } => {
+            if active.is_some() {
+                return busy();
+            }
+            let control = Control::default();
+            ACTIVE.set(Some(control.clone()));
+            wasm_bindgen_futures::spawn_local(async move {
+                let outcome = async {
+                    let device = device().await?;
+                    let job = WORKSPACE
+                        .with_borrow(|ws| {
+                            ws.text
+                                .plan(&recipe, continue_training, limits.as_ref(), &device)
+                        })
+                        .map_err(|e| e.to_string())?;
+                    let (trained, _, _) = job
+                        .run(&device, &control, &BrowserHost)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    Ok::<_, String>(WORKSPACE.with_borrow_mut(|ws| ws.text.set_model(trained)))
+                }
+                .await;
+                ACTIVE.set(None);
+                match outcome {
+                    Ok(info) => post(Event::TextModel {
+                        info: Box::new(info),
+                    }),
+                    Err(message) => error(message),
+                }
+            });
+        }
+        Command::PredictText { text, pair } => {
+            wasm_bindgen_futures::spawn_local(async move {
+                let outcome = async {
+                    let device = device().await?;
+                    let model = WORKSPACE
+                        .with_borrow_mut(|ws| ws.text.current(&device))
+                        .map_err(|e| e.to_string())?;
+                    predict_text(&model, &text, pair.as_deref(), &device)
+                        .await
+                        .map_err(|e| e.to_string())
+                }
+                .await;
+                match outcome {
+                    Ok(prediction) => post(Event::TextPrediction {
+                        prediction: Box::new(prediction),
+                    }),
+                    Err(message) => error(message),
+                }
+            });
+        }
+        Command::ExportText => {
+            wasm_bindgen_futures::spawn_local(async move {
+                let outcome = async {
+                    let device = device().await?;
+                    let model = WORKSPACE
+                        .with_borrow_mut(|ws| ws.text.current(&device))
+                        .map_err(|e| e.to_string())?;
+                    model.export().await.map_err(|e| e.to_string())
+                }
+                .await;
+                match outcome {
+                    Ok(folder) => post_folder(folder.files),
+                    Err(message) => error(message),
+                }
+            });
+        }
         Command::Pause | Command::Resume | Command::Cancel => match active {
             Some(control) => match command {
                 Command::Pause => control.pause(),
@@ -268,6 +398,31 @@ fn post_export(bytes: &[u8]) {
     let array = js_sys::Uint8Array::from(bytes);
     let _ = js_sys::Reflect::set(&value, &"data".into(), &array);
     let transfer = js_sys::Array::of1(&array.buffer());
+    if let Err(err) = scope().post_message_with_transfer(&value, &transfer) {
+        web_sys::console::error_2(&"burnish: postMessage failed".into(), &err);
+    }
+}
+
+/// Post the `exported_folder` event with the files' bytes attached as `data` (transferred
+/// `Uint8Array`s, in the order of `files`).
+fn post_folder(files: Vec<(String, Vec<u8>)>) {
+    let event = Event::ExportedFolder {
+        name: "burnish-text-model".into(),
+        files: files.iter().map(|(n, b)| (n.clone(), b.len())).collect(),
+    };
+    let serializer = serde_wasm_bindgen::Serializer::json_compatible();
+    let value = match serde::Serialize::serialize(&event, &serializer) {
+        Ok(v) => v,
+        Err(e) => return error(format!("cannot encode the export: {e}")),
+    };
+    let data = js_sys::Array::new();
+    let transfer = js_sys::Array::new();
+    for (_, bytes) in &files {
+        let array = js_sys::Uint8Array::from(bytes.as_slice());
+        transfer.push(&array.buffer());
+        data.push(&array);
+    }
+    let _ = js_sys::Reflect::set(&value, &"data".into(), &data);
     if let Err(err) = scope().post_message_with_transfer(&value, &transfer) {
         web_sys::console::error_2(&"burnish: postMessage failed".into(), &err);
     }

@@ -2,6 +2,7 @@
 //! these; the built-in demo data is generated here.
 
 pub mod augment;
+pub mod conll;
 mod dataset;
 pub mod demo;
 pub mod idx;

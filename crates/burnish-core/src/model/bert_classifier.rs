@@ -1,5 +1,6 @@
-//! Sequence classification on a BERT encoder: pool, dropout, linear (transformers'
+//! Classification heads on a BERT encoder. Sequences: pool, dropout, linear (transformers'
 //! `BertForSequenceClassification` when pooling is `cls` and the checkpoint has a pooler).
+//! Tokens: dropout and a linear layer on every token's state (`BertForTokenClassification`).
 
 use burn::nn::Linear;
 use burn::prelude::*;
@@ -22,6 +23,17 @@ pub enum Pooling {
     Mean,
 }
 
+/// What the head classifies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TextTask {
+    /// One class per text (or pair of texts).
+    #[default]
+    Sequence,
+    /// One tag per word (named-entity recognition).
+    Tokens,
+}
+
 /// An encoder with a classification head.
 #[derive(Module, Debug)]
 pub struct BertClassifier {
@@ -30,13 +42,27 @@ pub struct BertClassifier {
     head: Linear,
     dropout: f64,
     mean: bool,
+    tokens: bool,
 }
 
 impl BertClassifier {
-    /// A fresh head of `n_classes` on `bert`, drawn from `seed` (transformers' init: normal, std
-    /// 0.02, zero bias).
+    /// A fresh sequence head of `n_classes` on `bert`, drawn from `seed` (transformers' init:
+    /// normal, std 0.02, zero bias).
     pub fn new(
         bert: Bert,
+        n_classes: usize,
+        pooling: Pooling,
+        dropout: f64,
+        seed: u64,
+        device: &Device,
+    ) -> Self {
+        Self::with_task(bert, TextTask::Sequence, n_classes, pooling, dropout, seed, device)
+    }
+
+    /// A fresh head for `task` (the pooling only matters for sequences).
+    pub fn with_task(
+        bert: Bert,
+        task: TextTask,
         n_classes: usize,
         pooling: Pooling,
         dropout: f64,
@@ -58,12 +84,33 @@ impl BertClassifier {
             head,
             dropout,
             mean: pooling == Pooling::Mean,
+            tokens: task == TextTask::Tokens,
         }
     }
 
-    /// Logits `[batch, n_classes]`.
+    /// What the head classifies.
+    pub fn task(&self) -> TextTask {
+        if self.tokens {
+            TextTask::Tokens
+        } else {
+            TextTask::Sequence
+        }
+    }
+
+    /// Classes (or tags) of the head.
+    pub fn n_classes(&self) -> usize {
+        self.head.weight.val().dims()[1]
+    }
+
+    /// Logits: `[batch, n_classes]` for sequences, `[batch * length, n_classes]` (row-major over
+    /// the padded batch) for tokens.
     pub fn forward(&self, input: &EncoderInput, masks: &mut Masks<'_>) -> Tensor<2> {
         let hidden = self.bert.forward(input, masks);
+        if self.tokens {
+            let [batch, len, h] = hidden.dims();
+            let states: Tensor<2> = hidden.reshape([batch * len, h]);
+            return self.head.forward(masks.apply(states, self.dropout));
+        }
         let pooled = if self.mean {
             Bert::pool_mean(hidden, &input.mask)
         } else {
@@ -88,9 +135,10 @@ impl BertClassifier {
 }
 
 /// A fine-tuned text classifier as a Hugging Face model folder: `model.safetensors` (transformers'
-/// `BertForSequenceClassification` names: `bert.*` and `classifier.*`), `config.json` (the
-/// original config with `architectures`, `id2label`, `label2id`, `problem_type`, and a `burnish`
-/// entry recording the pooling and max length) and `tokenizer.json`.
+/// `BertForSequenceClassification` / `BertForTokenClassification` names: `bert.*` and
+/// `classifier.*`), `config.json` (the original config with `architectures`, `id2label`,
+/// `label2id`, `problem_type` for sequences, and a `burnish` entry recording the task, pooling
+/// and max length) and `tokenizer.json`.
 #[derive(Debug, Clone)]
 pub struct HfFolder {
     /// File name and bytes.
@@ -133,17 +181,21 @@ impl BertClassifier {
             .enumerate()
             .map(|(i, c)| (c.clone(), i.into()))
             .collect();
-        object.insert(
-            "architectures".into(),
-            serde_json::json!(["BertForSequenceClassification"]),
-        );
+        let architecture = if self.tokens {
+            object.remove("problem_type");
+            "BertForTokenClassification"
+        } else {
+            object.insert("problem_type".into(), "single_label_classification".into());
+            "BertForSequenceClassification"
+        };
+        object.insert("architectures".into(), serde_json::json!([architecture]));
         object.insert("id2label".into(), id2label.into());
         object.insert("label2id".into(), label2id.into());
-        object.insert("problem_type".into(), "single_label_classification".into());
         object.entry("model_type").or_insert_with(|| "bert".into());
         object.insert(
             "burnish".into(),
             serde_json::json!({
+                "task": self.task(),
                 "pooling": self.pooling(),
                 "max_length": max_length,
                 "classifier_dropout": self.dropout,
@@ -154,6 +206,9 @@ impl BertClassifier {
             .named_tensors()
             .await?
             .into_iter()
+            // transformers' token classifier has no pooler: leaving it out avoids its warning
+            // about unused weights.
+            .filter(|(n, _, _)| !(self.tokens && n.starts_with("pooler.")))
             .map(|(n, shape, v)| {
                 (
                     format!("bert.{n}"),

@@ -23,6 +23,8 @@ pub enum Metric {
     MacroF1,
     /// Mean cross-entropy (lower is better).
     Loss,
+    /// Entity-level micro F1 for token tasks (macro F1 for others; higher is better).
+    EntityF1,
 }
 
 impl Metric {
@@ -31,6 +33,10 @@ impl Metric {
             Self::Accuracy => e.report.accuracy,
             Self::MacroF1 => e.report.macro_avg[2],
             Self::Loss => e.loss,
+            Self::EntityF1 => e
+                .entities
+                .as_ref()
+                .map_or(e.report.macro_avg[2], |r| r.micro.f1),
         }
     }
 
@@ -170,6 +176,7 @@ impl<'a, M: Clone> EarlyStopping<'a, M> {
             validation_loss: eval.loss,
             validation_accuracy: eval.report.accuracy,
             validation_macro_f1: eval.report.macro_avg[2],
+            validation_entity_f1: eval.entities.as_ref().map(|r| r.micro.f1),
             improved,
         });
         if improved {

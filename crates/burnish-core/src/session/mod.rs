@@ -6,10 +6,12 @@
 //! is abstracted by [`runner::Host`].
 
 pub mod fit;
+pub mod memory;
 pub mod protocol;
 pub mod recipe;
 pub mod runner;
 pub mod text_fit;
+pub mod text_session;
 pub mod workspace;
 
 pub use protocol::{Command, DemoRequest, Event};

@@ -4,7 +4,9 @@
 //! on the wasm side; `web/app.js` is the other end. Changing a variant here means changing it
 //! there.
 
+use super::memory::{DeviceLimits, MemoryEstimate};
 use super::recipe::Recipe;
+use super::text_session::{FolderInfo, TextColumns, TextModelInfo, TextPrediction, TextPreview};
 use super::workspace::{FinalReport, LoadRequest, ModelInfo, Prediction, Preview, Role};
 use crate::data::demo::SpiralsConfig;
 use crate::train::TrainConfig;
@@ -53,6 +55,60 @@ pub enum Command {
     Export,
     /// Make the attached safetensors file the current model; a `model` event follows.
     Import,
+    /// Make the attached files (a Hugging Face folder: config.json, tokenizer.json,
+    /// model.safetensors) the text model to fine-tune; a `folder` event follows.
+    LoadModel,
+    /// Load the attached file as labelled texts (a table) or tagged sentences (CoNLL); a
+    /// `text_loaded` event follows.
+    LoadText {
+        /// Which part of the data (default `train`).
+        #[serde(default)]
+        role: Role,
+        /// Tagged sentences (`token<TAB>tag`) rather than a table.
+        #[serde(default)]
+        conll: bool,
+        /// The table's columns (default: found by name, see the README).
+        #[serde(default)]
+        columns: Option<TextColumns>,
+    },
+    /// Use other columns of the loaded text tables; `text_loaded` events follow.
+    SetTextColumns {
+        /// The columns.
+        columns: TextColumns,
+    },
+    /// Estimate the memory of fine-tuning with `recipe`; a `memory` event follows.
+    Estimate {
+        /// The run's recipe.
+        #[serde(default)]
+        recipe: Recipe,
+        /// The adapter's limits to check against.
+        #[serde(default)]
+        limits: Option<DeviceLimits>,
+    },
+    /// Fine-tune the text model on the loaded texts; progress, `epoch`, `report` and
+    /// `text_model` events follow.
+    TrainText {
+        /// Every choice of the run; fields may be left out.
+        #[serde(default)]
+        recipe: Recipe,
+        /// Continue from the current text model instead of the folder's weights.
+        #[serde(default)]
+        continue_training: bool,
+        /// The adapter's limits; a run that would not fit is refused with what to lower.
+        #[serde(default)]
+        limits: Option<DeviceLimits>,
+    },
+    /// Classify a typed text (or tag its words); a `text_prediction` event follows.
+    PredictText {
+        /// The text.
+        text: String,
+        /// A second text, for models trained on pairs.
+        #[serde(default)]
+        pair: Option<String>,
+    },
+    /// Export the current text model as a Hugging Face folder; an `exported_folder` event with
+    /// the files attached follows.
+    ExportText,
     /// Stop between two steps and wait for `resume` or `cancel`.
     Pause,
     /// Go on after `pause`.
@@ -100,6 +156,8 @@ pub enum Event {
     Ready {
         /// The default recipe, so the page's form starts from the documented defaults.
         defaults: Box<Recipe>,
+        /// The default recipe for fine-tuning a text model.
+        text_defaults: Box<Recipe>,
     },
     /// The GPU device is up and a run has started.
     Started {
@@ -150,6 +208,9 @@ pub enum Event {
         validation_accuracy: f64,
         /// Validation macro-averaged F1.
         validation_macro_f1: f64,
+        /// Validation entity-level micro F1 (token tasks only).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        validation_entity_f1: Option<f64>,
         /// Whether this epoch is the best so far (its weights are kept).
         improved: bool,
     },
@@ -204,6 +265,41 @@ pub enum Event {
         /// Size in bytes.
         size: usize,
     },
+    /// A model folder was loaded.
+    Folder {
+        /// What it holds.
+        info: Box<FolderInfo>,
+    },
+    /// Texts or tagged sentences were loaded.
+    TextLoaded {
+        /// What the page shows.
+        preview: Box<TextPreview>,
+    },
+    /// The memory a run would take.
+    Memory {
+        /// The estimate.
+        estimate: Box<MemoryEstimate>,
+        /// What does not fit the given limits, and what to lower; `null` when it fits.
+        problem: Option<String>,
+    },
+    /// There is a current text model (fine-tuned, or a folder with a head).
+    TextModel {
+        /// What it is.
+        info: Box<TextModelInfo>,
+    },
+    /// A prediction on typed text.
+    TextPrediction {
+        /// Classes or tagged words.
+        prediction: Box<TextPrediction>,
+    },
+    /// The current text model as a Hugging Face folder; the worker attaches the files' bytes
+    /// as `data` (an array in the order of `files`).
+    ExportedFolder {
+        /// A folder name to save under.
+        name: String,
+        /// File names and sizes.
+        files: Vec<(String, usize)>,
+    },
     /// Something went wrong; `message` says what and what to do. The worker stays usable.
     Error {
         /// A sentence for the user.
@@ -252,7 +348,8 @@ mod tests {
         assert_eq!(json["loss"], 0.5);
         assert_eq!(
             serde_json::to_value(Event::Ready {
-                defaults: Box::default()
+                defaults: Box::default(),
+                text_defaults: Box::new(Recipe::transformer()),
             })
             .expect("serialise")["type"],
             "ready"

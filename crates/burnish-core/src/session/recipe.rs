@@ -7,7 +7,31 @@ use serde::{Deserialize, Serialize};
 use super::fit::FitConfig;
 use crate::data::augment::AugmentConfig;
 use crate::data::split::SplitConfig;
+use crate::model::bert_classifier::Pooling;
 use crate::train::TrainConfig;
+use crate::train::schedule::Decay;
+
+/// The text part of a recipe (used when fine-tuning an encoder).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TextRecipe {
+    /// Longest sequence in tokens; longer texts are cut (default 128).
+    pub max_length: usize,
+    /// `cls` (the pooler, as transformers) or `mean` (as sentence-transformers) (default `cls`).
+    pub pooling: Pooling,
+    /// Dropout before the head; `null` takes the config's `hidden_dropout_prob` (default).
+    pub dropout: Option<f64>,
+}
+
+impl Default for TextRecipe {
+    fn default() -> Self {
+        Self {
+            max_length: 128,
+            pooling: Pooling::Cls,
+            dropout: None,
+        }
+    }
+}
 
 /// Which network to train.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -63,6 +87,24 @@ pub struct Recipe {
     pub normalize: bool,
     /// Image augmentation of training batches (default off).
     pub augment: AugmentConfig,
+    /// Tokenization and head of a text model.
+    pub text: TextRecipe,
+}
+
+impl Recipe {
+    /// What transformers' Trainer uses for fine-tuning an encoder: AdamW at 3e-5 with weight
+    /// decay 0.01, linear decay after a 10% warm-up, batch 16, 3 epochs, no early stopping.
+    pub fn transformer() -> Self {
+        let mut recipe = Self::default();
+        recipe.train.learning_rate = 3e-5;
+        recipe.train.weight_decay = 0.01;
+        recipe.train.batch_size = 16;
+        recipe.train.schedule.decay = Decay::Linear;
+        recipe.train.schedule.warmup_fraction = 0.1;
+        recipe.fit.epochs = 3;
+        recipe.fit.patience = None;
+        recipe
+    }
 }
 
 impl Default for Recipe {
@@ -74,6 +116,7 @@ impl Default for Recipe {
             split: SplitConfig::default(),
             normalize: true,
             augment: AugmentConfig::default(),
+            text: TextRecipe::default(),
         }
     }
 }

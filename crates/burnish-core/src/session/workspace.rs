@@ -136,9 +136,12 @@ pub struct FinalReport {
     pub split: String,
     /// Mean cross-entropy on it.
     pub loss: f64,
-    /// Accuracy, per-class metrics, confusion matrix.
+    /// Accuracy, per-class metrics, confusion matrix (for tagging: per tag, over words).
     pub report: ClassificationReport,
-    /// The report as text, in scikit-learn's layout.
+    /// Entity-level scores (tagging only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entities: Option<crate::eval::EntityReport>,
+    /// The report as text, in scikit-learn's (and for entities seqeval's) layout.
     pub text: String,
     /// Epoch whose weights were kept.
     pub best_epoch: usize,
@@ -182,6 +185,8 @@ pub struct Workspace {
     validation: Option<Loaded>,
     test: Option<Loaded>,
     model: Option<(ExportedClassifier, String)>,
+    /// The text side: model folder, texts, text model.
+    pub text: super::text_session::TextSession,
 }
 
 /// A training run, detached from the workspace so it can run while the workspace answers other
@@ -777,6 +782,7 @@ impl TrainingJob {
             loss: outcome.test.loss,
             text: outcome.test.report.to_text(),
             report: outcome.test.report,
+            entities: None,
             best_epoch: outcome.best_epoch,
             epochs_run: outcome.epochs_run,
             stopped_early: outcome.stopped_early,

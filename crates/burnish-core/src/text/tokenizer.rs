@@ -6,6 +6,7 @@ use crate::{Error, Result};
 
 /// A Hugging Face tokenizer with our own truncation (to a length the user picks) and no built-in
 /// padding: batches are padded to their longest member ("dynamic padding").
+#[derive(Clone)]
 pub struct TextTokenizer {
     inner: Tokenizer,
     pad_id: u32,
@@ -31,6 +32,30 @@ pub struct Encoding {
     pub type_ids: Vec<u32>,
     /// For each token, the index of the word it belongs to (`None` for special tokens).
     pub words: Vec<Option<u32>>,
+    /// For each token, its byte range in the text (`(0, 0)` for special tokens; for pre-split
+    /// words, the range within its word).
+    pub offsets: Vec<(usize, usize)>,
+}
+
+impl Encoding {
+    /// The words of `text` as the tokenizer split it (the text of each word's tokens, from the
+    /// first one's start to the last one's end), in word order.
+    pub fn word_spans(&self, text: &str) -> Vec<(usize, usize)> {
+        let mut spans: Vec<(usize, usize)> = Vec::new();
+        for (w, &(a, b)) in self.words.iter().zip(&self.offsets) {
+            let Some(w) = w else { continue };
+            let w = *w as usize;
+            if w >= spans.len() {
+                spans.resize(w + 1, (a, b));
+                spans[w] = (a, b);
+            } else {
+                spans[w].0 = spans[w].0.min(a);
+                spans[w].1 = spans[w].1.max(b);
+            }
+        }
+        spans.retain(|&(a, b)| a < b && b <= text.len());
+        spans
+    }
 }
 
 impl TextTokenizer {
@@ -101,6 +126,7 @@ impl TextTokenizer {
             ids: encoding.get_ids().to_vec(),
             type_ids: encoding.get_type_ids().to_vec(),
             words: encoding.get_word_ids().to_vec(),
+            offsets: encoding.get_offsets().to_vec(),
         })
     }
 
@@ -117,6 +143,7 @@ impl TextTokenizer {
             ids: encoding.get_ids().to_vec(),
             type_ids: encoding.get_type_ids().to_vec(),
             words: encoding.get_word_ids().to_vec(),
+            offsets: encoding.get_offsets().to_vec(),
         })
     }
 

@@ -1,8 +1,11 @@
 //! Fine-tuning a [`BertClassifier`] on tokenized texts, one optimizer step per call, with the
 //! recipe of [`TrainConfig`] (optimizer, schedule, accumulation, clipping) and transformers'
 //! weight-decay rule for AdamW (matrices only; biases and LayerNorm are not decayed).
+//!
+//! Sequence and token tasks share one loss: cross-entropy over the labelled rows of the logits,
+//! averaged over them (for tokens, only the first sub-token of each word carries a label, as
+//! transformers' `-100` convention does).
 
-use burn::nn::loss::CrossEntropyLossConfig;
 use burn::optim::{GradientsAccumulator, GradientsParams, ModuleOptimizer};
 use burn::prelude::*;
 
@@ -10,24 +13,124 @@ use super::batches::BatchOrder;
 use super::optimizer::{OptimizerKind, build, clip_global_norm};
 use super::trainer::{add_loss, step_report};
 use super::{Evaluation, StepReport, TrainConfig};
-use crate::eval::ClassificationReport;
+use crate::eval::{ClassificationReport, EntityReport};
 use crate::model::Masks;
 use crate::model::bert_classifier::BertClassifier;
 use crate::rng::Rng;
 use crate::text::{Encoding, pad_batch};
 use crate::{Error, Result};
 
+/// The labels of tokenized rows.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Labels {
+    /// One class per row.
+    Sequence(Vec<u32>),
+    /// Tags of words.
+    Tokens {
+        /// Per row and token: the tag of the word the token starts, or `-1` for special tokens
+        /// and later sub-tokens (left out of the loss).
+        aligned: Vec<Vec<i32>>,
+        /// Per row: the true tag of every word, also of words cut off by truncation (they count
+        /// as predicted `O` in the report, so truncation cannot flatter the scores).
+        words: Vec<Vec<u32>>,
+    },
+}
+
+impl Labels {
+    /// Token labels for `rows` from each word's tag: the first sub-token of a word gets its
+    /// tag, the rest `-1`.
+    pub fn align(rows: &[Encoding], words: Vec<Vec<u32>>) -> Self {
+        let aligned = rows
+            .iter()
+            .zip(&words)
+            .map(|(row, tags)| {
+                let mut previous = None;
+                row.words
+                    .iter()
+                    .map(|&w| {
+                        let first = w.is_some() && w != previous;
+                        previous = w;
+                        match w {
+                            Some(w) if first => tags.get(w as usize).map_or(-1, |&t| t as i32),
+                            _ => -1,
+                        }
+                    })
+                    .collect()
+            })
+            .collect();
+        Self::Tokens { aligned, words }
+    }
+}
+
 /// Tokenized rows and their labels.
 #[derive(Debug, Clone)]
 pub struct TokenizedSet {
     /// One encoding per row.
     pub rows: Vec<Encoding>,
-    /// One label per row.
-    pub labels: Vec<u32>,
-    /// Class names.
+    /// Labels of the rows.
+    pub labels: Labels,
+    /// Class (or tag) names.
     pub classes: Vec<String>,
     /// Padding id of the tokenizer.
     pub pad_id: u32,
+}
+
+impl TokenizedSet {
+    /// The rows at `indices`.
+    pub fn subset(&self, indices: &[usize]) -> Self {
+        fn pick<T: Clone>(v: &[T], indices: &[usize]) -> Vec<T> {
+            indices.iter().map(|&i| v[i].clone()).collect()
+        }
+        let labels = match &self.labels {
+            Labels::Sequence(l) => Labels::Sequence(indices.iter().map(|&i| l[i]).collect()),
+            Labels::Tokens { aligned, words } => Labels::Tokens {
+                aligned: pick(aligned, indices),
+                words: pick(words, indices),
+            },
+        };
+        Self {
+            rows: pick(&self.rows, indices),
+            labels,
+            classes: self.classes.clone(),
+            pad_id: self.pad_id,
+        }
+    }
+
+    /// Targets and weights of rows `indices` for the padded batch layout of
+    /// [`BertClassifier::forward`]: `[rows]` for sequences, `[rows * longest]` for tokens.
+    fn targets(&self, indices: &[usize], device: &Device) -> (Tensor<1, Int>, Tensor<1>) {
+        let (targets, weights): (Vec<i64>, Vec<f32>) = match &self.labels {
+            Labels::Sequence(l) => indices.iter().map(|&i| (i64::from(l[i]), 1.0)).unzip(),
+            Labels::Tokens { aligned, .. } => {
+                let len = indices
+                    .iter()
+                    .map(|&i| self.rows[i].ids.len())
+                    .max()
+                    .unwrap_or(1)
+                    .max(1);
+                indices
+                    .iter()
+                    .flat_map(|&i| (0..len).map(move |j| aligned[i].get(j).copied().unwrap_or(-1)))
+                    .map(|t| if t < 0 { (0, 0.0) } else { (i64::from(t), 1.0) })
+                    .unzip()
+            }
+        };
+        let n = targets.len();
+        (
+            Tensor::from_data(TensorData::new(targets, [n]), device),
+            Tensor::from_data(TensorData::new(weights, [n]), device),
+        )
+    }
+}
+
+/// Cross-entropy of `logits` `[n, classes]` against `targets`, averaged over the rows whose
+/// weight is 1 (rows of weight 0 are left out).
+fn masked_cross_entropy(logits: Tensor<2>, targets: Tensor<1, Int>, weights: Tensor<1>) -> Tensor<1> {
+    let [n, _] = logits.dims();
+    let log_p = burn::tensor::activation::log_softmax(logits, 1);
+    let picked: Tensor<1> = log_p.gather(1, targets.reshape([n, 1])).reshape([n]);
+    let count = weights.clone().sum().clamp_min(1.0);
+    -(picked * weights).sum() / count
 }
 
 /// Steps a text classifier; see the module documentation.
@@ -111,7 +214,6 @@ impl TextTrainer {
             .model
             .take()
             .expect("the model is only absent inside step()");
-        let loss_fn = CrossEntropyLossConfig::new().init(&self.device);
         let mut accumulator = GradientsAccumulator::<BertClassifier>::new();
         let mut total: Option<Tensor<1>> = None;
         for _ in 0..micro {
@@ -120,14 +222,9 @@ impl TextTrainer {
                 .next(self.data.rows.len(), self.config.batch_size);
             let rows: Vec<&Encoding> = indices.iter().map(|&i| &self.data.rows[i]).collect();
             let input = pad_batch(&rows, self.data.pad_id, &self.device);
-            let labels: Vec<i64> = indices
-                .iter()
-                .map(|&i| i64::from(self.data.labels[i]))
-                .collect();
-            let y =
-                Tensor::<1, Int>::from_data(TensorData::new(labels, [indices.len()]), &self.device);
+            let (targets, weights) = self.data.targets(&indices, &self.device);
             let logits = model.forward(&input, &mut Masks::from(&mut self.dropout_rng));
-            let loss = loss_fn.forward(logits, y) / micro as f32;
+            let loss = masked_cross_entropy(logits, targets, weights) / micro as f32;
             accumulator.accumulate(&model, GradientsParams::from_grads(loss.backward(), &model));
             total = add_loss(total, loss.detach());
         }
@@ -145,7 +242,9 @@ impl TextTrainer {
     }
 }
 
-/// Loss and classification report of `model` on `data`, in batches of `batch` rows.
+/// Loss and report of `model` on `data`, in batches of `batch` rows. For sequences the report
+/// is per class; for tokens it is per tag over words (its accuracy is the token accuracy), with
+/// the entity-level report beside it.
 ///
 /// # Errors
 /// Read-back failures; an empty set.
@@ -163,25 +262,28 @@ pub async fn evaluate_text(
     }
     let device = device.clone().without_autodiff();
     let model = model.valid().fork(&device);
-    let loss_fn = CrossEntropyLossConfig::new().init(&device);
-    let mut predicted = Vec::with_capacity(data.rows.len());
-    let mut loss_sum = 0.0f64;
+    let mut predicted: Vec<u32> = Vec::with_capacity(data.rows.len());
+    let mut word_predictions: Vec<Vec<u32>> = Vec::new();
+    let (mut loss_sum, mut weight_sum) = (0.0f64, 0.0f64);
     for start in (0..data.rows.len()).step_by(batch.max(1)) {
         let end = (start + batch.max(1)).min(data.rows.len());
+        let indices: Vec<usize> = (start..end).collect();
         let rows: Vec<&Encoding> = data.rows[start..end].iter().collect();
         let input = pad_batch(&rows, data.pad_id, &device);
-        let labels: Vec<i64> = data.labels[start..end]
-            .iter()
-            .map(|&l| i64::from(l))
-            .collect();
-        let y = Tensor::<1, Int>::from_data(TensorData::new(labels, [end - start]), &device);
+        let (targets, weights) = data.targets(&indices, &device);
         let logits = model.forward(&input, &mut Masks::none());
-        let loss: f32 = loss_fn
-            .forward(logits.clone(), y)
+        let count: f32 = weights
+            .clone()
+            .sum()
+            .into_scalar_async()
+            .await
+            .map_err(Error::readback("evaluation weights"))?;
+        let loss: f32 = masked_cross_entropy(logits.clone(), targets, weights)
             .into_scalar_async()
             .await
             .map_err(Error::readback("evaluation loss"))?;
-        loss_sum += f64::from(loss) * (end - start) as f64;
+        loss_sum += f64::from(loss) * f64::from(count);
+        weight_sum += f64::from(count);
         let best = logits
             .argmax(1)
             .into_data_async()
@@ -194,12 +296,63 @@ pub async fn evaluate_text(
                     what: "predictions",
                     reason: format!("{e:?}"),
                 })?;
-        predicted.extend(best.into_iter().map(|b| b as u32));
+        match &data.labels {
+            Labels::Sequence(_) => predicted.extend(best.into_iter().map(|b| b as u32)),
+            Labels::Tokens { words, .. } => {
+                let len = best.len() / rows.len().max(1);
+                for (k, row) in rows.iter().enumerate() {
+                    word_predictions.push(word_tags(
+                        row,
+                        &best[k * len..(k + 1) * len],
+                        words[start + k].len(),
+                    ));
+                }
+            }
+        }
     }
-    Ok(Evaluation {
-        loss: loss_sum / data.rows.len() as f64,
-        report: ClassificationReport::new(&data.classes, &data.labels, &predicted)?,
-    })
+    let loss = if weight_sum > 0.0 {
+        loss_sum / weight_sum
+    } else {
+        0.0
+    };
+    match &data.labels {
+        Labels::Sequence(labels) => Ok(Evaluation {
+            loss,
+            report: ClassificationReport::new(&data.classes, labels, &predicted)?,
+            entities: None,
+        }),
+        Labels::Tokens { words, .. } => {
+            let truth: Vec<u32> = words.iter().flatten().copied().collect();
+            let guess: Vec<u32> = word_predictions.iter().flatten().copied().collect();
+            let names = |seqs: &[Vec<u32>]| -> Vec<Vec<&str>> {
+                seqs.iter()
+                    .map(|s| s.iter().map(|&t| data.classes[t as usize].as_str()).collect())
+                    .collect()
+            };
+            Ok(Evaluation {
+                loss,
+                report: ClassificationReport::new(&data.classes, &truth, &guess)?,
+                entities: EntityReport::new(&names(words), &names(&word_predictions)),
+            })
+        }
+    }
+}
+
+/// Each word's predicted tag: the prediction at its first sub-token; `0` (`O`) for words the
+/// truncation cut off.
+pub fn word_tags(row: &Encoding, predictions: &[i64], words: usize) -> Vec<u32> {
+    let mut tags = vec![0u32; words];
+    let mut previous = None;
+    for (j, &w) in row.words.iter().enumerate() {
+        if let Some(w) = w
+            && (w as usize) < words
+            && previous != Some(w)
+        {
+            tags[w as usize] = predictions.get(j).map_or(0, |&p| p as u32);
+        }
+        previous = w;
+    }
+    tags
 }
 
 #[cfg(test)]
@@ -243,7 +396,7 @@ pub(crate) mod tests {
                 .iter()
                 .map(|(t, _)| tok.encode(t, None).expect("encode"))
                 .collect(),
-            labels: texts.iter().map(|(_, l)| *l).collect(),
+            labels: Labels::Sequence(texts.iter().map(|(_, l)| *l).collect()),
             classes: vec!["neg".into(), "pos".into()],
             pad_id: tok.pad_id(),
         };

@@ -29,8 +29,11 @@ pub struct StepReport {
 pub struct Evaluation {
     /// Mean cross-entropy over the rows.
     pub loss: f64,
-    /// Accuracy, per-class metrics and confusion matrix.
+    /// Accuracy, per-class metrics and confusion matrix (for token tasks: per tag, over words).
     pub report: ClassificationReport,
+    /// Entity-level scores, for token tasks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entities: Option<crate::eval::EntityReport>,
 }
 
 /// Rows per forward pass when evaluating, to bound device memory on large data sets.
@@ -329,6 +332,7 @@ pub async fn evaluate(
     Ok(Evaluation {
         loss: f64::from(loss_sum) / data.len() as f64,
         report,
+        entities: None,
     })
 }
 
