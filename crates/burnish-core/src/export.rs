@@ -260,6 +260,63 @@ pub(crate) fn decode_f32(source: &str, name: &str, bytes: &[u8]) -> Result<Vec<f
     }
 }
 
+/// IEEE half precision to single (exact: every f16 is an f32).
+fn f16_to_f32(h: u16) -> f32 {
+    let sign = u32::from(h >> 15) << 31;
+    let exp = u32::from((h >> 10) & 0x1f);
+    let frac = u32::from(h & 0x3ff);
+    let bits = match (exp, frac) {
+        (0, 0) => sign,
+        // Subnormal: value = frac * 2^-24.
+        (0, f) => {
+            let magnitude = f as f32 * (-24f32).exp2();
+            return if sign != 0 { -magnitude } else { magnitude };
+        }
+        (31, 0) => sign | 0x7f80_0000,
+        (31, f) => sign | 0x7fc0_0000 | (f << 13),
+        (e, f) => sign | ((e + 112) << 23) | (f << 13),
+    };
+    f32::from_bits(bits)
+}
+
+/// Decode a checkpoint tensor stored as F32, F16 or BF16 (half-precision checkpoints are
+/// widened to f32, exactly), checking every value is finite.
+///
+/// # Errors
+/// [`Error::Data`] naming the tensor: another dtype, or a non-finite value.
+pub(crate) fn decode_float(
+    source: &str,
+    name: &str,
+    dtype: safetensors::tensor::Dtype,
+    bytes: &[u8],
+) -> Result<Vec<f32>> {
+    use safetensors::tensor::Dtype;
+    let values: Vec<f32> = match dtype {
+        Dtype::F32 => return decode_f32(source, name, bytes),
+        Dtype::F16 => bytes
+            .chunks_exact(2)
+            .map(|c| f16_to_f32(u16::from_le_bytes([c[0], c[1]])))
+            .collect(),
+        Dtype::BF16 => bytes
+            .chunks_exact(2)
+            .map(|c| f32::from_bits(u32::from(u16::from_le_bytes([c[0], c[1]])) << 16))
+            .collect(),
+        other => {
+            return Err(Error::data(
+                source,
+                format!("tensor `{name}` is {other:?}; expected F32, F16 or BF16"),
+            ));
+        }
+    };
+    match values.iter().position(|x| !x.is_finite()) {
+        Some(i) => Err(Error::data(
+            source,
+            format!("tensor `{name}` holds a non-finite value at index {i}"),
+        )),
+        None => Ok(values),
+    }
+}
+
 /// JSON text of a serialisable value (metadata values are strings).
 fn to_json<T: serde::Serialize>(value: &T) -> String {
     serde_json::to_string(value).unwrap_or_else(|e| format!("\"unserialisable: {e}\""))
@@ -305,6 +362,32 @@ mod tests {
     use super::*;
 
     use crate::model::CnnConfig;
+
+    #[test]
+    fn half_precision_widens_exactly() {
+        use safetensors::tensor::Dtype;
+        let halves: [(u16, f32); 6] = [
+            (0x3c00, 1.0),
+            (0xc000, -2.0),
+            (0x3555, 0.333_251_95),
+            (0x0001, 5.960_464_5e-8),
+            (0x7bff, 65504.0),
+            (0x8000, -0.0),
+        ];
+        let bytes: Vec<u8> = halves.iter().flat_map(|(h, _)| h.to_le_bytes()).collect();
+        let got = decode_float("m", "t", Dtype::F16, &bytes).expect("f16");
+        for ((_, want), got) in halves.iter().zip(&got) {
+            assert_eq!(got.to_bits(), want.to_bits(), "{want} vs {got}");
+        }
+        let bf: Vec<u8> = [0x3f80u16, 0xc040].iter().flat_map(|h| h.to_le_bytes()).collect();
+        assert_eq!(decode_float("m", "t", Dtype::BF16, &bf).expect("bf16"), [1.0, -3.0]);
+        let err = decode_float("m", "t", Dtype::F16, &0x7c00u16.to_le_bytes())
+            .expect_err("inf")
+            .to_string();
+        assert!(err.contains("non-finite value at index 0"), "{err}");
+        let err = decode_float("m", "t", Dtype::I64, &[0; 8]).expect_err("i64").to_string();
+        assert!(err.contains("expected F32, F16 or BF16"), "{err}");
+    }
 
     fn model() -> (ModelConfig, Classifier) {
         let config = ModelConfig::Mlp(MlpConfig::new(3, 2).with_hidden(vec![4]));

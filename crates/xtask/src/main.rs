@@ -82,6 +82,22 @@ fn build_web() -> Result {
     let demo = root().join(".assets/digits.csv.gz");
     std::fs::copy(&demo, root().join("dist/digits.csv.gz"))
         .map_err(|e| format!("cannot copy the demo data {}: {e}", demo.display()))?;
+    // The text demo: MiniLM's folder and the labelled snippets (hard links where possible: the
+    // weights are 87 MiB).
+    let minilm = root().join("dist/minilm");
+    std::fs::create_dir_all(&minilm).map_err(|e| format!("cannot create {}: {e}", minilm.display()))?;
+    for (from, to) in [
+        (".assets/minilm/config.json", "dist/minilm/config.json"),
+        (".assets/minilm/tokenizer.json", "dist/minilm/tokenizer.json"),
+        (".assets/minilm/model.safetensors", "dist/minilm/model.safetensors"),
+        (".assets/movie_sentiment.csv", "dist/movie_sentiment.csv"),
+    ] {
+        let (from, to) = (root().join(from), root().join(to));
+        let _ = std::fs::remove_file(&to);
+        std::fs::hard_link(&from, &to)
+            .or_else(|_| std::fs::copy(&from, &to).map(|_| ()))
+            .map_err(|e| format!("cannot copy the text demo's {}: {e}", from.display()))?;
+    }
     eprintln!(
         "xtask: page built in {:.0} s",
         start.elapsed().as_secs_f64()

