@@ -1125,3 +1125,263 @@ pub async fn predict_text(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use burn::prelude::Device;
+
+    use super::*;
+    use crate::model::bert::tests::tiny_config;
+    use crate::session::testing::Recorder;
+    use crate::train::text::tests::TINY_TOKENIZER;
+
+    /// transformers' state-dict names for a BERT of `layers` layers with a classification head,
+    /// written out from its module tree (not from burnish's own layout).
+    fn transformers_names(layers: usize, pooler: bool) -> BTreeSet<String> {
+        let mut names: Vec<String> = [
+            "word_embeddings.weight",
+            "position_embeddings.weight",
+            "token_type_embeddings.weight",
+            "LayerNorm.weight",
+            "LayerNorm.bias",
+        ]
+        .iter()
+        .map(|n| format!("bert.embeddings.{n}"))
+        .collect();
+        for i in 0..layers {
+            for part in [
+                "attention.self.query",
+                "attention.self.key",
+                "attention.self.value",
+                "attention.output.dense",
+                "attention.output.LayerNorm",
+                "intermediate.dense",
+                "output.dense",
+                "output.LayerNorm",
+            ] {
+                for p in ["weight", "bias"] {
+                    names.push(format!("bert.encoder.layer.{i}.{part}.{p}"));
+                }
+            }
+        }
+        if pooler {
+            names.extend(["bert.pooler.dense.weight".into(), "bert.pooler.dense.bias".into()]);
+        }
+        names.extend(["classifier.weight".into(), "classifier.bias".into()]);
+        names.into_iter().collect()
+    }
+
+    /// A base folder as a user would drop it: no `bert.` prefix, a pooler, an MLM head (ignored).
+    fn base_folder(device: &Device) -> Vec<FolderFile> {
+        let config = tiny_config();
+        let bert = Bert::from_weights(&config, BertWeights::random(&config, 3), device).expect("bert");
+        let model = BertClassifier::new(bert, 2, Pooling::Cls, 0.0, 1, device);
+        let folder = pollster::block_on(model.export_hf(
+            &serde_json::to_vec(&config).expect("json"),
+            TINY_TOKENIZER.as_bytes(),
+            &["a".into(), "b".into()],
+            16,
+        ))
+        .expect("export");
+        folder
+            .files
+            .into_iter()
+            .map(|(name, bytes)| FolderFile {
+                path: format!("tiny-bert/{name}"),
+                bytes,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_session_tags_words_predicts_and_exports_a_transformers_folder() {
+        let device = Device::flex();
+        let mut session = TextSession::new();
+        let err = session
+            .plan(&Recipe::transformer(), false, None, &device)
+            .expect_err("no folder")
+            .to_string();
+        assert!(err.contains("load a model folder"), "{err}");
+        let info = session.load_model(&base_folder(&device)).expect("folder");
+        assert_eq!((info.name.as_str(), info.layers, info.hidden_size), ("tiny-bert", 2, 8));
+        assert_eq!(info.head.as_ref().map(|h| h.labels.len()), Some(2));
+
+        let mut conll = String::new();
+        for i in 0..32 {
+            conll += match i % 2 {
+                0 => "the\tO\ngood\tB-POS\nfilm\tO\n\n",
+                _ => "awful\tB-NEG\npoor\tI-NEG\nfilm\tO\n\n",
+            };
+        }
+        let file = |name: &str, text: &str| {
+            vec![FolderFile {
+                path: name.into(),
+                bytes: text.as_bytes().to_vec(),
+            }]
+        };
+        let preview = session
+            .load(Role::Train, true, None, &file("train.conll", &conll))
+            .expect("conll");
+        assert_eq!((preview.task, preview.rows, preview.words), (TextTask::Tokens, 32, 96));
+        assert_eq!(preview.classes, ["O", "B-NEG", "B-POS", "I-NEG"]);
+        assert_eq!(preview.samples[1].tags, ["B-NEG", "I-NEG", "O"]);
+        assert_eq!(preview.tokens.as_ref().map(|t| t.max), Some(5));
+        let err = session
+            .load(Role::Test, false, None, &file("test.csv", "text,label\na,b\n"))
+            .expect_err("other kind")
+            .to_string();
+        assert!(err.contains("not the same kind of data"), "{err}");
+
+        let mut recipe = Recipe::transformer();
+        recipe.train.learning_rate = 0.01;
+        recipe.train.batch_size = 8;
+        recipe.train.schedule.warmup_fraction = 0.0;
+        recipe.fit.epochs = 10;
+        recipe.text.dropout = Some(0.0);
+        let limits = DeviceLimits {
+            max_storage_buffer_binding_size: 64,
+            max_buffer_size: 64,
+        };
+        let err = session
+            .plan(&recipe, false, Some(&limits), &device)
+            .expect_err("too small a GPU")
+            .to_string();
+        assert!(err.contains("per buffer"), "{err}");
+        let job = session
+            .plan(&recipe, false, Some(&DeviceLimits::default()), &device)
+            .expect("plan");
+        assert_eq!(job.split_sizes(), [24, 4, 4]);
+        let host = Recorder::default();
+        let (trained, report, _) =
+            pollster::block_on(job.run(&device, &Control::default(), &host)).expect("run");
+        let entities = report.entities.as_ref().expect("entity report");
+        assert_eq!(entities.micro.f1, 1.0, "{}", report.text);
+        assert!(report.text.contains("micro avg") && report.text.contains("per tag, over words"));
+        assert!(host.0.borrow().iter().any(|e| matches!(
+            e,
+            Event::Epoch {
+                validation_entity_f1: Some(_),
+                ..
+            }
+        )));
+        let info = session.set_model(trained);
+        assert_eq!((info.task, info.origin.as_str()), (TextTask::Tokens, "trained"));
+
+        let model = session.current(&device).expect("model");
+        let p = pollster::block_on(predict_text(&model, "The good film, awful poor film", None, &device))
+            .expect("predict");
+        let tags: Vec<&str> = p.words.iter().map(|w| w.tag.as_str()).collect();
+        assert_eq!(p.words[4].word, "awful");
+        assert_eq!(tags, ["O", "B-POS", "O", "O", "B-NEG", "I-NEG", "O"]);
+        assert_eq!(
+            p.entities
+                .iter()
+                .map(|e| (e.label.as_str(), e.text.as_str()))
+                .collect::<Vec<_>>(),
+            [("POS", "good"), ("NEG", "awful poor")]
+        );
+
+        // The export is a transformers BertForTokenClassification folder: exactly its names
+        // (no pooler), its config fields, the tokenizer as given.
+        let folder = pollster::block_on(model.export()).expect("export");
+        let get = |name: &str| {
+            folder
+                .files
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, b)| b.clone())
+                .unwrap_or_else(|| panic!("no {name}"))
+        };
+        let weights = get("model.safetensors");
+        let st = safetensors::SafeTensors::deserialize(&weights).expect("safetensors");
+        let names: BTreeSet<String> = st.names().into_iter().map(str::to_string).collect();
+        assert_eq!(names, transformers_names(2, false));
+        assert_eq!(st.tensor("classifier.weight").expect("head").shape(), [4, 8]);
+        let config: serde_json::Value = serde_json::from_slice(&get("config.json")).expect("json");
+        assert_eq!(config["architectures"], serde_json::json!(["BertForTokenClassification"]));
+        assert_eq!(config["model_type"], "bert");
+        assert_eq!(config["id2label"], serde_json::json!({"0": "O", "1": "B-NEG", "2": "B-POS", "3": "I-NEG"}));
+        assert_eq!(config["label2id"]["I-NEG"], 3);
+        for field in ["vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size", "max_position_embeddings", "type_vocab_size", "layer_norm_eps", "hidden_act"] {
+            assert!(config.get(field).is_some(), "config.json lacks {field}");
+        }
+        assert_eq!(get("tokenizer.json"), TINY_TOKENIZER.as_bytes());
+
+        // Loaded back as a folder, it carries its head and predicts the same.
+        let files: Vec<FolderFile> = folder
+            .files
+            .iter()
+            .map(|(n, b)| FolderFile {
+                path: format!("tagger/{n}"),
+                bytes: b.clone(),
+            })
+            .collect();
+        let mut again = TextSession::new();
+        let info = again.load_model(&files).expect("exported folder");
+        assert_eq!(info.head.as_ref().map(|h| h.task), Some(TextTask::Tokens));
+        let reloaded = again.current(&device).expect("imported");
+        let q = pollster::block_on(predict_text(&reloaded, "The good film, awful poor film", None, &device))
+            .expect("predict");
+        for (a, b) in p.words.iter().zip(&q.words) {
+            assert_eq!(a.tag, b.tag);
+            assert!((a.probability - b.probability).abs() < 1e-5);
+        }
+    }
+
+    #[test]
+    fn sequence_folders_have_transformers_names_and_missing_files_are_named() {
+        let device = Device::flex();
+        let files = base_folder(&device);
+        let weights = &files.iter().find(|f| f.path.ends_with(".safetensors")).expect("weights").bytes;
+        let st = safetensors::SafeTensors::deserialize(weights).expect("safetensors");
+        let names: BTreeSet<String> = st.names().into_iter().map(str::to_string).collect();
+        assert_eq!(names, transformers_names(2, true));
+
+        let without = |name: &str| -> Vec<FolderFile> {
+            files.iter().filter(|f| !f.path.ends_with(name)).cloned().collect()
+        };
+        let mut session = TextSession::new();
+        for (missing, says) in [
+            ("tokenizer.json", "the folder has no tokenizer.json"),
+            ("config.json", "the folder has no config.json"),
+            ("model.safetensors", "the folder has no model.safetensors"),
+        ] {
+            let err = session.load_model(&without(missing)).expect_err(missing).to_string();
+            assert!(err.contains("tiny-bert") && err.contains(says), "{err}");
+        }
+        let mut with_bin = without("model.safetensors");
+        with_bin.push(FolderFile {
+            path: "tiny-bert/pytorch_model.bin".into(),
+            bytes: Vec::new(),
+        });
+        let err = session.load_model(&with_bin).expect_err("bin").to_string();
+        assert!(err.contains("safe_serialization=True"), "{err}");
+        let mut bad_config = files.clone();
+        for f in &mut bad_config {
+            if f.path.ends_with("config.json") {
+                f.bytes = br#"{"vocab_size": 12, "hidden_size": 16, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 16, "max_position_embeddings": 16}"#.to_vec();
+            }
+        }
+        let err = session.load_model(&bad_config).expect_err("shape").to_string();
+        assert!(err.contains("config.json implies"), "{err}");
+
+        // A table of texts: default columns found by name, then changed.
+        session.load_model(&files).expect("folder");
+        let csv = "id,review,stars\n1,good film,pos\n2,awful film,neg\n3,great,pos\n4,poor,neg\n";
+        let p = session
+            .load(Role::Train, false, None, &[FolderFile { path: "r.csv".into(), bytes: csv.as_bytes().to_vec() }])
+            .expect("table");
+        assert_eq!(p.chosen.as_ref().map(|c| (c.text.as_str(), c.label.as_str())), Some(("review", "stars")));
+        let err = session
+            .set_columns(&TextColumns { text: "review".into(), pair: None, label: "nope".into() })
+            .expect_err("no column")
+            .to_string();
+        assert!(err.contains("nope"), "{err}");
+        let p = session
+            .set_columns(&TextColumns { text: "review".into(), pair: Some("id".into()), label: "stars".into() })
+            .expect("pair");
+        assert_eq!(p[0].samples[0].pair.as_deref(), Some("1"));
+        let e = session.estimate(&Recipe::transformer()).expect("estimate");
+        assert!(e.total > e.weights);
+    }
+}
