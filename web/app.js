@@ -600,6 +600,9 @@ function onEvent(event) {
     case 'exported_folder':
       state.exportedFolder = { name: event.name, files: event.files };
       event.files.forEach(([name], i) => download(event.data[i], name, name.endsWith('.json') ? 'application/json' : 'application/octet-stream'));
+      if (state.textModel?.task === 'sequence' && state.textModel?.pooling === 'mean') {
+        showMessage('Exported. This model averages its token states (mean pooling); transformers\u2019 BertForSequenceClassification pools [CLS] instead, so in Python it loads but predicts differently. Choose [CLS] pooling to train a model that predicts the same there.', false);
+      }
       break;
     case 'error':
       status('');

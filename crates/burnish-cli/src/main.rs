@@ -513,7 +513,10 @@ fn merge(base: &mut serde_json::Value, given: serde_json::Value) {
 /// the ones it does not: `vocab.txt`, `pytorch_model.bin`, passed empty).
 fn model_files(model_dir: &std::path::Path) -> Result<Vec<FolderFile>> {
     if !model_dir.is_dir() {
-        bail!("{} is not a folder; --model takes a Hugging Face model folder", model_dir.display());
+        bail!(
+            "{} is not a folder; --model takes a Hugging Face model folder",
+            model_dir.display()
+        );
     }
     let mut files = Vec::new();
     for entry in std::fs::read_dir(model_dir)
@@ -523,7 +526,9 @@ fn model_files(model_dir: &std::path::Path) -> Result<Vec<FolderFile>> {
         let file_name = name(&path);
         let wanted = ["config.json", "tokenizer.json", "model.safetensors"];
         let named_only = ["vocab.txt", "pytorch_model.bin"];
-        if path.is_file() && (wanted.contains(&file_name.as_str()) || named_only.contains(&file_name.as_str())) {
+        if path.is_file()
+            && (wanted.contains(&file_name.as_str()) || named_only.contains(&file_name.as_str()))
+        {
             let bytes = if named_only.contains(&file_name.as_str()) {
                 Vec::new()
             } else {
@@ -590,13 +595,19 @@ fn text(
         if info.has_pooler { ", with pooler" } else { "" }
     );
     if !info.ignored.is_empty() {
-        println!("not part of the encoder, left out: {}", info.ignored.join(", "));
+        println!(
+            "not part of the encoder, left out: {}",
+            info.ignored.join(", ")
+        );
     }
     let conll = is_conll(data);
     let (text_col, pair_col, label_col) = args.columns;
     let columns = match (text_col, label_col) {
         (None, None) if pair_col.is_none() => None,
-        _ if conll => bail!("--text, --pair and --label are for tables; {} holds tagged sentences", data.display()),
+        _ if conll => bail!(
+            "--text, --pair and --label are for tables; {} holds tagged sentences",
+            data.display()
+        ),
         _ => {
             let table_default = TextColumns {
                 text: text_col.unwrap_or("text").into(),
@@ -625,13 +636,20 @@ fn text(
         "{}: {} {what}{}, {} classes ({}){}; read in {:.2} s",
         preview.source,
         preview.rows,
-        if conll { format!(" ({} words)", preview.words) } else { String::new() },
+        if conll {
+            format!(" ({} words)", preview.words)
+        } else {
+            String::new()
+        },
         preview.classes.len(),
         preview.classes.join(", "),
         preview
             .tokens
             .as_ref()
-            .map(|t| format!("; tokens per row: mean {:.1}, 95% {}, max {}", t.mean, t.p95, t.max))
+            .map(|t| format!(
+                "; tokens per row: mean {:.1}, 95% {}, max {}",
+                t.mean, t.p95, t.max
+            ))
             .unwrap_or_default(),
         start.elapsed().as_secs_f64()
     );
@@ -639,7 +657,11 @@ fn text(
         println!(
             "columns: text `{}`{}, label `{}`",
             chosen.text,
-            chosen.pair.as_ref().map(|p| format!(", pair `{p}`")).unwrap_or_default(),
+            chosen
+                .pair
+                .as_ref()
+                .map(|p| format!(", pair `{p}`"))
+                .unwrap_or_default(),
             chosen.label
         );
     }
@@ -647,18 +669,18 @@ fn text(
     println!("{}", job.memory.summary());
     let [train, validation, test] = job.split_sizes();
     println!("split: {train} train, {validation} validation, {test} test");
-    if session.folder().and_then(|f| f.head.as_ref()).is_some_and(|h| h.labels == preview.classes) {
+    if session
+        .folder()
+        .and_then(|f| f.head.as_ref())
+        .is_some_and(|h| h.labels == preview.classes)
+    {
         println!("continuing with the folder's classification head");
     }
     let (trained, report, tokens_per_second) =
         pollster::block_on(job.run(device, &Control::default(), host))?;
     println!(
         "\nbest epoch {} of {}; report on {} held-out {}:\n\n{}",
-        report.best_epoch,
-        report.epochs_run,
-        report.split,
-        what,
-        report.text
+        report.best_epoch, report.epochs_run, report.split, what, report.text
     );
     match &report.entities {
         Some(e) => {
@@ -677,6 +699,13 @@ fn text(
                 .with_context(|| format!("cannot write {}", path.display()))?;
         }
         println!("model folder written to {}", out.display());
+        if trained.model.task() == burnish_core::model::bert_classifier::TextTask::Sequence
+            && trained.model.pooling() == Pooling::Mean
+        {
+            println!(
+                "note: this model pools by the mean of its tokens; transformers' BertForSequenceClassification pools [CLS] through the pooler, so it loads the folder but predicts differently (`burnish predict` and the page use the recorded pooling)"
+            );
+        }
     }
     Ok(())
 }

@@ -135,7 +135,12 @@ fn conll(n: usize) -> String {
     let sentences: [&[(&str, &str)]; 4] = [
         &[("the", "O"), ("good", "B-POS"), ("film", "O")],
         &[("awful", "B-NEG"), ("poor", "I-NEG"), ("film", "O")],
-        &[("great", "B-POS"), ("fine", "I-POS"), ("the", "O"), ("film", "O")],
+        &[
+            ("great", "B-POS"),
+            ("fine", "I-POS"),
+            ("the", "O"),
+            ("film", "O"),
+        ],
         &[("the", "O"), ("film", "O"), ("bad", "B-NEG")],
     ];
     let mut out = String::new();

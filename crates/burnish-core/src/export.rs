@@ -379,13 +379,21 @@ mod tests {
         for ((_, want), got) in halves.iter().zip(&got) {
             assert_eq!(got.to_bits(), want.to_bits(), "{want} vs {got}");
         }
-        let bf: Vec<u8> = [0x3f80u16, 0xc040].iter().flat_map(|h| h.to_le_bytes()).collect();
-        assert_eq!(decode_float("m", "t", Dtype::BF16, &bf).expect("bf16"), [1.0, -3.0]);
+        let bf: Vec<u8> = [0x3f80u16, 0xc040]
+            .iter()
+            .flat_map(|h| h.to_le_bytes())
+            .collect();
+        assert_eq!(
+            decode_float("m", "t", Dtype::BF16, &bf).expect("bf16"),
+            [1.0, -3.0]
+        );
         let err = decode_float("m", "t", Dtype::F16, &0x7c00u16.to_le_bytes())
             .expect_err("inf")
             .to_string();
         assert!(err.contains("non-finite value at index 0"), "{err}");
-        let err = decode_float("m", "t", Dtype::I64, &[0; 8]).expect_err("i64").to_string();
+        let err = decode_float("m", "t", Dtype::I64, &[0; 8])
+            .expect_err("i64")
+            .to_string();
         assert!(err.contains("expected F32, F16 or BF16"), "{err}");
     }
 

@@ -85,11 +85,18 @@ fn build_web() -> Result {
     // The text demo: MiniLM's folder and the labelled snippets (hard links where possible: the
     // weights are 87 MiB).
     let minilm = root().join("dist/minilm");
-    std::fs::create_dir_all(&minilm).map_err(|e| format!("cannot create {}: {e}", minilm.display()))?;
+    std::fs::create_dir_all(&minilm)
+        .map_err(|e| format!("cannot create {}: {e}", minilm.display()))?;
     for (from, to) in [
         (".assets/minilm/config.json", "dist/minilm/config.json"),
-        (".assets/minilm/tokenizer.json", "dist/minilm/tokenizer.json"),
-        (".assets/minilm/model.safetensors", "dist/minilm/model.safetensors"),
+        (
+            ".assets/minilm/tokenizer.json",
+            "dist/minilm/tokenizer.json",
+        ),
+        (
+            ".assets/minilm/model.safetensors",
+            "dist/minilm/model.safetensors",
+        ),
         (".assets/movie_sentiment.csv", "dist/movie_sentiment.csv"),
     ] {
         let (from, to) = (root().join(from), root().join(to));

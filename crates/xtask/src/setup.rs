@@ -246,8 +246,9 @@ pub fn demo_texts() -> Result {
     if out.is_file() {
         return Ok(());
     }
-    let tsv = std::fs::read_to_string(dir.join("movie_reviews.tsv"))
-        .map_err(|e| format!("cannot read .assets/movie_reviews.tsv ({e}); run `cargo xtask setup`"))?;
+    let tsv = std::fs::read_to_string(dir.join("movie_reviews.tsv")).map_err(|e| {
+        format!("cannot read .assets/movie_reviews.tsv ({e}); run `cargo xtask setup`")
+    })?;
     let mut rows: Vec<(String, &str)> = tsv
         .lines()
         .filter_map(|line| {

@@ -205,7 +205,10 @@ mod tests {
                 .to_string()
         };
         let e = bad("a\tO\nlonely\n");
-        assert!(e.contains("bad.conll") && e.contains("line 2") && e.contains("token<TAB>tag"), "{e}");
+        assert!(
+            e.contains("bad.conll") && e.contains("line 2") && e.contains("token<TAB>tag"),
+            "{e}"
+        );
         let e = bad("a\tO\nb\tPERSON\n");
         assert!(e.contains("line 2: tag `PERSON`"), "{e}");
         let e = bad("\n \n\t\n");
@@ -218,7 +221,10 @@ mod tests {
         let e = TokenDataset::parse("test.conll", b"Paris\tB-LOC\n", Some(&names))
             .expect_err("unknown")
             .to_string();
-        assert!(e.contains("line 1: tag `B-LOC` does not occur in the training file"), "{e}");
+        assert!(
+            e.contains("line 1: tag `B-LOC` does not occur in the training file"),
+            "{e}"
+        );
         let sub = d.subset(&[1]);
         assert_eq!(sub.sentences, [["Peter", "Blackburn"]]);
     }

@@ -53,17 +53,13 @@ fn split_tag(tag: &str) -> (char, &str) {
 }
 
 fn end_of_chunk(prev: char, tag: char, prev_type: &str, ty: &str) -> bool {
-    matches!(
-        (prev, tag),
-        ('E' | 'S', _) | ('B' | 'I', 'B' | 'S' | 'O')
-    ) || (prev != 'O' && prev_type != ty)
+    matches!((prev, tag), ('E' | 'S', _) | ('B' | 'I', 'B' | 'S' | 'O'))
+        || (prev != 'O' && prev_type != ty)
 }
 
 fn start_of_chunk(prev: char, tag: char, prev_type: &str, ty: &str) -> bool {
-    matches!(
-        (prev, tag),
-        (_, 'B' | 'S') | ('E' | 'S' | 'O', 'E' | 'I')
-    ) || (tag != 'O' && prev_type != ty)
+    matches!((prev, tag), (_, 'B' | 'S') | ('E' | 'S' | 'O', 'E' | 'I'))
+        || (tag != 'O' && prev_type != ty)
 }
 
 /// The entities of `tags` (one sequence), seqeval's `get_entities`.
@@ -140,7 +136,9 @@ impl EntityReport {
             }
         };
         let types: Vec<EntityMetrics> = per_type.iter().map(|(n, c)| metrics(n, *c)).collect();
-        let sum = per_type.values().fold([0; 3], |a, c| [a[0] + c[0], a[1] + c[1], a[2] + c[2]]);
+        let sum = per_type
+            .values()
+            .fold([0; 3], |a, c| [a[0] + c[0], a[1] + c[1], a[2] + c[2]]);
         let n = types.len().max(1) as f64;
         let total_support: usize = types.iter().map(|m| m.support).sum();
         let avg = |name: &str, weight: &dyn Fn(&EntityMetrics) -> f64, norm: f64| {
@@ -156,11 +154,7 @@ impl EntityReport {
         Some(Self {
             micro: metrics("micro avg", sum),
             macro_avg: avg("macro avg", &|_| 1.0, n),
-            weighted: avg(
-                "weighted avg",
-                &|m| m.support as f64,
-                total_support as f64,
-            ),
+            weighted: avg("weighted avg", &|m| m.support as f64, total_support as f64),
             types,
             token_accuracy: if words == 0 {
                 0.0
@@ -211,7 +205,9 @@ mod tests {
 
     #[test]
     fn chunks_as_seqeval_reads_them() {
-        let tags = ["B-PER", "I-PER", "O", "I-LOC", "B-LOC", "I-ORG", "O", "B-MISC"];
+        let tags = [
+            "B-PER", "I-PER", "O", "I-LOC", "B-LOC", "I-ORG", "O", "B-MISC",
+        ];
         assert_eq!(
             entities(&tags),
             [
@@ -239,16 +235,28 @@ mod tests {
         ];
         let r = EntityReport::new(&truth, &pred).expect("aligned");
         assert_eq!(r.types.len(), 2);
-        assert_eq!((r.types[0].name.as_str(), r.types[0].f1, r.types[0].support), ("MISC", 0.0, 1));
+        assert_eq!(
+            (r.types[0].name.as_str(), r.types[0].f1, r.types[0].support),
+            ("MISC", 0.0, 1)
+        );
         assert_eq!((r.types[1].name.as_str(), r.types[1].f1), ("PER", 1.0));
-        assert_eq!([r.micro.precision, r.micro.recall, r.micro.f1], [0.5, 0.5, 0.5]);
+        assert_eq!(
+            [r.micro.precision, r.micro.recall, r.micro.f1],
+            [0.5, 0.5, 0.5]
+        );
         assert_eq!(r.macro_avg.f1, 0.5);
         assert_eq!(r.weighted.f1, 0.5);
         assert_eq!(r.words, 10);
         assert!((r.token_accuracy - 0.8).abs() < 1e-12);
         let text = r.to_text();
-        assert!(text.contains("        MISC      0.00      0.00      0.00         1"), "{text}");
-        assert!(text.contains("   micro avg      0.50      0.50      0.50         2"), "{text}");
+        assert!(
+            text.contains("        MISC      0.00      0.00      0.00         1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("   micro avg      0.50      0.50      0.50         2"),
+            "{text}"
+        );
         assert!(EntityReport::new(&truth, &pred[..1]).is_none());
     }
 

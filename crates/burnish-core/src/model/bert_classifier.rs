@@ -56,7 +56,15 @@ impl BertClassifier {
         seed: u64,
         device: &Device,
     ) -> Self {
-        Self::with_task(bert, TextTask::Sequence, n_classes, pooling, dropout, seed, device)
+        Self::with_task(
+            bert,
+            TextTask::Sequence,
+            n_classes,
+            pooling,
+            dropout,
+            seed,
+            device,
+        )
     }
 
     /// A fresh head for `task` (the pooling only matters for sequences).

@@ -197,7 +197,11 @@ impl ModelFolder {
     /// # Errors
     /// A `max_length` below 2.
     pub fn tokenizer(&self, max_length: usize) -> Result<TextTokenizer> {
-        TextTokenizer::from_json("tokenizer.json", &self.tokenizer_json, self.max_length(max_length))
+        TextTokenizer::from_json(
+            "tokenizer.json",
+            &self.tokenizer_json,
+            self.max_length(max_length),
+        )
     }
 
     /// The encoder on `device` with a head for `task` and `classes`: the folder's own head when
@@ -214,7 +218,8 @@ impl ModelFolder {
         seed: u64,
         device: &Device,
     ) -> Result<BertClassifier> {
-        let weights = BertWeights::from_safetensors("model.safetensors", &self.weights, &self.config)?;
+        let weights =
+            BertWeights::from_safetensors("model.safetensors", &self.weights, &self.config)?;
         let bert = Bert::from_weights(&self.config, weights, device)?;
         let model =
             BertClassifier::with_task(bert, task, classes.len(), pooling, dropout, seed, device);
@@ -551,7 +556,13 @@ const TEXT_NAMES: [&str; 8] = [
     "text", "sentence", "review", "content", "document", "comment", "body", "message",
 ];
 const LABEL_NAMES: [&str; 7] = [
-    "label", "labels", "class", "category", "sentiment", "target", "intent",
+    "label",
+    "labels",
+    "class",
+    "category",
+    "sentiment",
+    "target",
+    "intent",
 ];
 
 /// The columns to use when the user has not chosen: a column with a usual name, else the label
@@ -649,7 +660,13 @@ impl TextSession {
                         "load the training file before a validation or test file",
                     )
                 })?;
-                if train.data.task() != if conll { TextTask::Tokens } else { TextTask::Sequence } {
+                if train.data.task()
+                    != if conll {
+                        TextTask::Tokens
+                    } else {
+                        TextTask::Sequence
+                    }
+                {
                     return Err(Error::data(
                         &file.path,
                         "is not the same kind of data as the training file (texts vs tagged sentences)",
@@ -677,9 +694,14 @@ impl TextSession {
             let table = Table::parse(&file.path, &file.bytes, format)?;
             let columns = match (columns, role, &self.train) {
                 (Some(c), _, _) => c,
-                (None, Role::Validation | Role::Test, Some(TextLoaded { table: Some((_, c)), .. })) => {
-                    c.clone()
-                }
+                (
+                    None,
+                    Role::Validation | Role::Test,
+                    Some(TextLoaded {
+                        table: Some((_, c)),
+                        ..
+                    }),
+                ) => c.clone(),
                 _ => default_columns(&table),
             };
             let data = table.to_text_dataset(
@@ -770,7 +792,11 @@ impl TextSession {
                             .collect(),
                     })
                     .collect();
-                (d.tag_counts(), d.sentences.iter().map(Vec::len).sum(), samples)
+                (
+                    d.tag_counts(),
+                    d.sentences.iter().map(Vec::len).sum(),
+                    samples,
+                )
             }
         };
         let tokens = self.folder.as_ref().and_then(|f| {
@@ -810,7 +836,10 @@ impl TextSession {
     /// No folder loaded.
     pub fn estimate(&self, recipe: &Recipe) -> Result<MemoryEstimate> {
         let folder = self.folder.as_ref().ok_or_else(|| {
-            Error::data("model", "load a model folder (or the built-in text demo) first")
+            Error::data(
+                "model",
+                "load a model folder (or the built-in text demo) first",
+            )
         })?;
         let classes = self.train.as_ref().map_or(2, |t| t.data.classes().len());
         Ok(MemoryEstimate::for_bert(
@@ -836,10 +865,16 @@ impl TextSession {
         device: &Device,
     ) -> Result<TextJob> {
         let folder = self.folder.as_ref().ok_or_else(|| {
-            Error::data("model", "load a model folder (or the built-in text demo) before training")
+            Error::data(
+                "model",
+                "load a model folder (or the built-in text demo) before training",
+            )
         })?;
         let train = self.train.as_ref().ok_or_else(|| {
-            Error::data("data", "load texts (a table) or tagged sentences (CoNLL) before training")
+            Error::data(
+                "data",
+                "load texts (a table) or tagged sentences (CoNLL) before training",
+            )
         })?;
         let memory = self.estimate(recipe)?;
         if let Some(problem) = limits.and_then(|l| memory.problem(l, &folder.config)) {
@@ -859,8 +894,12 @@ impl TextSession {
         }
         let [tr, va, te] = split.indices(&strata, n)?;
         let given = |slot: &Option<TextLoaded>| slot.as_ref().map(|l| l.data.tokenize(&tokenizer));
-        let validation = given(&self.validation).transpose()?.unwrap_or_else(|| all.subset(&va));
-        let test = given(&self.test).transpose()?.unwrap_or_else(|| all.subset(&te));
+        let validation = given(&self.validation)
+            .transpose()?
+            .unwrap_or_else(|| all.subset(&va));
+        let test = given(&self.test)
+            .transpose()?
+            .unwrap_or_else(|| all.subset(&te));
         let dropout = recipe
             .text
             .dropout
@@ -1165,7 +1204,10 @@ mod tests {
             }
         }
         if pooler {
-            names.extend(["bert.pooler.dense.weight".into(), "bert.pooler.dense.bias".into()]);
+            names.extend([
+                "bert.pooler.dense.weight".into(),
+                "bert.pooler.dense.bias".into(),
+            ]);
         }
         names.extend(["classifier.weight".into(), "classifier.bias".into()]);
         names.into_iter().collect()
@@ -1174,7 +1216,8 @@ mod tests {
     /// A base folder as a user would drop it: no `bert.` prefix, a pooler, an MLM head (ignored).
     fn base_folder(device: &Device) -> Vec<FolderFile> {
         let config = tiny_config();
-        let bert = Bert::from_weights(&config, BertWeights::random(&config, 3), device).expect("bert");
+        let bert =
+            Bert::from_weights(&config, BertWeights::random(&config, 3), device).expect("bert");
         let model = BertClassifier::new(bert, 2, Pooling::Cls, 0.0, 1, device);
         let folder = pollster::block_on(model.export_hf(
             &serde_json::to_vec(&config).expect("json"),
@@ -1203,7 +1246,10 @@ mod tests {
             .to_string();
         assert!(err.contains("load a model folder"), "{err}");
         let info = session.load_model(&base_folder(&device)).expect("folder");
-        assert_eq!((info.name.as_str(), info.layers, info.hidden_size), ("tiny-bert", 2, 8));
+        assert_eq!(
+            (info.name.as_str(), info.layers, info.hidden_size),
+            ("tiny-bert", 2, 8)
+        );
         assert_eq!(info.head.as_ref().map(|h| h.labels.len()), Some(2));
 
         let mut conll = String::new();
@@ -1222,12 +1268,20 @@ mod tests {
         let preview = session
             .load(Role::Train, true, None, &file("train.conll", &conll))
             .expect("conll");
-        assert_eq!((preview.task, preview.rows, preview.words), (TextTask::Tokens, 32, 96));
+        assert_eq!(
+            (preview.task, preview.rows, preview.words),
+            (TextTask::Tokens, 32, 96)
+        );
         assert_eq!(preview.classes, ["O", "B-NEG", "B-POS", "I-NEG"]);
         assert_eq!(preview.samples[1].tags, ["B-NEG", "I-NEG", "O"]);
         assert_eq!(preview.tokens.as_ref().map(|t| t.max), Some(5));
         let err = session
-            .load(Role::Test, false, None, &file("test.csv", "text,label\na,b\n"))
+            .load(
+                Role::Test,
+                false,
+                None,
+                &file("test.csv", "text,label\na,b\n"),
+            )
             .expect_err("other kind")
             .to_string();
         assert!(err.contains("not the same kind of data"), "{err}");
@@ -1265,11 +1319,19 @@ mod tests {
             }
         )));
         let info = session.set_model(trained);
-        assert_eq!((info.task, info.origin.as_str()), (TextTask::Tokens, "trained"));
+        assert_eq!(
+            (info.task, info.origin.as_str()),
+            (TextTask::Tokens, "trained")
+        );
 
         let model = session.current(&device).expect("model");
-        let p = pollster::block_on(predict_text(&model, "The good film, awful poor film", None, &device))
-            .expect("predict");
+        let p = pollster::block_on(predict_text(
+            &model,
+            "The good film, awful poor film",
+            None,
+            &device,
+        ))
+        .expect("predict");
         let tags: Vec<&str> = p.words.iter().map(|w| w.tag.as_str()).collect();
         assert_eq!(p.words[4].word, "awful");
         assert_eq!(tags, ["O", "B-POS", "O", "O", "B-NEG", "I-NEG", "O"]);
@@ -1296,13 +1358,32 @@ mod tests {
         let st = safetensors::SafeTensors::deserialize(&weights).expect("safetensors");
         let names: BTreeSet<String> = st.names().into_iter().map(str::to_string).collect();
         assert_eq!(names, transformers_names(2, false));
-        assert_eq!(st.tensor("classifier.weight").expect("head").shape(), [4, 8]);
+        assert_eq!(
+            st.tensor("classifier.weight").expect("head").shape(),
+            [4, 8]
+        );
         let config: serde_json::Value = serde_json::from_slice(&get("config.json")).expect("json");
-        assert_eq!(config["architectures"], serde_json::json!(["BertForTokenClassification"]));
+        assert_eq!(
+            config["architectures"],
+            serde_json::json!(["BertForTokenClassification"])
+        );
         assert_eq!(config["model_type"], "bert");
-        assert_eq!(config["id2label"], serde_json::json!({"0": "O", "1": "B-NEG", "2": "B-POS", "3": "I-NEG"}));
+        assert_eq!(
+            config["id2label"],
+            serde_json::json!({"0": "O", "1": "B-NEG", "2": "B-POS", "3": "I-NEG"})
+        );
         assert_eq!(config["label2id"]["I-NEG"], 3);
-        for field in ["vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size", "max_position_embeddings", "type_vocab_size", "layer_norm_eps", "hidden_act"] {
+        for field in [
+            "vocab_size",
+            "hidden_size",
+            "num_hidden_layers",
+            "num_attention_heads",
+            "intermediate_size",
+            "max_position_embeddings",
+            "type_vocab_size",
+            "layer_norm_eps",
+            "hidden_act",
+        ] {
             assert!(config.get(field).is_some(), "config.json lacks {field}");
         }
         assert_eq!(get("tokenizer.json"), TINY_TOKENIZER.as_bytes());
@@ -1320,8 +1401,13 @@ mod tests {
         let info = again.load_model(&files).expect("exported folder");
         assert_eq!(info.head.as_ref().map(|h| h.task), Some(TextTask::Tokens));
         let reloaded = again.current(&device).expect("imported");
-        let q = pollster::block_on(predict_text(&reloaded, "The good film, awful poor film", None, &device))
-            .expect("predict");
+        let q = pollster::block_on(predict_text(
+            &reloaded,
+            "The good film, awful poor film",
+            None,
+            &device,
+        ))
+        .expect("predict");
         for (a, b) in p.words.iter().zip(&q.words) {
             assert_eq!(a.tag, b.tag);
             assert!((a.probability - b.probability).abs() < 1e-5);
@@ -1332,13 +1418,21 @@ mod tests {
     fn sequence_folders_have_transformers_names_and_missing_files_are_named() {
         let device = Device::flex();
         let files = base_folder(&device);
-        let weights = &files.iter().find(|f| f.path.ends_with(".safetensors")).expect("weights").bytes;
+        let weights = &files
+            .iter()
+            .find(|f| f.path.ends_with(".safetensors"))
+            .expect("weights")
+            .bytes;
         let st = safetensors::SafeTensors::deserialize(weights).expect("safetensors");
         let names: BTreeSet<String> = st.names().into_iter().map(str::to_string).collect();
         assert_eq!(names, transformers_names(2, true));
 
         let without = |name: &str| -> Vec<FolderFile> {
-            files.iter().filter(|f| !f.path.ends_with(name)).cloned().collect()
+            files
+                .iter()
+                .filter(|f| !f.path.ends_with(name))
+                .cloned()
+                .collect()
         };
         let mut session = TextSession::new();
         for (missing, says) in [
@@ -1346,7 +1440,10 @@ mod tests {
             ("config.json", "the folder has no config.json"),
             ("model.safetensors", "the folder has no model.safetensors"),
         ] {
-            let err = session.load_model(&without(missing)).expect_err(missing).to_string();
+            let err = session
+                .load_model(&without(missing))
+                .expect_err(missing)
+                .to_string();
             assert!(err.contains("tiny-bert") && err.contains(says), "{err}");
         }
         let mut with_bin = without("model.safetensors");
@@ -1362,23 +1459,47 @@ mod tests {
                 f.bytes = br#"{"vocab_size": 12, "hidden_size": 16, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 16, "max_position_embeddings": 16}"#.to_vec();
             }
         }
-        let err = session.load_model(&bad_config).expect_err("shape").to_string();
+        let err = session
+            .load_model(&bad_config)
+            .expect_err("shape")
+            .to_string();
         assert!(err.contains("config.json implies"), "{err}");
 
         // A table of texts: default columns found by name, then changed.
         session.load_model(&files).expect("folder");
         let csv = "id,review,stars\n1,good film,pos\n2,awful film,neg\n3,great,pos\n4,poor,neg\n";
         let p = session
-            .load(Role::Train, false, None, &[FolderFile { path: "r.csv".into(), bytes: csv.as_bytes().to_vec() }])
+            .load(
+                Role::Train,
+                false,
+                None,
+                &[FolderFile {
+                    path: "r.csv".into(),
+                    bytes: csv.as_bytes().to_vec(),
+                }],
+            )
             .expect("table");
-        assert_eq!(p.chosen.as_ref().map(|c| (c.text.as_str(), c.label.as_str())), Some(("review", "stars")));
+        assert_eq!(
+            p.chosen
+                .as_ref()
+                .map(|c| (c.text.as_str(), c.label.as_str())),
+            Some(("review", "stars"))
+        );
         let err = session
-            .set_columns(&TextColumns { text: "review".into(), pair: None, label: "nope".into() })
+            .set_columns(&TextColumns {
+                text: "review".into(),
+                pair: None,
+                label: "nope".into(),
+            })
             .expect_err("no column")
             .to_string();
         assert!(err.contains("nope"), "{err}");
         let p = session
-            .set_columns(&TextColumns { text: "review".into(), pair: Some("id".into()), label: "stars".into() })
+            .set_columns(&TextColumns {
+                text: "review".into(),
+                pair: Some("id".into()),
+                label: "stars".into(),
+            })
             .expect("pair");
         assert_eq!(p[0].samples[0].pair.as_deref(), Some("1"));
         let e = session.estimate(&Recipe::transformer()).expect("estimate");

@@ -125,7 +125,11 @@ impl TokenizedSet {
 
 /// Cross-entropy of `logits` `[n, classes]` against `targets`, averaged over the rows whose
 /// weight is 1 (rows of weight 0 are left out).
-fn masked_cross_entropy(logits: Tensor<2>, targets: Tensor<1, Int>, weights: Tensor<1>) -> Tensor<1> {
+fn masked_cross_entropy(
+    logits: Tensor<2>,
+    targets: Tensor<1, Int>,
+    weights: Tensor<1>,
+) -> Tensor<1> {
     let [n, _] = logits.dims();
     let log_p = burn::tensor::activation::log_softmax(logits, 1);
     let picked: Tensor<1> = log_p.gather(1, targets.reshape([n, 1])).reshape([n]);
@@ -326,7 +330,11 @@ pub async fn evaluate_text(
             let guess: Vec<u32> = word_predictions.iter().flatten().copied().collect();
             let names = |seqs: &[Vec<u32>]| -> Vec<Vec<&str>> {
                 seqs.iter()
-                    .map(|s| s.iter().map(|&t| data.classes[t as usize].as_str()).collect())
+                    .map(|s| {
+                        s.iter()
+                            .map(|&t| data.classes[t as usize].as_str())
+                            .collect()
+                    })
                     .collect()
             };
             Ok(Evaluation {

@@ -156,7 +156,6 @@ impl Trainer {
         Ok(self)
     }
 
-
     /// Loss and classification report of the current model on `data`, in batches.
     ///
     /// # Errors

@@ -1,0 +1,244 @@
+// Fine-tuning a text encoder in the page through its real file inputs: a tiny BERT-shaped model
+// folder written here (random weights, no `bert.` prefix, a pooler and an MLM-head tensor that
+// must be left out, the tiny word-level tokenizer.json), then a CoNLL file (tagging) and a CSV
+// (classification), a few epochs each on SwiftShader, predictions on typed text, and the
+// exported Hugging Face folder checked: transformers' names, config, tokenizer. The built-in
+// MiniLM demo loads (model folder, 2,000 texts, memory estimate) without training.
+
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { BASE_URL, launch, parseSafetensors, waitFor } from './harness.mjs';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const TOKENIZER = readFileSync(join(here, '../fixtures/tiny-tokenizer.json'));
+const CONFIG = {
+  architectures: ['BertForMaskedLM'], model_type: 'bert', vocab_size: 12, hidden_size: 16, num_hidden_layers: 2,
+  num_attention_heads: 2, intermediate_size: 32, hidden_act: 'gelu', max_position_embeddings: 32, type_vocab_size: 2,
+  layer_norm_eps: 1e-12, hidden_dropout_prob: 0.1, attention_probs_dropout_prob: 0.1,
+};
+
+// A seeded normal(0, 0.02) generator, so the folder is the same on every run.
+function normal(seed) {
+  let s = seed >>> 0;
+  const uniform = () => {
+    s = (s + 0x6d2b79f5) >>> 0;
+    let t = s;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return (((t ^ (t >>> 14)) >>> 0) + 0.5) / 2 ** 32;
+  };
+  return () => 0.02 * Math.sqrt(-2 * Math.log(uniform())) * Math.cos(2 * Math.PI * uniform());
+}
+
+// safetensors bytes for tensors [[name, shape, Float32Array]].
+function safetensors(tensors) {
+  const header = {};
+  let offset = 0;
+  for (const [name, shape, data] of tensors) {
+    header[name] = { dtype: 'F32', shape, data_offsets: [offset, offset + data.byteLength] };
+    offset += data.byteLength;
+  }
+  let json = JSON.stringify(header);
+  json += ' '.repeat((8 - (json.length % 8)) % 8);
+  const head = Buffer.alloc(8);
+  head.writeBigUInt64LE(BigInt(json.length));
+  return Buffer.concat([head, Buffer.from(json), ...tensors.map(([, , d]) => Buffer.from(d.buffer))]);
+}
+
+function tinyFolder(dir) {
+  const { vocab_size: v, hidden_size: h, intermediate_size: i, max_position_embeddings: p } = CONFIG;
+  const next = normal(7);
+  const t = (name, shape, fill) => {
+    const n = shape.reduce((a, b) => a * b, 1);
+    const data = new Float32Array(n);
+    for (let k = 0; k < n; k++) data[k] = fill ?? next();
+    return [name, shape, data];
+  };
+  const linear = (name, out, inp) => [t(`${name}.weight`, [out, inp]), t(`${name}.bias`, [out], 0)];
+  const norm = (name) => [t(`${name}.weight`, [h], 1), t(`${name}.bias`, [h], 0)];
+  const tensors = [
+    t('embeddings.word_embeddings.weight', [v, h]), t('embeddings.position_embeddings.weight', [p, h]),
+    t('embeddings.token_type_embeddings.weight', [2, h]), ...norm('embeddings.LayerNorm'),
+  ];
+  for (let l = 0; l < CONFIG.num_hidden_layers; l++) {
+    const b = `encoder.layer.${l}`;
+    tensors.push(...linear(`${b}.attention.self.query`, h, h), ...linear(`${b}.attention.self.key`, h, h),
+      ...linear(`${b}.attention.self.value`, h, h), ...linear(`${b}.attention.output.dense`, h, h),
+      ...norm(`${b}.attention.output.LayerNorm`), ...linear(`${b}.intermediate.dense`, i, h),
+      ...linear(`${b}.output.dense`, h, i), ...norm(`${b}.output.LayerNorm`));
+  }
+  tensors.push(...linear('pooler.dense', h, h), t('cls.predictions.bias', [v], 0));
+  mkdirSync(dir, { recursive: true });
+  writeFileSync(join(dir, 'config.json'), JSON.stringify(CONFIG));
+  writeFileSync(join(dir, 'tokenizer.json'), TOKENIZER);
+  writeFileSync(join(dir, 'model.safetensors'), safetensors(tensors));
+}
+
+function conll(n) {
+  const sentences = [
+    [['the', 'O'], ['good', 'B-POS'], ['film', 'O']],
+    [['awful', 'B-NEG'], ['poor', 'I-NEG'], ['film', 'O']],
+    [['great', 'B-POS'], ['fine', 'I-POS'], ['the', 'O'], ['film', 'O']],
+    [['the', 'O'], ['film', 'O'], ['bad', 'B-NEG']],
+  ];
+  let out = '';
+  for (let k = 0; k < n; k++) out += `${sentences[k % 4].map(([w, tag]) => `${w}\t${tag}`).join('\n')}\n\t\n`;
+  return out;
+}
+
+// Click `selector` and collect the `count` downloads it starts, by file name.
+async function downloadsOf(page, selector, count) {
+  const files = {};
+  const done = new Promise((resolve) => {
+    page.on('download', async (d) => {
+      const chunks = [];
+      for await (const c of await d.createReadStream()) chunks.push(c);
+      files[d.suggestedFilename()] = Buffer.concat(chunks);
+      if (Object.keys(files).length === count) resolve(files);
+    });
+  });
+  await page.click(selector);
+  return done;
+}
+
+const idle = (s) => s.phase === 'idle' || s.phase === 'done';
+
+test('a tiny BERT through the file inputs: tagging and classification, predict, export', { timeout: 400_000 }, async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'burnish-text-'));
+  const { browser, page, record } = await launch();
+  try {
+    const model = join(dir, 'tiny-bert');
+    tinyFolder(model);
+    await page.goto(`${BASE_URL}?demo=0`);
+    await waitFor(page, record, idle, 60_000, 'the worker');
+
+    // A folder without tokenizer.json is refused with what to do; the page stays usable.
+    const broken = join(dir, 'no-tokenizer');
+    mkdirSync(broken);
+    writeFileSync(join(broken, 'config.json'), JSON.stringify(CONFIG));
+    writeFileSync(join(broken, 'model.safetensors'), readFileSync(join(model, 'model.safetensors')));
+    await page.setInputFiles('#pick-model', broken);
+    await page.waitForFunction(() => !document.getElementById('message').hidden, null, { timeout: 30_000 });
+    assert.match(await page.locator('#message').textContent(), /no-tokenizer: the folder has no tokenizer\.json/);
+    await page.evaluate(() => { window.burnish.errors.length = 0; });
+
+    await page.setInputFiles('#pick-model', model);
+    let s = await waitFor(page, record, (st) => st.folder, 60_000, 'the model folder');
+    assert.equal(s.folder.name, 'tiny-bert');
+    assert.equal(s.folder.layers, 2);
+    assert.equal(s.folder.prefix, '');
+    assert.deepEqual(s.folder.ignored, ['cls.predictions.bias']);
+    assert.equal(s.mode, 'text');
+    assert.match(await page.locator('#folder-summary').textContent(), /2-layer BERT-style encoder, hidden 16/);
+    assert.equal(await page.locator('#text-fields').isVisible(), true);
+    assert.equal(await page.locator('#model-fields').isVisible(), false);
+
+    // Tagged sentences through the ordinary file input.
+    await page.setInputFiles('#pick-files', { name: 'train.conll', mimeType: 'text/plain', buffer: Buffer.from(conll(48)) });
+    s = await waitFor(page, record, (st) => st.textPreview && st.memory, 30_000, 'the CoNLL preview and the memory estimate');
+    assert.equal(s.textPreview.task, 'tokens');
+    assert.equal(s.textPreview.rows, 48);
+    assert.equal(s.textPreview.words, 156);
+    assert.deepEqual(s.textPreview.classes, ['O', 'B-NEG', 'B-POS', 'I-NEG', 'I-POS']);
+    assert.equal(await page.locator('#samples mark.entity').count() > 0, true, 'entities are marked in the preview');
+    assert.equal(s.memory.problem, null);
+    assert.match(await page.locator('#memory').textContent(), /Estimated GPU memory at batch 16/);
+    assert.equal(await page.locator('[name="fit.metric"]').inputValue(), 'entity_f1');
+
+    await page.fill('[name="train.learning_rate"]', '0.01');
+    await page.fill('[name="train.batch_size"]', '8');
+    await page.fill('[name="train.schedule.warmup_fraction"]', '0');
+    await page.selectOption('[name="train.schedule.decay"]', 'constant');
+    await page.fill('[name="text.dropout"]', '0');
+    await page.fill('[name="fit.epochs"]', '12');
+    await page.click('#start');
+    s = await waitFor(page, record, (st) => st.textModel && st.report && idle(st), 240_000, 'tagging training');
+    assert.ok(s.report.entities, 'an entity report');
+    assert.ok(s.report.entities.micro.f1 >= 0.9, `entity F1 ${s.report.entities.micro.f1}:\n${s.report.text}`);
+    assert.ok(s.epochs.every((e) => e.validation_entity_f1 != null));
+    assert.match(await page.locator('#report-summary').textContent(), /Entity F1 on the test sentences/);
+    assert.ok(await page.locator('#entity-table tbody tr').count() >= 5);
+
+    await page.fill('#predict-input', 'the good film and awful poor film');
+    await page.click('#predict-text button[type="submit"]');
+    s = await waitFor(page, record, (st) => st.textPrediction, 30_000, 'a tagged sentence');
+    assert.deepEqual(s.textPrediction.words.map((w) => w.word), ['the', 'good', 'film', 'and', 'awful', 'poor', 'film']);
+    assert.deepEqual(s.textPrediction.words.map((w) => w.tag).filter((t) => t !== 'O'), ['B-POS', 'B-NEG', 'I-NEG']);
+    assert.deepEqual(s.textPrediction.entities.map((e) => [e.label, e.text]), [['POS', 'good'], ['NEG', 'awful poor']]);
+    assert.equal(await page.locator('#tagged mark.entity').count(), 3);
+
+    const files = await downloadsOf(page, '#export-text', 3);
+    assert.deepEqual(Object.keys(files).sort(), ['config.json', 'model.safetensors', 'tokenizer.json']);
+    const config = JSON.parse(files['config.json']);
+    assert.deepEqual(config.architectures, ['BertForTokenClassification']);
+    assert.deepEqual(config.id2label, { 0: 'O', 1: 'B-NEG', 2: 'B-POS', 3: 'I-NEG', 4: 'I-POS' });
+    assert.equal(config.label2id['I-POS'], 4);
+    assert.equal(config.model_type, 'bert');
+    assert.equal(config.num_hidden_layers, 2);
+    assert.deepEqual(files['tokenizer.json'], TOKENIZER);
+    const st = parseSafetensors(files['model.safetensors']);
+    const names = Object.keys(st.tensors);
+    assert.equal(names.length, 5 + 2 * 16 + 2, names.join(', '));
+    assert.ok(names.every((n) => n.startsWith('bert.') || n.startsWith('classifier.')));
+    assert.ok(!names.some((n) => n.includes('pooler') || n.startsWith('cls.')));
+    assert.deepEqual(st.tensors['classifier.weight'].shape, [5, 16]);
+    assert.deepEqual(st.tensors['bert.encoder.layer.1.intermediate.dense.weight'].shape, [32, 16]);
+
+    // Texts with labels: the same folder, a CSV whose columns are found by name.
+    const rows = ['id,review,sentiment'];
+    const texts = [['the good film', 'pos'], ['great fine film', 'pos'], ['the bad film', 'neg'], ['awful poor film', 'neg']];
+    for (let k = 0; k < 48; k++) rows.push(`${k},${texts[k % 4][0]},${texts[k % 4][1]}`);
+    await page.setInputFiles('#pick-files', { name: 'reviews.csv', mimeType: 'text/csv', buffer: Buffer.from(`${rows.join('\n')}\n`) });
+    s = await waitFor(page, record, (st) => st.textPreview?.task === 'sequence', 30_000, 'the texts preview');
+    assert.deepEqual(s.textPreview.chosen, { text: 'review', pair: null, label: 'sentiment' });
+    assert.deepEqual(await page.locator('#text-column').inputValue(), 'review');
+    assert.deepEqual(s.textPreview.classes, ['neg', 'pos']);
+    await page.fill('[name="fit.epochs"]', '6');
+    await page.selectOption('[name="fit.metric"]', 'accuracy');
+    await page.evaluate(() => { window.burnish.textModel = null; window.burnish.report = null; });
+    await page.click('#start');
+    s = await waitFor(page, record, (st) => st.textModel && st.report && idle(st), 240_000, 'classification training');
+    assert.equal(s.textModel.task, 'sequence');
+    assert.equal(s.report.report.accuracy, 1, s.report.text);
+    await page.fill('#predict-input', 'awful poor film');
+    await page.evaluate(() => { window.burnish.textPrediction = null; });
+    await page.click('#predict-text button[type="submit"]');
+    s = await waitFor(page, record, (st) => st.textPrediction, 30_000, 'class probabilities');
+    assert.equal(s.textPrediction.classes.classes[s.textPrediction.classes.best], 'neg');
+    assert.equal(await page.locator('#probabilities .bar').count(), 2);
+
+    assert.deepEqual(record.foreign, [], 'no request left the page\'s origin');
+    assert.deepEqual(record.errors, []);
+  } finally {
+    await browser.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('the built-in text demo loads MiniLM and the movie snippets from the page\'s origin', { timeout: 300_000 }, async () => {
+  const { browser, page, record } = await launch();
+  try {
+    await page.goto(`${BASE_URL}?demo=0`);
+    await waitFor(page, record, idle, 60_000, 'the worker');
+    await page.click('#text-demo');
+    const s = await waitFor(page, record, (st) => st.folder && st.textPreview && st.memory, 240_000, 'the text demo');
+    assert.equal(s.folder.name, 'all-MiniLM-L6-v2');
+    assert.equal(s.folder.layers, 6);
+    assert.equal(s.folder.parameters, 22_713_216);
+    assert.equal(s.textPreview.rows, 2000);
+    assert.deepEqual(s.textPreview.classes, ['negative', 'positive']);
+    assert.ok(s.textPreview.tokens.mean > 10 && s.textPreview.tokens.max <= 512);
+    assert.equal(await page.locator('[name="text.pooling"]').inputValue(), 'mean');
+    assert.equal(await page.locator('[name="text.max_length"]').inputValue(), '64');
+    assert.equal(s.memory.estimate.max_length, 64);
+    assert.ok(!(await page.locator('#start').isDisabled()), 'ready to train');
+    assert.deepEqual(record.foreign, []);
+    assert.deepEqual(record.errors, []);
+  } finally {
+    await browser.close();
+  }
+});
