@@ -679,7 +679,7 @@ fn text(
     let (trained, report, tokens_per_second) =
         pollster::block_on(job.run(device, &Control::default(), host))?;
     println!(
-        "\nbest epoch {} of {}; report on {} held-out {}:\n\n{}",
+        "\nbest epoch {} of {}; report on the {} {}:\n\n{}",
         report.best_epoch, report.epochs_run, report.split, what, report.text
     );
     match &report.entities {
