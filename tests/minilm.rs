@@ -94,3 +94,105 @@ fn minilm_matches_its_published_values() {
         &e[0][..5]
     );
 }
+
+/// The encoder against an independent reference: a numpy (float64) BERT forward written in
+/// `tests/fixtures/minilm_forward_reference.py`, whose outputs are committed beside it. Every
+/// 8th value of every token's last hidden state, the pooler output and the mean of the states
+/// agree within 1e-4, run one by one and as one padded batch (with a sentence pair).
+#[test]
+fn minilm_matches_the_numpy_reference() {
+    let device = Device::flex();
+    let config = BertConfig::from_json("config.json", &asset("config.json")).expect("config");
+    let weights =
+        BertWeights::from_safetensors("model.safetensors", &asset("model.safetensors"), &config)
+            .expect("weights");
+    let bert = Bert::from_weights(&config, weights, &device).expect("encoder");
+    let tok = TextTokenizer::from_json("tokenizer.json", &asset("tokenizer.json"), 512)
+        .expect("tokenizer");
+    let golden: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/minilm_forward_golden.json"),
+        )
+        .expect("golden file"),
+    )
+    .expect("json");
+    let cases = golden["cases"].as_array().expect("cases");
+    let floats = |v: &serde_json::Value| -> Vec<f32> {
+        v.as_array()
+            .expect("array")
+            .iter()
+            .map(|x| x.as_f64().expect("number") as f32)
+            .collect()
+    };
+    let encodings: Vec<_> = cases
+        .iter()
+        .map(|c| {
+            tok.encode(c["text"].as_str().expect("text"), c["pair"].as_str())
+                .expect("encode")
+        })
+        .collect();
+    let h = config.hidden_size;
+    let mut worst = 0.0f32;
+    let mut compare = |got: &[f32], want: &[f32], what: &str| {
+        assert_eq!(got.len(), want.len(), "{what}");
+        for (g, w) in got.iter().zip(want) {
+            let d = (g - w).abs();
+            assert!(d < 1e-4, "{what}: {g} vs {w}");
+            worst = worst.max(d);
+        }
+    };
+    // One by one, then all three as one padded batch.
+    for batched in [false, true] {
+        let groups: Vec<Vec<usize>> = if batched {
+            vec![(0..cases.len()).collect()]
+        } else {
+            (0..cases.len()).map(|i| vec![i]).collect()
+        };
+        for group in groups {
+            let rows: Vec<_> = group.iter().map(|&i| &encodings[i]).collect();
+            let input = tok.batch(&rows, &device);
+            let hidden = bert.forward(&input, &mut Masks::none());
+            let [_, len, _] = hidden.dims();
+            let pooler = bert.pool_cls(hidden.clone()).expect("pooler");
+            let mean = Bert::pool_mean(hidden.clone(), &input.mask);
+            let hidden = hidden.into_data().try_to_vec::<f32>().expect("f32");
+            let pooler = pooler.into_data().try_to_vec::<f32>().expect("f32");
+            let mean = mean.into_data().try_to_vec::<f32>().expect("f32");
+            for (k, &i) in group.iter().enumerate() {
+                let case = &cases[i];
+                let ids: Vec<u32> = case["ids"]
+                    .as_array()
+                    .expect("ids")
+                    .iter()
+                    .map(|x| x.as_u64().expect("id") as u32)
+                    .collect();
+                assert_eq!(encodings[i].ids, ids, "case {i}: ids");
+                for (t, want) in case["hidden_every_8th"]
+                    .as_array()
+                    .expect("rows")
+                    .iter()
+                    .enumerate()
+                {
+                    let row = &hidden[(k * len + t) * h..(k * len + t + 1) * h];
+                    let got: Vec<f32> = row.iter().step_by(8).copied().collect();
+                    compare(
+                        &got,
+                        &floats(want),
+                        &format!("case {i} token {t} (batched {batched})"),
+                    );
+                }
+                compare(
+                    &pooler[k * h..(k + 1) * h],
+                    &floats(&case["pooler"]),
+                    &format!("case {i} pooler"),
+                );
+                compare(
+                    &mean[k * h..(k + 1) * h],
+                    &floats(&case["mean"]),
+                    &format!("case {i} mean"),
+                );
+            }
+        }
+    }
+    println!("MiniLM vs the numpy reference: max |difference| {worst:.2e}");
+}
