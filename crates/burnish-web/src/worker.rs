@@ -128,19 +128,12 @@ fn on_message(message: MessageEvent) {
             if active.is_some() {
                 return busy();
             }
-            let control = Control::default();
-            ACTIVE.set(Some(control.clone()));
-            wasm_bindgen_futures::spawn_local(async move {
-                let outcome = match device().await {
-                    Ok(device) => run_demo(&request, &device, &control, &BrowserHost)
-                        .await
-                        .map_err(|e| e.to_string()),
-                    Err(message) => Err(message),
-                };
-                ACTIVE.set(None);
-                if let Err(message) = outcome {
-                    error(message);
-                }
+            spawn_run(move |control| async move {
+                let device = device().await?;
+                run_demo(&request, &device, &control, &BrowserHost)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                Ok(None)
             });
         }
         Command::Load { role, request } => {
@@ -176,28 +169,19 @@ fn on_message(message: MessageEvent) {
             if active.is_some() {
                 return busy();
             }
-            let control = Control::default();
-            ACTIVE.set(Some(control.clone()));
-            wasm_bindgen_futures::spawn_local(async move {
-                let outcome = async {
-                    let device = device().await?;
-                    let job = WORKSPACE
-                        .with_borrow(|ws| ws.plan(&recipe, continue_training, &device))
-                        .map_err(|e| e.to_string())?;
-                    let (export, _) = job
-                        .run(&device, &control, &BrowserHost)
-                        .await
-                        .map_err(|e| e.to_string())?;
-                    Ok::<_, String>(WORKSPACE.with_borrow_mut(|ws| ws.set_model(export, "trained")))
-                }
-                .await;
-                ACTIVE.set(None);
-                match outcome {
-                    Ok(info) => post(Event::Model {
-                        info: Box::new(info),
-                    }),
-                    Err(message) => error(message),
-                }
+            spawn_run(move |control| async move {
+                let device = device().await?;
+                let job = WORKSPACE
+                    .with_borrow(|ws| ws.plan(&recipe, continue_training, &device))
+                    .map_err(|e| e.to_string())?;
+                let (export, _) = job
+                    .run(&device, &control, &BrowserHost)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let info = WORKSPACE.with_borrow_mut(|ws| ws.set_model(export, "trained"));
+                Ok(Some(Event::Model {
+                    info: Box::new(info),
+                }))
             });
         }
         Command::Predict { values } => {
@@ -310,31 +294,22 @@ fn on_message(message: MessageEvent) {
             if active.is_some() {
                 return busy();
             }
-            let control = Control::default();
-            ACTIVE.set(Some(control.clone()));
-            wasm_bindgen_futures::spawn_local(async move {
-                let outcome = async {
-                    let device = device().await?;
-                    let job = WORKSPACE
-                        .with_borrow(|ws| {
-                            ws.text
-                                .plan(&recipe, continue_training, limits.as_ref(), &device)
-                        })
-                        .map_err(|e| e.to_string())?;
-                    let (trained, _, _) = job
-                        .run(&device, &control, &BrowserHost)
-                        .await
-                        .map_err(|e| e.to_string())?;
-                    Ok::<_, String>(WORKSPACE.with_borrow_mut(|ws| ws.text.set_model(trained)))
-                }
-                .await;
-                ACTIVE.set(None);
-                match outcome {
-                    Ok(info) => post(Event::TextModel {
-                        info: Box::new(info),
-                    }),
-                    Err(message) => error(message),
-                }
+            spawn_run(move |control| async move {
+                let device = device().await?;
+                let job = WORKSPACE
+                    .with_borrow(|ws| {
+                        ws.text
+                            .plan(&recipe, continue_training, limits.as_ref(), &device)
+                    })
+                    .map_err(|e| e.to_string())?;
+                let (trained, _, _) = job
+                    .run(&device, &control, &BrowserHost)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let info = WORKSPACE.with_borrow_mut(|ws| ws.text.set_model(trained));
+                Ok(Some(Event::TextModel {
+                    info: Box::new(info),
+                }))
             });
         }
         Command::PredictText { text, pair } => {
@@ -382,6 +357,26 @@ fn on_message(message: MessageEvent) {
             None => error("no run is in progress"),
         },
     }
+}
+
+/// Start a run: a fresh [`Control`] becomes the active one (so `pause`/`cancel` reach it), `run`
+/// is spawned, and when it ends the control is cleared and its event (if any) or error posted.
+fn spawn_run<F, Fut>(run: F)
+where
+    F: FnOnce(Control) -> Fut + 'static,
+    Fut: std::future::Future<Output = Result<Option<Event>, String>> + 'static,
+{
+    let control = Control::default();
+    ACTIVE.set(Some(control.clone()));
+    wasm_bindgen_futures::spawn_local(async move {
+        let outcome = run(control).await;
+        ACTIVE.set(None);
+        match outcome {
+            Ok(Some(event)) => post(event),
+            Ok(None) => {}
+            Err(message) => error(message),
+        }
+    });
 }
 
 /// Post the `exported` event with the bytes attached as `data` (a transferred `Uint8Array`).

@@ -153,6 +153,16 @@ pub struct HfFolder {
     pub files: Vec<(String, Vec<u8>)>,
 }
 
+impl HfFolder {
+    /// The bytes of the file called `name`, if the folder has it.
+    pub fn file(&self, name: &str) -> Option<&[u8]> {
+        self.files
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, b)| b.as_slice())
+    }
+}
+
 impl BertClassifier {
     /// Pooling of this head.
     pub fn pooling(&self) -> Pooling {

@@ -1348,11 +1348,9 @@ mod tests {
         let folder = pollster::block_on(model.export()).expect("export");
         let get = |name: &str| {
             folder
-                .files
-                .iter()
-                .find(|(n, _)| n == name)
-                .map(|(_, b)| b.clone())
+                .file(name)
                 .unwrap_or_else(|| panic!("no {name}"))
+                .to_vec()
         };
         let weights = get("model.safetensors");
         let st = safetensors::SafeTensors::deserialize(&weights).expect("safetensors");

@@ -441,11 +441,9 @@ pub(crate) mod tests {
         .expect("export");
         let file = |name: &str| {
             folder
-                .files
-                .iter()
-                .find(|(n, _)| n == name)
-                .map(|(_, b)| b.clone())
+                .file(name)
                 .unwrap_or_else(|| panic!("no {name}"))
+                .to_vec()
         };
         let hf: serde_json::Value = serde_json::from_slice(&file("config.json")).expect("config");
         assert_eq!(hf["architectures"][0], "BertForSequenceClassification");
