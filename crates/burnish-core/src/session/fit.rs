@@ -9,7 +9,7 @@ use super::runner::{Control, Host};
 use crate::data::augment::AugmentConfig;
 use crate::data::split::Splits;
 use crate::model::{Classifier, ModelConfig};
-use crate::train::{Evaluation, TrainConfig, Trainer, evaluate};
+use crate::train::{Evaluation, StepReport, TrainConfig, Trainer, evaluate};
 use crate::{Error, Result};
 
 /// The validation metric that picks the best epoch and drives early stopping.
@@ -203,6 +203,112 @@ impl<'a, M: Clone> EarlyStopping<'a, M> {
     }
 }
 
+/// What a run of epochs needs from a trainer; the classifier and text trainers both have it.
+pub(crate) trait EpochTrainer {
+    /// The model it trains.
+    type Model: Clone;
+    /// The data it evaluates on.
+    type Data;
+    /// One optimizer step.
+    async fn step(&mut self) -> Result<StepReport>;
+    /// Steps taken.
+    fn steps_done(&self) -> usize;
+    /// The model as it is now.
+    fn model(&self) -> &Self::Model;
+    /// Loss and report of the current model on `data`.
+    async fn evaluate(&self, data: &Self::Data) -> Result<Evaluation>;
+}
+
+impl EpochTrainer for Trainer {
+    type Model = Classifier;
+    type Data = crate::data::ClassificationDataset;
+    async fn step(&mut self) -> Result<StepReport> {
+        Trainer::step(self).await
+    }
+    fn steps_done(&self) -> usize {
+        Trainer::steps_done(self)
+    }
+    fn model(&self) -> &Classifier {
+        Trainer::model(self)
+    }
+    async fn evaluate(&self, data: &Self::Data) -> Result<Evaluation> {
+        Trainer::evaluate(self, data).await
+    }
+}
+
+/// How a run of epochs ended.
+#[derive(Debug)]
+pub(crate) struct Epochs<M> {
+    /// The best epoch's model (or the last, without `restore_best`).
+    pub(crate) model: M,
+    /// 1-based epoch whose weights `model` holds.
+    pub(crate) best_epoch: usize,
+    /// Epochs run.
+    pub(crate) epochs_run: usize,
+    /// Whether early stopping ended the run.
+    pub(crate) stopped_early: bool,
+    /// Whether the user cancelled it.
+    pub(crate) cancelled: bool,
+    /// Step times.
+    pub(crate) timer: StepTimer,
+}
+
+/// Epochs of `steps_per_epoch` steps with a `progress` event per step, validation on
+/// `validation` after each epoch, early stopping and the best model kept; pause and cancel are
+/// obeyed between steps. Shared by every fit.
+///
+/// # Errors
+/// Step and evaluation failures.
+pub(crate) async fn run_epochs<T: EpochTrainer>(
+    trainer: &mut T,
+    fit: &FitConfig,
+    steps_per_epoch: usize,
+    validation: &T::Data,
+    control: &Control,
+    host: &impl Host,
+) -> Result<Epochs<T::Model>> {
+    let steps = steps_per_epoch * fit.epochs;
+    let mut timer = StepTimer::default();
+    let mut stopping = EarlyStopping::new(fit);
+    let (mut stopped_early, mut cancelled) = (false, false);
+    'epochs: for epoch in 1..=fit.epochs {
+        let mut loss_sum = 0.0;
+        for _ in 0..steps_per_epoch {
+            if !control.checkpoint(host, trainer.steps_done()).await {
+                cancelled = true;
+                break 'epochs;
+            }
+            let before = host.now_ms();
+            let report = trainer.step().await?;
+            let ms_per_step = timer.record(report.step, host.now_ms() - before);
+            loss_sum += f64::from(report.loss);
+            host.post(Event::Progress {
+                step: report.step,
+                steps,
+                loss: report.loss,
+                learning_rate: report.learning_rate,
+                ms_per_step,
+            });
+        }
+        let eval = trainer.evaluate(validation).await?;
+        let train_loss = loss_sum / steps_per_epoch as f64;
+        if stopping.epoch(epoch, train_loss, &eval, trainer.model(), host) {
+            stopped_early = true;
+            break;
+        }
+    }
+    let epochs_run = stopping.epochs_run();
+    let (model, best_epoch) = stopping.finish(trainer.model().clone());
+    Ok(Epochs {
+        model,
+        best_epoch,
+        epochs_run,
+        stopped_early,
+        cancelled,
+        timer,
+    })
+}
+
 /// Everything a fit needs besides where it runs.
 #[derive(Debug)]
 pub struct FitPlan {
@@ -271,37 +377,23 @@ pub async fn fit(
         parameters: burn::module::Module::num_params(trainer.model()),
         device: format!("{device:?}"),
     });
-    let mut timer = StepTimer::default();
-    let mut stopping = EarlyStopping::new(&fit);
-    let (mut stopped_early, mut cancelled) = (false, false);
-    'epochs: for epoch in 1..=fit.epochs {
-        let mut loss_sum = 0.0;
-        for _ in 0..steps_per_epoch {
-            if !control.checkpoint(host, trainer.steps_done()).await {
-                cancelled = true;
-                break 'epochs;
-            }
-            let before = host.now_ms();
-            let report = trainer.step().await?;
-            let ms_per_step = timer.record(report.step, host.now_ms() - before);
-            loss_sum += f64::from(report.loss);
-            host.post(Event::Progress {
-                step: report.step,
-                steps,
-                loss: report.loss,
-                learning_rate: report.learning_rate,
-                ms_per_step,
-            });
-        }
-        let eval = trainer.evaluate(validation).await?;
-        let train_loss = loss_sum / steps_per_epoch as f64;
-        if stopping.epoch(epoch, train_loss, &eval, trainer.model(), host) {
-            stopped_early = true;
-            break;
-        }
-    }
-    let epochs_run = stopping.epochs_run();
-    let (model, best_epoch) = stopping.finish(trainer.model().clone());
+    let epochs = run_epochs(
+        &mut trainer,
+        &fit,
+        steps_per_epoch,
+        validation,
+        control,
+        host,
+    )
+    .await?;
+    let Epochs {
+        model,
+        best_epoch,
+        epochs_run,
+        stopped_early,
+        cancelled,
+        ..
+    } = epochs;
     let final_split = if splits.test.is_empty() {
         validation
     } else {

@@ -4,16 +4,33 @@
 
 use burn::prelude::Device;
 
-use super::fit::{EarlyStopping, FitConfig, StepTimer};
+use super::fit::{EpochTrainer, Epochs, FitConfig, run_epochs};
 use super::protocol::Event;
 use super::runner::{Control, Host};
 use crate::model::bert_classifier::BertClassifier;
 use crate::train::text::{TextTrainer, TokenizedSet, evaluate_text};
-use crate::train::{Evaluation, TrainConfig};
+use crate::train::{Evaluation, StepReport, TrainConfig};
 use crate::{Error, Result};
 
 /// Rows per forward pass when evaluating texts.
 const EVAL_BATCH: usize = 32;
+
+impl EpochTrainer for TextTrainer {
+    type Model = BertClassifier;
+    type Data = TokenizedSet;
+    async fn step(&mut self) -> Result<StepReport> {
+        TextTrainer::step(self).await
+    }
+    fn steps_done(&self) -> usize {
+        TextTrainer::steps_done(self)
+    }
+    fn model(&self) -> &BertClassifier {
+        TextTrainer::model(self)
+    }
+    async fn evaluate(&self, data: &TokenizedSet) -> Result<Evaluation> {
+        evaluate_text(self.model(), data, EVAL_BATCH, self.device()).await
+    }
+}
 
 /// The three tokenized splits.
 #[derive(Debug, Clone)]
@@ -82,37 +99,22 @@ pub async fn fit_text(
     });
     let mean_tokens = splits.train.rows.iter().map(|r| r.ids.len()).sum::<usize>() as f64
         / splits.train.rows.len() as f64;
-    let mut timer = StepTimer::default();
-    let mut stopping = EarlyStopping::new(fit);
-    let (mut stopped_early, mut cancelled) = (false, false);
-    'epochs: for epoch in 1..=fit.epochs {
-        let mut loss_sum = 0.0;
-        for _ in 0..steps_per_epoch {
-            if !control.checkpoint(host, trainer.steps_done()).await {
-                cancelled = true;
-                break 'epochs;
-            }
-            let before = host.now_ms();
-            let report = trainer.step().await?;
-            let ms_per_step = timer.record(report.step, host.now_ms() - before);
-            loss_sum += f64::from(report.loss);
-            host.post(Event::Progress {
-                step: report.step,
-                steps,
-                loss: report.loss,
-                learning_rate: report.learning_rate,
-                ms_per_step,
-            });
-        }
-        let eval = evaluate_text(trainer.model(), validation, EVAL_BATCH, device).await?;
-        let train_loss = loss_sum / steps_per_epoch as f64;
-        if stopping.epoch(epoch, train_loss, &eval, trainer.model(), host) {
-            stopped_early = true;
-            break;
-        }
-    }
-    let epochs_run = stopping.epochs_run();
-    let (model, best_epoch) = stopping.finish(trainer.model().clone());
+    let Epochs {
+        model,
+        best_epoch,
+        epochs_run,
+        stopped_early,
+        cancelled,
+        timer,
+    } = run_epochs(
+        &mut trainer,
+        fit,
+        steps_per_epoch,
+        validation,
+        control,
+        host,
+    )
+    .await?;
     let final_split = if splits.test.rows.is_empty() {
         validation
     } else {

@@ -208,6 +208,11 @@ impl TextTrainer {
         self.step
     }
 
+    /// The device it trains on (with autodiff).
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
     /// One optimizer step; reads the loss back asynchronously.
     ///
     /// # Errors
