@@ -105,6 +105,17 @@ fn error(message: impl ToString) {
     });
 }
 
+/// Post the events a command's `result` makes, or its error.
+fn reply<T, E: IntoIterator<Item = Event>>(
+    result: burnish_core::Result<T>,
+    events: impl FnOnce(T) -> E,
+) {
+    match result {
+        Ok(value) => events(value).into_iter().for_each(post),
+        Err(e) => error(e),
+    }
+}
+
 fn on_message(message: MessageEvent) {
     let data = message.data();
     let files = match take_files(&data) {
@@ -140,27 +151,27 @@ fn on_message(message: MessageEvent) {
             if active.is_some() {
                 return busy();
             }
-            match WORKSPACE.with_borrow_mut(|ws| ws.load(role, &request, &files)) {
-                Ok(preview) => post(Event::Loaded {
-                    preview: Box::new(preview),
-                }),
-                Err(e) => error(e),
-            }
+            reply(
+                WORKSPACE.with_borrow_mut(|ws| ws.load(role, &request, &files)),
+                |preview| {
+                    [Event::Loaded {
+                        preview: Box::new(preview),
+                    }]
+                },
+            );
         }
         Command::SetLabel { label } => {
             if active.is_some() {
                 return busy();
             }
-            match WORKSPACE.with_borrow_mut(|ws| ws.set_label(&label)) {
-                Ok(previews) => {
-                    for preview in previews {
-                        post(Event::Loaded {
-                            preview: Box::new(preview),
-                        });
-                    }
-                }
-                Err(e) => error(e),
-            }
+            reply(
+                WORKSPACE.with_borrow_mut(|ws| ws.set_label(&label)),
+                |previews| {
+                    previews.into_iter().map(|preview| Event::Loaded {
+                        preview: Box::new(preview),
+                    })
+                },
+            );
         }
         Command::Train {
             recipe,
@@ -223,23 +234,27 @@ fn on_message(message: MessageEvent) {
                     files.len()
                 ));
             };
-            match WORKSPACE.with_borrow_mut(|ws| ws.import(&file.path, &file.bytes)) {
-                Ok(info) => post(Event::Model {
-                    info: Box::new(info),
-                }),
-                Err(e) => error(e),
-            }
+            reply(
+                WORKSPACE.with_borrow_mut(|ws| ws.import(&file.path, &file.bytes)),
+                |info| {
+                    [Event::Model {
+                        info: Box::new(info),
+                    }]
+                },
+            );
         }
         Command::LoadModel => {
             if active.is_some() {
                 return busy();
             }
-            match WORKSPACE.with_borrow_mut(|ws| ws.text.load_model(&files)) {
-                Ok(info) => post(Event::Folder {
-                    info: Box::new(info),
-                }),
-                Err(e) => error(e),
-            }
+            reply(
+                WORKSPACE.with_borrow_mut(|ws| ws.text.load_model(&files)),
+                |info| {
+                    [Event::Folder {
+                        info: Box::new(info),
+                    }]
+                },
+            );
         }
         Command::LoadText {
             role,
@@ -249,27 +264,27 @@ fn on_message(message: MessageEvent) {
             if active.is_some() {
                 return busy();
             }
-            match WORKSPACE.with_borrow_mut(|ws| ws.text.load(role, conll, columns, &files)) {
-                Ok(preview) => post(Event::TextLoaded {
-                    preview: Box::new(preview),
-                }),
-                Err(e) => error(e),
-            }
+            reply(
+                WORKSPACE.with_borrow_mut(|ws| ws.text.load(role, conll, columns, &files)),
+                |preview| {
+                    [Event::TextLoaded {
+                        preview: Box::new(preview),
+                    }]
+                },
+            );
         }
         Command::SetTextColumns { columns } => {
             if active.is_some() {
                 return busy();
             }
-            match WORKSPACE.with_borrow_mut(|ws| ws.text.set_columns(&columns)) {
-                Ok(previews) => {
-                    for preview in previews {
-                        post(Event::TextLoaded {
-                            preview: Box::new(preview),
-                        });
-                    }
-                }
-                Err(e) => error(e),
-            }
+            reply(
+                WORKSPACE.with_borrow_mut(|ws| ws.text.set_columns(&columns)),
+                |previews| {
+                    previews.into_iter().map(|preview| Event::TextLoaded {
+                        preview: Box::new(preview),
+                    })
+                },
+            );
         }
         Command::Estimate { recipe, limits } => {
             match WORKSPACE.with_borrow(|ws| ws.text.estimate(&recipe)) {
