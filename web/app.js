@@ -4,7 +4,7 @@
 // window.burnish exposes the page's state for the browser tests.
 
 import { bars, drawingPad, el, heatMap, lineChart, reportTable, thumbnail } from './ui.js';
-import { CONLL, isModelFolder, showEntityReport, showFolder, showMemory, showTextModel, showTextPrediction, showTextPreview, textReportSummary } from './text.js';
+import { CONLL, isAdapterFolder, isModelFolder, showEntityReport, showFolder, showMemory, showTextModel, showTextPrediction, showTextPreview, textReportSummary } from './text.js';
 
 const $ = (id) => document.getElementById(id);
 const state = {
@@ -12,7 +12,7 @@ const state = {
   preview: null, splits: {}, report: null, model: null, prediction: null, exported: null, defaults: null,
   // Fine-tuning a text encoder: `mode` is 'text' once a model folder is loaded.
   mode: 'features', folder: null, textPreview: null, textModel: null, memory: null, textPrediction: null,
-  exportedFolder: null, textDefaults: null,
+  exportedFolder: null, textDefaults: null, started: null,
 };
 window.burnish = state;
 
@@ -51,6 +51,7 @@ function setPhase(phase) {
   $('demo').disabled = running || !ready;
   $('text-demo').disabled = running || !ready;
   $('export-text').disabled = running || !(state.textModel || state.folder?.head);
+  $('export-adapter').disabled = running || !state.textModel?.adapter_exportable;
   $('pause').disabled = !running;
   $('cancel').disabled = !running;
   $('pause').textContent = phase === 'paused' ? 'Resume' : 'Pause';
@@ -161,6 +162,11 @@ async function useFiles(list, role = 'train', fromFolder = false) {
     status(`Reading ${entries.length} file${entries.length > 1 ? 's' : ''} (${sizeMiB.toFixed(1)} MiB)\u2026`);
     const files = await Promise.all(entries.map(([f, p]) => readFile(f, p)));
     const folder = fromFolder || names.some((n) => n.includes('/'));
+    if (isAdapterFolder(names)) {
+      status('Checking the LoRA adapter\u2026');
+      send('load_adapter', {}, files.filter((f) => /(^|\/)(adapter_config\.json|adapter_model\.safetensors|adapter_model\.bin|burnish_adapter\.json)$/.test(f.path)));
+      return;
+    }
     if (isModelFolder(names)) {
       status(`Checking the model folder (${sizeMiB.toFixed(1)} MiB)\u2026`);
       send('load_model', {}, files.filter((f) => /(^|\/)(config\.json|tokenizer\.json|model\.safetensors|vocab\.txt|pytorch_model\.bin)$/.test(f.path)));
@@ -285,6 +291,12 @@ function setPath(obj, path, value) {
   o[keys.at(-1)] = value;
 }
 
+// Show the settings of the chosen tuning strategy only.
+function showTuningFields() {
+  const strategy = $('recipe').elements['text.tuning.strategy'].value;
+  for (const label of $('recipe').querySelectorAll('[data-tuning]')) label.hidden = label.dataset.tuning !== strategy;
+}
+
 function writeRecipe(recipe) {
   for (const input of fields()) {
     const v = getPath(recipe, input.name);
@@ -292,10 +304,12 @@ function writeRecipe(recipe) {
     switch (input.dataset.kind) {
       case 'bool': input.checked = !!v; break;
       case 'list': input.value = v.join(','); break;
+      case 'multi': for (const o of input.options) o.selected = v.includes(o.value); break;
       case 'optional': input.value = v == null ? '' : String(v); break;
       default: input.value = typeof v === 'number' ? String(Number(v.toPrecision(7))) : String(v);
     }
   }
+  showTuningFields();
 }
 
 // ?epochs=N presets the form (tests and tutorials use it for short runs).
@@ -312,6 +326,7 @@ function readRecipe() {
     switch (input.dataset.kind) {
       case 'bool': value = input.checked; break;
       case 'text': value = input.value; break;
+      case 'multi': value = [...input.selectedOptions].map((o) => o.value); break;
       case 'list':
         value = input.value.split(',').map((s) => s.trim()).filter(Boolean).map(Number);
         if (value.some((n) => !Number.isInteger(n) || n < 1)) throw new Error(`${label}: expected whole numbers separated by commas, found "${input.value}"`);
@@ -502,13 +517,14 @@ function onEvent(event) {
       break;
     case 'started':
       run = { steps: event.steps, epochs: event.epochs, perEpoch: event.steps_per_epoch, t0: performance.now() };
+      state.started = event;
       state.losses = [];
       state.epochs = [];
       state.stepTimes = [];
       $('progress').max = event.steps_per_epoch;
       $('epoch-progress').max = event.epochs;
       $('epoch-progress').value = 0;
-      $('progress-text').textContent = `Training ${event.parameters.toLocaleString()} parameters on ${event.rows.toLocaleString()} rows: ${event.epochs} epochs of ${event.steps_per_epoch} steps\u2026`;
+      $('progress-text').textContent = `Training ${event.parameters.toLocaleString()}${event.total_parameters > event.parameters ? ` of ${event.total_parameters.toLocaleString()}` : ''} parameters on ${event.rows.toLocaleString()} rows: ${event.epochs} epochs of ${event.steps_per_epoch} steps\u2026`;
       draw();
       break;
     case 'progress': {
@@ -670,7 +686,9 @@ async function main() {
   $('recipe').addEventListener('change', estimateSoon);
   const columns = () => ({ text: $('text-column').value, pair: $('pair-column').value || null, label: $('text-label-column').value });
   for (const id of ['text-column', 'pair-column', 'text-label-column']) $(id).addEventListener('change', () => send('set_text_columns', { columns: columns() }));
-  $('export-text').addEventListener('click', () => send('export_text'));
+  $('export-text').addEventListener('click', () => send('export_text', { adapter: false }));
+  $('export-adapter').addEventListener('click', () => send('export_text', { adapter: true }));
+  $('recipe').elements['text.tuning.strategy'].addEventListener('change', showTuningFields);
   $('predict-text').addEventListener('submit', (e) => {
     e.preventDefault();
     const text = $('predict-input').value;

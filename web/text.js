@@ -13,6 +13,12 @@ export function isModelFolder(names) {
   return base.has('config.json') && (base.has('model.safetensors') || base.has('pytorch_model.bin') || base.has('tokenizer.json'));
 }
 
+// A PEFT LoRA adapter folder (without a model of its own).
+export function isAdapterFolder(names) {
+  const base = new Set(names.map((n) => n.split('/').at(-1)));
+  return base.has('adapter_config.json') && !base.has('config.json');
+}
+
 // CoNLL-style files of tagged words.
 export const CONLL = /\.(conll|conllu|bio|iob|iob2|ner|txt)$/i;
 
@@ -94,7 +100,7 @@ export function showMemory(estimate, problem, adapter) {
   $('memory').textContent =
     `Estimated GPU memory at batch ${e.batch_size} \u00d7 ${e.max_length} tokens: ${mib(e.total)} ` +
     `(weights ${mib(e.weights)}, gradients ${mib(e.gradients)}, optimizer ${mib(e.optimizer)}, activations ${mib(e.activations)}; ` +
-    `${e.parameters.toLocaleString()} trainable parameters). ${fits}`;
+    `${e.tuning}: ${e.trainable.toLocaleString()} of ${e.parameters.toLocaleString()} parameters train (${(100 * e.trainable / e.parameters).toPrecision(2)}%). ${fits}`;
   $('memory').classList.toggle('error', !!problem);
 }
 
@@ -111,7 +117,8 @@ export function showEntityReport(r) {
 }
 
 export function textReportSummary(r) {
-  const kept = `Kept epoch ${r.best_epoch} of ${r.epochs_run}${r.stopped_early ? ' (stopped early)' : ''}.`;
+  const peak = r.peak_memory != null ? ` Peak GPU memory held by the allocator: ${mib(r.peak_memory)}.` : '';
+  const kept = `Kept epoch ${r.best_epoch} of ${r.epochs_run}${r.stopped_early ? ' (stopped early)' : ''}.${peak}`;
   if (r.entities) {
     return `${r.cancelled ? 'Cancelled. ' : ''}Entity F1 on the ${r.split} sentences: ${(100 * r.entities.micro.f1).toFixed(1)}% ` +
       `(precision ${(100 * r.entities.micro.precision).toFixed(1)}%, recall ${(100 * r.entities.micro.recall).toFixed(1)}%); ` +
@@ -122,8 +129,10 @@ export function textReportSummary(r) {
 
 export function showTextModel(info) {
   const task = info.task === 'tokens' ? `tags words (${info.classes.join(', ')})` : `classifies texts (${info.classes.join(', ')})`;
+  const origin = { imported: 'Imported', adapter: 'LoRA adapter on the loaded model:', trained: 'Fine-tuned' }[info.origin] ?? info.origin;
+  const adapter = info.adapter ? ` ${info.adapter}${info.adapter_exportable ? ' (exportable alone as a PEFT adapter)' : ''}.` : '';
   $('model-summary').textContent =
-    `${info.origin === 'imported' ? 'Imported' : 'Fine-tuned'} text model: ${task}; ${info.parameters.toLocaleString()} parameters, up to ${info.max_length} tokens.`;
+    `${origin} text model: ${task}; ${info.parameters.toLocaleString()} parameters, up to ${info.max_length} tokens.${adapter}`;
   $('predict').hidden = false;
   $('predict-image').hidden = true;
   $('predict-row').hidden = true;

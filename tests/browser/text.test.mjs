@@ -219,6 +219,96 @@ test('a tiny BERT through the file inputs: tagging and classification, predict, 
   }
 });
 
+test('LoRA on the tiny BERT: memory before training, a few steps, the PEFT adapter exported and loaded back', { timeout: 300_000 }, async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'burnish-lora-'));
+  const { browser, page, record } = await launch();
+  try {
+    const model = join(dir, 'tiny-bert');
+    tinyFolder(model);
+    await page.goto(`${BASE_URL}?demo=0`);
+    await waitFor(page, record, idle, 60_000, 'the worker');
+    await page.setInputFiles('#pick-model', model);
+    await waitFor(page, record, (st) => st.folder, 60_000, 'the model folder');
+    const rows = ['text,label'];
+    const texts = [['the good film', 'pos'], ['great fine film', 'pos'], ['the bad film', 'neg'], ['awful poor film', 'neg']];
+    for (let k = 0; k < 32; k++) rows.push(`${texts[k % 4][0]},${texts[k % 4][1]}`);
+    await page.setInputFiles('#pick-files', { name: 'reviews.csv', mimeType: 'text/csv', buffer: Buffer.from(`${rows.join('\n')}\n`) });
+    await waitFor(page, record, (st) => st.textPreview && st.memory, 30_000, 'the texts preview');
+
+    // Only the chosen strategy's settings show; the estimate follows the form.
+    assert.equal(await page.locator('[name="text.tuning.lora.rank"]').isVisible(), false);
+    await page.selectOption('[name="text.tuning.strategy"]', 'lora');
+    assert.equal(await page.locator('[name="text.tuning.lora.rank"]').isVisible(), true);
+    assert.equal(await page.locator('[name="text.tuning.top_layers"]').isVisible(), false);
+    assert.deepEqual(await page.locator('[name="text.tuning.lora.targets"]').evaluate((s) => [...s.selectedOptions].map((o) => o.value)), ['query', 'value']);
+    await page.fill('[name="text.tuning.lora.rank"]', '4');
+    await page.fill('[name="text.tuning.lora.alpha"]', '8');
+    await page.evaluate(() => { window.burnish.memory = null; });
+    await page.fill('[name="fit.epochs"]', '3');
+    // 2 layers x (query, value) x 4 x (16 + 16) + the head (16 + 1) x 2 = 546.
+    let s = await waitFor(page, record, (st) => st.memory?.estimate.trainable === 546, 30_000, 'the LoRA estimate');
+    assert.equal(s.memory.estimate.tuning, 'LoRA r=4 alpha=8 on query, value');
+    assert.match(await page.locator('#memory').textContent(), /LoRA r=4 alpha=8 on query, value: 546 of [\d,]+ parameters train/);
+
+    await page.fill('[name="train.learning_rate"]', '0.01');
+    await page.fill('[name="train.batch_size"]', '8');
+    await page.fill('[name="text.dropout"]', '0');
+    await page.selectOption('[name="fit.metric"]', 'accuracy');
+    await page.click('#start');
+    s = await waitFor(page, record, (st) => st.textModel && st.report && idle(st), 200_000, 'LoRA training');
+    assert.equal(s.started.parameters, 546);
+    assert.ok(s.started.total_parameters > 5000, `${s.started.total_parameters} parameters in all`);
+    assert.equal(s.textModel.adapter, 'LoRA r=4 alpha=8 on query, value');
+    assert.equal(s.textModel.adapter_exportable, true);
+    assert.ok(!(await page.locator('#export-adapter').isDisabled()));
+    await page.fill('#predict-input', 'awful poor film');
+    await page.click('#predict-text button[type="submit"]');
+    s = await waitFor(page, record, (st) => st.textPrediction, 30_000, 'class probabilities');
+    const before = s.textPrediction.classes.probabilities;
+
+    const files = await downloadsOf(page, '#export-adapter', 3);
+    assert.deepEqual(Object.keys(files).sort(), ['adapter_config.json', 'adapter_model.safetensors', 'burnish_adapter.json']);
+    const config = JSON.parse(files['adapter_config.json']);
+    assert.equal(config.peft_type, 'LORA');
+    assert.equal(config.task_type, 'SEQ_CLS');
+    assert.equal(config.r, 4);
+    assert.equal(config.lora_alpha, 8);
+    assert.deepEqual(config.target_modules, ['query', 'value']);
+    assert.deepEqual(config.modules_to_save, ['classifier']);
+    assert.equal(config.base_model_name_or_path, 'tiny-bert');
+    assert.equal(config.bias, 'none');
+    const st = parseSafetensors(files['adapter_model.safetensors']);
+    const names = Object.keys(st.tensors).sort();
+    const expected = ['base_model.model.classifier.bias', 'base_model.model.classifier.weight'];
+    for (const l of [0, 1]) for (const m of ['query', 'value']) for (const f of ['A', 'B']) expected.push(`base_model.model.bert.encoder.layer.${l}.attention.self.${m}.lora_${f}.weight`);
+    assert.deepEqual(names, expected.sort());
+    assert.deepEqual(st.tensors['base_model.model.bert.encoder.layer.1.attention.self.value.lora_A.weight'].shape, [4, 16]);
+    assert.deepEqual(st.tensors['base_model.model.bert.encoder.layer.1.attention.self.value.lora_B.weight'].shape, [16, 4]);
+    assert.deepEqual(JSON.parse(files['burnish_adapter.json']).labels, ['neg', 'pos']);
+
+    // The adapter folder through the model picker: it goes onto the loaded model and predicts
+    // exactly as before.
+    const adapterDir = join(dir, 'my-adapter');
+    mkdirSync(adapterDir);
+    for (const [name, bytes] of Object.entries(files)) writeFileSync(join(adapterDir, name), bytes);
+    await page.evaluate(() => { window.burnish.textModel = null; window.burnish.textPrediction = null; });
+    await page.setInputFiles('#pick-model', adapterDir);
+    s = await waitFor(page, record, (st) => st.textModel, 30_000, 'the adapter loaded');
+    assert.equal(s.textModel.origin, 'adapter');
+    assert.deepEqual(s.textModel.classes, ['neg', 'pos']);
+    assert.match(await page.locator('#model-summary').textContent(), /LoRA adapter on the loaded model/);
+    await page.click('#predict-text button[type="submit"]');
+    s = await waitFor(page, record, (st) => st.textPrediction, 30_000, 'probabilities with the imported adapter');
+    assert.deepEqual(s.textPrediction.classes.probabilities, before);
+
+    assert.deepEqual(record.foreign, []);
+    assert.deepEqual(record.errors, []);
+  } finally {
+    await browser.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test('the built-in text demo loads MiniLM and the movie snippets from the page\'s origin', { timeout: 300_000 }, async () => {
   const { browser, page, record } = await launch();
   try {

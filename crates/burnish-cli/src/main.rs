@@ -110,6 +110,33 @@ enum Command {
         /// AdamW 3e-5, linear decay after 10% warm-up, weight decay 0.01, batch 16, 3 epochs).
         #[arg(long)]
         recipe: Option<PathBuf>,
+        /// What trains: `full` (default), `head` (the classifier only), `top` (the top
+        /// --top-layers layers and the head) or `lora` (LoRA adapters and the head).
+        #[arg(long, value_enum)]
+        tuning: Option<TuningArg>,
+        /// Layers trained with `--tuning top` (default 2).
+        #[arg(long)]
+        top_layers: Option<usize>,
+        /// LoRA rank (default 8).
+        #[arg(long)]
+        lora_rank: Option<usize>,
+        /// LoRA alpha: the update is scaled by alpha / rank (default 16).
+        #[arg(long)]
+        lora_alpha: Option<f64>,
+        /// Dropout on the adapters' input (default 0.1).
+        #[arg(long)]
+        lora_dropout: Option<f64>,
+        /// Layers to adapt, comma-separated: query, key, value, attention_output, intermediate,
+        /// output (default query,value).
+        #[arg(long, value_delimiter = ',')]
+        lora_targets: Option<Vec<String>>,
+        /// Start from this PEFT LoRA adapter folder on top of --model (and go on training it).
+        #[arg(long)]
+        adapter: Option<PathBuf>,
+        /// Write the LoRA adapter alone here as a PEFT folder (adapter_config.json,
+        /// adapter_model.safetensors).
+        #[arg(long)]
+        adapter_out: Option<PathBuf>,
         /// Where to run.
         #[arg(long, value_enum, default_value_t = Backend::Flex)]
         device: Backend,
@@ -130,6 +157,9 @@ enum Command {
         /// A second text for every text (models trained on pairs).
         #[arg(long)]
         pair: Option<String>,
+        /// A PEFT LoRA adapter folder to apply on top of --model.
+        #[arg(long)]
+        adapter: Option<PathBuf>,
         /// Where to run.
         #[arg(long, value_enum, default_value_t = Backend::Flex)]
         device: Backend,
@@ -149,6 +179,19 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+}
+
+/// `--tuning`.
+#[derive(Clone, Copy, ValueEnum)]
+enum TuningArg {
+    /// Everything trains.
+    Full,
+    /// The classifier only.
+    Head,
+    /// The top --top-layers layers and the classifier.
+    Top,
+    /// LoRA adapters and the classifier.
+    Lora,
 }
 
 /// The backends the CLI can run on.
@@ -512,11 +555,35 @@ fn merge(base: &mut serde_json::Value, given: serde_json::Value) {
 /// The files of a Hugging Face model folder that burnish reads (and, to name them in errors,
 /// the ones it does not: `vocab.txt`, `pytorch_model.bin`, passed empty).
 fn model_files(model_dir: &std::path::Path) -> Result<Vec<FolderFile>> {
+    folder_files(
+        model_dir,
+        "--model takes a Hugging Face model folder",
+        &["config.json", "tokenizer.json", "model.safetensors"],
+        &["vocab.txt", "pytorch_model.bin"],
+    )
+}
+
+/// The files of a PEFT adapter folder.
+fn adapter_files(dir: &std::path::Path) -> Result<Vec<FolderFile>> {
+    use burnish_core::model::peft::{ADAPTER_CONFIG, ADAPTER_META, ADAPTER_WEIGHTS};
+    folder_files(
+        dir,
+        "--adapter takes a PEFT LoRA adapter folder",
+        &[ADAPTER_CONFIG, ADAPTER_WEIGHTS, ADAPTER_META],
+        &["adapter_model.bin"],
+    )
+}
+
+/// The `wanted` files of `model_dir` (and the `named_only` ones, empty, so that messages can
+/// name them).
+fn folder_files(
+    model_dir: &std::path::Path,
+    what: &str,
+    wanted: &[&str],
+    named_only: &[&str],
+) -> Result<Vec<FolderFile>> {
     if !model_dir.is_dir() {
-        bail!(
-            "{} is not a folder; --model takes a Hugging Face model folder",
-            model_dir.display()
-        );
+        bail!("{} is not a folder; {what}", model_dir.display());
     }
     let mut files = Vec::new();
     for entry in std::fs::read_dir(model_dir)
@@ -524,8 +591,6 @@ fn model_files(model_dir: &std::path::Path) -> Result<Vec<FolderFile>> {
     {
         let path = entry?.path();
         let file_name = name(&path);
-        let wanted = ["config.json", "tokenizer.json", "model.safetensors"];
-        let named_only = ["vocab.txt", "pytorch_model.bin"];
         if path.is_file()
             && (wanted.contains(&file_name.as_str()) || named_only.contains(&file_name.as_str()))
         {
@@ -560,6 +625,62 @@ struct TextArgs<'a> {
     pooling: Option<&'a str>,
     recipe: Option<&'a PathBuf>,
     out: Option<&'a PathBuf>,
+    tuning: TuningArgs,
+    adapter: Option<&'a PathBuf>,
+    adapter_out: Option<&'a PathBuf>,
+}
+
+/// The tuning flags of `burnish text`.
+struct TuningArgs {
+    strategy: Option<TuningArg>,
+    top_layers: Option<usize>,
+    rank: Option<usize>,
+    alpha: Option<f64>,
+    dropout: Option<f64>,
+    targets: Option<Vec<String>>,
+}
+
+impl TuningArgs {
+    /// Overlay the flags on the recipe's tuning.
+    fn apply(&self, tuning: &mut burnish_core::model::lora::Tuning) -> Result<()> {
+        use burnish_core::model::lora::{LoraTarget, Strategy};
+        if let Some(s) = self.strategy {
+            tuning.strategy = match s {
+                TuningArg::Full => Strategy::Full,
+                TuningArg::Head => Strategy::Head,
+                TuningArg::Top => Strategy::Top,
+                TuningArg::Lora => Strategy::Lora,
+            };
+        }
+        if let Some(k) = self.top_layers {
+            tuning.top_layers = k;
+        }
+        if let Some(r) = self.rank {
+            tuning.lora.rank = r;
+        }
+        if let Some(a) = self.alpha {
+            tuning.lora.alpha = a;
+        }
+        if let Some(d) = self.dropout {
+            tuning.lora.dropout = d;
+        }
+        if let Some(targets) = &self.targets {
+            tuning.lora.targets = targets
+                .iter()
+                .map(|t| {
+                    LoraTarget::ALL
+                        .into_iter()
+                        .find(|x| x.name() == t.trim())
+                        .with_context(|| {
+                            format!(
+                                "--lora-targets: `{t}` is not one of query, key, value, attention_output, intermediate, output"
+                            )
+                        })
+                })
+                .collect::<Result<_>>()?;
+        }
+        Ok(())
+    }
 }
 
 fn text(
@@ -582,6 +703,7 @@ fn text(
         Some("mean") => recipe.text.pooling = Pooling::Mean,
         Some(other) => bail!("--pooling: expected cls or mean, found `{other}`"),
     }
+    args.tuning.apply(&mut recipe.text.tuning)?;
     let files = model_files(model_dir)?;
     let mut session = TextSession::new();
     let info = session.load_model(&files)?;
@@ -665,7 +787,22 @@ fn text(
             chosen.label
         );
     }
-    let job = session.plan(&recipe, false, None, device)?;
+    if let Some(dir) = args.adapter {
+        let info = session.load_adapter(&adapter_files(dir)?, device)?;
+        println!(
+            "adapter {}: {} onto {}",
+            dir.display(),
+            info.adapter.unwrap_or_default(),
+            model_dir.display()
+        );
+        if recipe.text.tuning.strategy != burnish_core::model::lora::Strategy::Lora {
+            println!(
+                "note: training with {} folds the adapter into the weights",
+                recipe.text.tuning.describe()
+            );
+        }
+    }
+    let job = session.plan(&recipe, args.adapter.is_some(), None, device)?;
     println!("{}", job.memory.summary());
     let [train, validation, test] = job.split_sizes();
     println!("split: {train} train, {validation} validation, {test} test");
@@ -690,14 +827,20 @@ fn text(
         None => println!("test accuracy: {:.4}", report.report.accuracy),
     }
     println!("training throughput: {tokens_per_second:.0} tokens/s");
+    if let Some(peak) = report.peak_memory {
+        println!(
+            "peak device memory (allocator pages): {:.1} MiB",
+            peak as f64 / f64::from(1u32 << 20)
+        );
+    }
+    if let Some(out) = args.adapter_out {
+        let folder = pollster::block_on(trained.export_adapter())?;
+        write_folder(out, &folder.files)?;
+        println!("LoRA adapter (PEFT layout) written to {}", out.display());
+    }
     if let Some(out) = args.out {
         let folder = pollster::block_on(trained.export())?;
-        std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
-        for (name, bytes) in &folder.files {
-            let path = out.join(name);
-            std::fs::write(&path, bytes)
-                .with_context(|| format!("cannot write {}", path.display()))?;
-        }
+        write_folder(out, &folder.files)?;
         println!("model folder written to {}", out.display());
         if trained.model.task() == burnish_core::model::bert_classifier::TextTask::Sequence
             && trained.model.pooling() == Pooling::Mean
@@ -706,6 +849,15 @@ fn text(
                 "note: this model pools by the mean of its tokens; transformers' BertForSequenceClassification pools [CLS] through the pooler, so it loads the folder but predicts differently (`burnish predict` and the page use the recorded pooling)"
             );
         }
+    }
+    Ok(())
+}
+
+fn write_folder(out: &std::path::Path, files: &[(String, Vec<u8>)]) -> Result<()> {
+    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
+    for (name, bytes) in files {
+        let path = out.join(name);
+        std::fs::write(&path, bytes).with_context(|| format!("cannot write {}", path.display()))?;
     }
     Ok(())
 }
@@ -770,12 +922,30 @@ fn run(cli: Cli) -> Result<()> {
             pooling,
             out,
             recipe,
+            tuning,
+            top_layers,
+            lora_rank,
+            lora_alpha,
+            lora_dropout,
+            lora_targets,
+            adapter,
+            adapter_out,
             device: backend,
             json,
         } => {
             let device = device(backend)?;
             let host = Terminal::new(json);
             let args = TextArgs {
+                tuning: TuningArgs {
+                    strategy: tuning,
+                    top_layers,
+                    rank: lora_rank,
+                    alpha: lora_alpha,
+                    dropout: lora_dropout,
+                    targets: lora_targets,
+                },
+                adapter: adapter.as_ref(),
+                adapter_out: adapter_out.as_ref(),
                 columns: (text_col.as_deref(), pair.as_deref(), label.as_deref()),
                 validation: validation.as_ref(),
                 test: test.as_ref(),
@@ -790,12 +960,16 @@ fn run(cli: Cli) -> Result<()> {
             model,
             texts,
             pair,
+            adapter,
             device: backend,
         } => {
             use burnish_core::session::text_session::{TextSession, predict_text};
             let device = device(backend)?;
             let mut session = TextSession::new();
             session.load_model(&model_files(&model)?)?;
+            if let Some(dir) = &adapter {
+                session.load_adapter(&adapter_files(dir)?, &device)?;
+            }
             let trained = session.current(&device)?;
             for text in &texts {
                 let prediction =

@@ -55,11 +55,8 @@ fn burnish(args: &[&str]) -> (bool, String, String) {
     )
 }
 
-#[test]
-fn text_fine_tunes_exports_and_continues() {
-    let dir = std::env::temp_dir().join(format!("burnish-text-{}", std::process::id()));
-    let model = dir.join("tiny");
-    tiny_folder(&model);
+/// 40 labelled reviews over the tiny vocabulary and a fast recipe, in `dir`.
+fn reviews(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
     let mut csv = String::from("review,sentiment\n");
     for i in 0..40 {
         let (text, label) = match i % 4 {
@@ -78,8 +75,21 @@ fn text_fine_tunes_exports_and_continues() {
         r#"{"train": {"learning_rate": 0.01, "batch_size": 8, "schedule": {"decay": "constant", "warmup_fraction": 0}}, "fit": {"epochs": 10}}"#,
     )
     .expect("write");
+    (data, recipe)
+}
+
+fn path(p: &Path) -> String {
+    p.to_str().expect("utf-8").to_string()
+}
+
+#[test]
+fn text_fine_tunes_exports_and_continues() {
+    let dir = std::env::temp_dir().join(format!("burnish-text-{}", std::process::id()));
+    let model = dir.join("tiny");
+    tiny_folder(&model);
+    let (data, recipe) = reviews(&dir);
     let out = dir.join("tuned");
-    let s = |p: &Path| p.to_str().expect("utf-8").to_string();
+    let s = path;
     let args = [
         "text".to_string(),
         s(&data),
@@ -126,6 +136,93 @@ fn text_fine_tunes_exports_and_continues() {
     let (ok, _, stderr) = burnish(&args.iter().map(String::as_str).collect::<Vec<_>>());
     assert!(!ok);
     assert!(stderr.contains("has no tokenizer.json"), "{stderr}");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// The JSON lines of `burnish predict`, as class probabilities.
+fn probabilities(stdout: &str) -> Vec<Vec<f64>> {
+    stdout
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).expect("json line");
+            serde_json::from_value(v["classes"]["probabilities"].clone()).expect("probabilities")
+        })
+        .collect()
+}
+
+#[test]
+fn lora_writes_a_peft_adapter_that_predicts_like_the_merged_model() {
+    let dir = std::env::temp_dir().join(format!("burnish-lora-{}", std::process::id()));
+    let model = dir.join("tiny");
+    tiny_folder(&model);
+    let (data, recipe) = reviews(&dir);
+    let (adapter, merged) = (dir.join("adapter"), dir.join("merged"));
+    let lora = [
+        "--tuning",
+        "lora",
+        "--lora-rank",
+        "4",
+        "--lora-targets",
+        "query,value,intermediate",
+    ];
+    let base = [
+        "text".to_string(),
+        path(&data),
+        "--model".into(),
+        path(&model),
+        "--recipe".into(),
+        path(&recipe),
+    ];
+    let run = |extra: &[&str]| {
+        let mut args: Vec<&str> = base.iter().map(String::as_str).collect();
+        args.extend_from_slice(extra);
+        burnish(&args)
+    };
+    let (a, m) = (path(&adapter), path(&merged));
+    let (ok, stdout, stderr) = run(&[&lora[..], &["--adapter-out", &a, "--out", &m]].concat());
+    assert!(ok, "{stdout}\n{stderr}");
+    // 2 layers x (query 4 x 32 + value 4 x 32 + intermediate 4 x (16 + 32)) + head 17 x 2.
+    assert!(
+        stdout.contains("LoRA r=4 alpha=16 on query, value, intermediate: 930 of"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("training 930 parameters"), "{stdout}");
+    assert!(stdout.contains("LoRA adapter (PEFT layout) written"), "{stdout}");
+    for f in ["adapter_config.json", "adapter_model.safetensors", "burnish_adapter.json"] {
+        assert!(adapter.join(f).is_file(), "{f}");
+    }
+
+    // Base + adapter predicts what the merged folder predicts.
+    let texts = ["the good film", "awful poor film", "fine"];
+    let predict = |extra: &[&str]| {
+        let mut args = vec!["predict"];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&texts);
+        let (ok, stdout, stderr) = burnish(&args);
+        assert!(ok, "{stdout}\n{stderr}");
+        probabilities(&stdout)
+    };
+    let with_adapter = predict(&["--model", &path(&model), "--adapter", &a]);
+    let from_merged = predict(&["--model", &m]);
+    assert_eq!(with_adapter.len(), 3);
+    for (x, y) in with_adapter.iter().flatten().zip(from_merged.iter().flatten()) {
+        assert!((x - y).abs() < 1e-5, "{with_adapter:?} vs {from_merged:?}");
+    }
+
+    // Training goes on from the adapter, with its settings; other settings are refused.
+    let (ok, stdout, stderr) = run(&[&lora[..], &["--adapter", &a]].concat());
+    assert!(ok, "{stdout}\n{stderr}");
+    assert!(stdout.contains("LoRA r=4 alpha=16 on query, value, intermediate onto"), "{stdout}");
+    let (ok, _, stderr) = run(&["--adapter", &a, "--tuning", "lora", "--lora-rank", "8"]);
+    assert!(!ok);
+    assert!(
+        stderr.contains("the current model's adapters have rank 4 on query, value, intermediate"),
+        "{stderr}"
+    );
+    // Without LoRA there is no adapter to write.
+    let (ok, _, stderr) = run(&["--tuning", "head", "--adapter-out", &path(&dir.join("none"))]);
+    assert!(!ok);
+    assert!(stderr.contains("has no LoRA adapter"), "{stderr}");
     let _ = std::fs::remove_dir_all(dir);
 }
 

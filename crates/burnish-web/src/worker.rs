@@ -347,18 +347,43 @@ fn on_message(message: MessageEvent) {
                 }
             });
         }
-        Command::ExportText => {
+        Command::LoadAdapter => {
+            if active.is_some() {
+                return busy();
+            }
+            wasm_bindgen_futures::spawn_local(async move {
+                let outcome = async {
+                    let device = device().await?;
+                    WORKSPACE
+                        .with_borrow_mut(|ws| ws.text.load_adapter(&files, &device))
+                        .map_err(|e| e.to_string())
+                }
+                .await;
+                match outcome {
+                    Ok(info) => post(Event::TextModel {
+                        info: Box::new(info),
+                    }),
+                    Err(message) => error(message),
+                }
+            });
+        }
+        Command::ExportText { adapter } => {
             wasm_bindgen_futures::spawn_local(async move {
                 let outcome = async {
                     let device = device().await?;
                     let model = WORKSPACE
                         .with_borrow_mut(|ws| ws.text.current(&device))
                         .map_err(|e| e.to_string())?;
-                    model.export().await.map_err(|e| e.to_string())
+                    let folder = if adapter {
+                        model.export_adapter().await
+                    } else {
+                        model.export().await
+                    };
+                    folder.map_err(|e| e.to_string())
                 }
                 .await;
                 match outcome {
-                    Ok(folder) => post_folder(folder.files),
+                    Ok(folder) => post_folder(folder.files, adapter),
                     Err(message) => error(message),
                 }
             });
@@ -415,9 +440,14 @@ fn post_export(bytes: &[u8]) {
 
 /// Post the `exported_folder` event with the files' bytes attached as `data` (transferred
 /// `Uint8Array`s, in the order of `files`).
-fn post_folder(files: Vec<(String, Vec<u8>)>) {
+fn post_folder(files: Vec<(String, Vec<u8>)>, adapter: bool) {
     let event = Event::ExportedFolder {
-        name: "burnish-text-model".into(),
+        name: if adapter {
+            "burnish-lora-adapter"
+        } else {
+            "burnish-text-model"
+        }
+        .into(),
         files: files.iter().map(|(n, b)| (n.clone(), b.len())).collect(),
     };
     let serializer = serde_wasm_bindgen::Serializer::json_compatible();

@@ -14,6 +14,8 @@ use std::collections::BTreeMap;
 
 use burn::module::Param;
 use burn::nn::{Embedding, LayerNorm, LayerNormConfig, Linear};
+
+use super::lora::{AdaptedLinear, LoraTarget};
 use burn::prelude::*;
 use burn::tensor::activation::{gelu, relu, softmax, tanh};
 use safetensors::tensor::Dtype;
@@ -352,14 +354,40 @@ impl BertWeights {
 /// One encoder layer.
 #[derive(Module, Debug)]
 pub struct BertLayer {
-    query: Linear,
-    key: Linear,
-    value: Linear,
-    attention_out: Linear,
+    query: AdaptedLinear,
+    key: AdaptedLinear,
+    value: AdaptedLinear,
+    attention_out: AdaptedLinear,
     attention_norm: LayerNorm,
-    intermediate: Linear,
-    output: Linear,
+    intermediate: AdaptedLinear,
+    output: AdaptedLinear,
     output_norm: LayerNorm,
+}
+
+impl BertLayer {
+    /// The linear layer LoRA calls `target`.
+    pub fn target(&self, target: LoraTarget) -> &AdaptedLinear {
+        match target {
+            LoraTarget::Query => &self.query,
+            LoraTarget::Key => &self.key,
+            LoraTarget::Value => &self.value,
+            LoraTarget::AttentionOutput => &self.attention_out,
+            LoraTarget::Intermediate => &self.intermediate,
+            LoraTarget::Output => &self.output,
+        }
+    }
+
+    /// See [`BertLayer::target`].
+    pub fn target_mut(&mut self, target: LoraTarget) -> &mut AdaptedLinear {
+        match target {
+            LoraTarget::Query => &mut self.query,
+            LoraTarget::Key => &mut self.key,
+            LoraTarget::Value => &mut self.value,
+            LoraTarget::AttentionOutput => &mut self.attention_out,
+            LoraTarget::Intermediate => &mut self.intermediate,
+            LoraTarget::Output => &mut self.output,
+        }
+    }
 }
 
 /// A BERT encoder: embeddings, `num_hidden_layers` post-norm layers, an optional pooler.
@@ -391,7 +419,11 @@ pub struct EncoderInput {
 
 /// `p * factor` as a fresh trainable leaf with the same id (so the optimizer keeps its state).
 /// `Param::map` keeps the id but leaves the new value untracked, so no gradient reaches it.
+/// Frozen parameters are left as they are (transformers decays only what the optimizer holds).
 pub(crate) fn decay_param(p: Param<Tensor<2>>, factor: f32) -> Param<Tensor<2>> {
+    if !p.val().is_require_grad() {
+        return p;
+    }
     let (id, w, _) = p.consume();
     Param::initialized(id, Tensor::from_inner(w.inner() * factor).require_grad())
 }
@@ -467,16 +499,19 @@ impl Bert {
             .map(|i| {
                 let p = format!("encoder.layer.{i}");
                 BertLayer {
-                    query: linear_from(w, &format!("{p}.attention.self.query"), h, h, device),
-                    key: linear_from(w, &format!("{p}.attention.self.key"), h, h, device),
-                    value: linear_from(w, &format!("{p}.attention.self.value"), h, h, device),
+                    query: linear_from(w, &format!("{p}.attention.self.query"), h, h, device)
+                        .into(),
+                    key: linear_from(w, &format!("{p}.attention.self.key"), h, h, device).into(),
+                    value: linear_from(w, &format!("{p}.attention.self.value"), h, h, device)
+                        .into(),
                     attention_out: linear_from(
                         w,
                         &format!("{p}.attention.output.dense"),
                         h,
                         h,
                         device,
-                    ),
+                    )
+                    .into(),
                     attention_norm: norm_from(
                         w,
                         &format!("{p}.attention.output.LayerNorm"),
@@ -490,14 +525,16 @@ impl Bert {
                         config.intermediate_size,
                         h,
                         device,
-                    ),
+                    )
+                    .into(),
                     output: linear_from(
                         w,
                         &format!("{p}.output.dense"),
                         h,
                         config.intermediate_size,
                         device,
-                    ),
+                    )
+                    .into(),
                     output_norm: norm_from(w, &format!("{p}.output.LayerNorm"), h, eps, device),
                 }
             })
@@ -571,21 +608,23 @@ impl Bert {
         let [batch, len, h] = x.dims();
         let dh = h / self.heads;
         let split = |t: Tensor<3>| t.reshape([batch, len, self.heads, dh]).swap_dims(1, 2);
-        let q = split(l.query.forward(x.clone()));
-        let k = split(l.key.forward(x.clone()));
-        let v = split(l.value.forward(x.clone()));
+        let q = split(l.query.forward(x.clone(), masks));
+        let k = split(l.key.forward(x.clone(), masks));
+        let v = split(l.value.forward(x.clone(), masks));
         let scores = q.matmul(k.transpose()) / (dh as f64).sqrt() + bias;
         let probs = masks.apply(softmax(scores, 3), self.attention_dropout);
         let context: Tensor<3> = probs.matmul(v).swap_dims(1, 2).reshape([batch, len, h]);
-        let attended = masks.apply(l.attention_out.forward(context), self.hidden_dropout);
+        let attended = l.attention_out.forward(context, masks);
+        let attended = masks.apply(attended, self.hidden_dropout);
         let x = l.attention_norm.forward(x + attended);
-        let inner = l.intermediate.forward(x.clone());
+        let inner = l.intermediate.forward(x.clone(), masks);
         let inner = match self.act {
             1 => burn::tensor::activation::gelu_approximate(inner),
             2 => relu(inner),
             _ => gelu(inner),
         };
-        let out = masks.apply(l.output.forward(inner), self.hidden_dropout);
+        let out = l.output.forward(inner, masks);
+        let out = masks.apply(out, self.hidden_dropout);
         l.output_norm.forward(x + out)
     }
 
@@ -598,6 +637,7 @@ impl Bert {
             weight: scale(l.weight),
             bias: l.bias,
         };
+        let adapted = |l: AdaptedLinear| l.decay(factor);
         Self {
             word_embeddings: Embedding {
                 weight: scale(self.word_embeddings.weight),
@@ -612,17 +652,68 @@ impl Bert {
                 .layers
                 .into_iter()
                 .map(|l| BertLayer {
-                    query: linear(l.query),
-                    key: linear(l.key),
-                    value: linear(l.value),
-                    attention_out: linear(l.attention_out),
+                    query: adapted(l.query),
+                    key: adapted(l.key),
+                    value: adapted(l.value),
+                    attention_out: adapted(l.attention_out),
                     attention_norm: l.attention_norm,
-                    intermediate: linear(l.intermediate),
-                    output: linear(l.output),
+                    intermediate: adapted(l.intermediate),
+                    output: adapted(l.output),
                     output_norm: l.output_norm,
                 })
                 .collect(),
             pooler: self.pooler.map(linear),
+            ..self
+        }
+    }
+
+    /// The encoder layers.
+    pub fn layers(&self) -> &[BertLayer] {
+        &self.layers
+    }
+
+    /// See [`Bert::layers`].
+    pub fn layers_mut(&mut self) -> &mut [BertLayer] {
+        &mut self.layers
+    }
+
+    /// Freeze (or unfreeze) everything below the top `top` layers: the embeddings and the lower
+    /// layers. The pooler and the top layers keep their setting.
+    pub fn freeze_below(self, top: usize) -> Self {
+        let n = self.layers.len();
+        let cut = n.saturating_sub(top);
+        Self {
+            word_embeddings: self.word_embeddings.no_grad(),
+            position_embeddings: self.position_embeddings.no_grad(),
+            token_type_embeddings: self.token_type_embeddings.no_grad(),
+            embeddings_norm: self.embeddings_norm.no_grad(),
+            layers: self
+                .layers
+                .into_iter()
+                .enumerate()
+                .map(|(i, l)| if i < cut { l.no_grad() } else { l })
+                .collect(),
+            ..self
+        }
+    }
+
+    /// Every LoRA adapter folded into its weight.
+    pub fn merged(self) -> Self {
+        Self {
+            layers: self
+                .layers
+                .into_iter()
+                .map(|l| BertLayer {
+                    query: l.query.merged().into(),
+                    key: l.key.merged().into(),
+                    value: l.value.merged().into(),
+                    attention_out: l.attention_out.merged().into(),
+                    attention_norm: l.attention_norm,
+                    intermediate: l.intermediate.merged().into(),
+                    output: l.output.merged().into(),
+                    output_norm: l.output_norm,
+                })
+                .collect(),
             ..self
         }
     }
@@ -650,8 +741,21 @@ impl Bert {
             l: &Linear,
             out: &mut Vec<(String, Vec<usize>, Vec<f32>)>,
         ) -> Result<()> {
+            adapted(name, l, None, out).await
+        }
+        // The weight as it acts: LoRA adapters folded in.
+        async fn adapted(
+            name: String,
+            l: &Linear,
+            lora: Option<&super::lora::LoraFactors>,
+            out: &mut Vec<(String, Vec<usize>, Vec<f32>)>,
+        ) -> Result<()> {
             let [d_in, d_out] = l.weight.val().dims();
-            let w = read(l.weight.val()).await?;
+            let weight = match lora {
+                Some(lora) => l.weight.val() + lora.delta(),
+                None => l.weight.val(),
+            };
+            let w = read(weight).await?;
             out.push((
                 format!("{name}.weight"),
                 vec![d_out, d_in],
@@ -704,12 +808,31 @@ impl Bert {
         .await?;
         for (i, l) in self.layers.iter().enumerate() {
             let p = format!("encoder.layer.{i}");
-            linear(format!("{p}.attention.self.query"), &l.query, &mut out).await?;
-            linear(format!("{p}.attention.self.key"), &l.key, &mut out).await?;
-            linear(format!("{p}.attention.self.value"), &l.value, &mut out).await?;
-            linear(
+            adapted(
+                format!("{p}.attention.self.query"),
+                &l.query.linear,
+                l.query.lora.as_ref(),
+                &mut out,
+            )
+            .await?;
+            adapted(
+                format!("{p}.attention.self.key"),
+                &l.key.linear,
+                l.key.lora.as_ref(),
+                &mut out,
+            )
+            .await?;
+            adapted(
+                format!("{p}.attention.self.value"),
+                &l.value.linear,
+                l.value.lora.as_ref(),
+                &mut out,
+            )
+            .await?;
+            adapted(
                 format!("{p}.attention.output.dense"),
-                &l.attention_out,
+                &l.attention_out.linear,
+                l.attention_out.lora.as_ref(),
                 &mut out,
             )
             .await?;
@@ -719,8 +842,20 @@ impl Bert {
                 &mut out,
             )
             .await?;
-            linear(format!("{p}.intermediate.dense"), &l.intermediate, &mut out).await?;
-            linear(format!("{p}.output.dense"), &l.output, &mut out).await?;
+            adapted(
+                format!("{p}.intermediate.dense"),
+                &l.intermediate.linear,
+                l.intermediate.lora.as_ref(),
+                &mut out,
+            )
+            .await?;
+            adapted(
+                format!("{p}.output.dense"),
+                &l.output.linear,
+                l.output.lora.as_ref(),
+                &mut out,
+            )
+            .await?;
             norm(format!("{p}.output.LayerNorm"), &l.output_norm, &mut out).await?;
         }
         if let Some(p) = &self.pooler {

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::Masks;
 use super::bert::{Bert, EncoderInput};
+use super::lora::{LoraFactors, LoraTarget, Strategy, Tuning};
 use crate::rng::Rng;
 
 /// How a sequence becomes one vector.
@@ -129,6 +130,112 @@ impl BertClassifier {
         self.head.forward(masks.apply(pooled, self.dropout))
     }
 
+    /// Every LoRA adapter: layer index, target, factors.
+    pub fn adapters(&self) -> Vec<(usize, LoraTarget, &LoraFactors)> {
+        self.bert
+            .layers()
+            .iter()
+            .enumerate()
+            .flat_map(|(i, l)| {
+                LoraTarget::ALL
+                    .into_iter()
+                    .filter_map(move |t| l.target(t).lora.as_ref().map(|f| (i, t, f)))
+            })
+            .collect()
+    }
+
+    /// The rank and targets of the model's adapters, when it has any.
+    pub fn lora_shape(&self) -> Option<(usize, Vec<LoraTarget>)> {
+        let adapters = self.adapters();
+        let rank = adapters.first()?.2.rank();
+        let mut targets: Vec<LoraTarget> = adapters.iter().map(|a| a.1).collect();
+        targets.sort();
+        targets.dedup();
+        Some((rank, targets))
+    }
+
+    /// Attach `factors` to `target` of layer `layer` (replacing what was there).
+    pub fn set_adapter(&mut self, layer: usize, target: LoraTarget, factors: LoraFactors) {
+        self.bert.layers_mut()[layer].target_mut(target).lora = Some(factors);
+    }
+
+    /// The model set up for `tuning`: what trains and what is frozen (frozen weights get no
+    /// gradients and no optimizer state), with LoRA adapters attached (`A` drawn from `seed`)
+    /// or, for another strategy, folded into the weights. A model that already has adapters
+    /// keeps them for LoRA with the same rank and targets (to continue training them).
+    ///
+    /// # Errors
+    /// An invalid tuning; LoRA settings that differ from the model's own adapters.
+    pub fn tuned(self, tuning: &Tuning, seed: u64) -> crate::Result<Self> {
+        let layers = self.bert.layers().len();
+        tuning.validate(layers)?;
+        let mut model = self;
+        let existing = model.lora_shape();
+        if tuning.strategy == Strategy::Lora {
+            let lora = &tuning.lora;
+            let mut wanted = lora.targets.clone();
+            wanted.sort();
+            wanted.dedup();
+            match existing {
+                Some((rank, targets)) if rank != lora.rank || targets != wanted => {
+                    return Err(crate::Error::config(
+                        "text.tuning.lora",
+                        format!(
+                            "the current model's adapters have rank {rank} on {}; continue with those settings, or train from the base model for rank {} on {}",
+                            names(&targets),
+                            lora.rank,
+                            names(&wanted)
+                        ),
+                    ));
+                }
+                Some(_) => {
+                    for layer in model.bert.layers_mut() {
+                        for t in &wanted {
+                            if let Some(f) = &mut layer.target_mut(*t).lora {
+                                f.dropout = lora.dropout;
+                            }
+                        }
+                    }
+                }
+                None => {
+                    let device = model.head.weight.val().device();
+                    let mut rng = Rng::new(seed ^ 0x6c6f_7261);
+                    for i in 0..layers {
+                        for t in &wanted {
+                            let [d_in, d_out] = model.bert.layers()[i].target(*t).dims();
+                            let f = LoraFactors::init(d_in, d_out, lora, &mut rng, &device);
+                            model.set_adapter(i, *t, f);
+                        }
+                    }
+                }
+            }
+        } else if existing.is_some() {
+            model.bert = model.bert.merged();
+        }
+        let model = model.set_require_grad(true);
+        Ok(match tuning.strategy {
+            Strategy::Full => model,
+            Strategy::Head => Self {
+                bert: model.bert.no_grad(),
+                ..model
+            },
+            Strategy::Top => Self {
+                bert: model.bert.freeze_below(tuning.top_layers),
+                ..model
+            },
+            Strategy::Lora => {
+                let mut bert = model.bert.no_grad();
+                for layer in bert.layers_mut() {
+                    for t in LoraTarget::ALL {
+                        let slot = layer.target_mut(t);
+                        slot.lora = slot.lora.take().map(|f| f.set_require_grad(true));
+                    }
+                }
+                Self { bert, ..model }
+            }
+        })
+    }
+
     /// Decoupled weight decay on the encoder's and the head's matrices (see [`Bert::decay`]).
     pub fn decay(self, factor: f32) -> Self {
         Self {
@@ -140,6 +247,14 @@ impl BertClassifier {
             ..self
         }
     }
+}
+
+fn names(targets: &[LoraTarget]) -> String {
+    targets
+        .iter()
+        .map(|t| t.name())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// A fine-tuned text classifier as a Hugging Face model folder: `model.safetensors` (transformers'
@@ -171,6 +286,18 @@ impl BertClassifier {
         } else {
             Pooling::Cls
         }
+    }
+
+    /// The head's weight (`[n_classes, hidden]`, PyTorch's layout) and bias, read back.
+    ///
+    /// # Errors
+    /// Read-back failures.
+    pub async fn head_values(&self) -> crate::Result<(Vec<f32>, Vec<f32>)> {
+        let mut values = Vec::new();
+        super::classifier::read_linear(&self.head, &mut values).await?;
+        let bias = values.pop().unwrap_or_default();
+        let weight = values.pop().unwrap_or_default();
+        Ok((weight, bias))
     }
 
     /// Export as a Hugging Face folder (weights read back asynchronously).
@@ -235,17 +362,16 @@ impl BertClassifier {
                 )
             })
             .collect();
-        let mut values = Vec::new();
-        super::classifier::read_linear(&self.head, &mut values).await?;
+        let (weight, bias) = self.head_values().await?;
         let [d_in, d_out] = self.head.weight.val().dims();
         tensors.push((
             "classifier.weight".into(),
-            values[0].iter().flat_map(|x| x.to_le_bytes()).collect(),
+            weight.iter().flat_map(|x| x.to_le_bytes()).collect(),
             vec![d_out, d_in],
         ));
         tensors.push((
             "classifier.bias".into(),
-            values[1].iter().flat_map(|x| x.to_le_bytes()).collect(),
+            bias.iter().flat_map(|x| x.to_le_bytes()).collect(),
             vec![d_out],
         ));
         let metadata = std::collections::BTreeMap::from([("format", "pt".to_string())]);
@@ -285,18 +411,33 @@ impl BertClassifier {
                 w.shape()
             )));
         }
-        if w.dtype() != safetensors::tensor::Dtype::F32
-            || b.dtype() != safetensors::tensor::Dtype::F32
-        {
-            return Err(fail("the classifier head must be F32".into()));
+        let weight = crate::export::decode_float(source, "classifier.weight", w.dtype(), w.data())?;
+        let bias = crate::export::decode_float(source, "classifier.bias", b.dtype(), b.data())?;
+        self.with_head(source, &weight, &bias, device)
+    }
+
+    /// The head set to `weight` (`[n_classes, hidden]`, PyTorch's layout) and `bias`.
+    ///
+    /// # Errors
+    /// [`crate::Error::Data`] naming `source` when the sizes do not match this head.
+    pub fn with_head(
+        self,
+        source: &str,
+        weight: &[f32],
+        bias: &[f32],
+        device: &Device,
+    ) -> crate::Result<Self> {
+        let [d_in, d_out] = self.head.weight.val().dims();
+        if weight.len() != d_in * d_out || bias.len() != d_out {
+            return Err(crate::Error::data(
+                source,
+                format!(
+                    "the classifier has {} classes; expected {d_out} (x {d_in} inputs)",
+                    bias.len()
+                ),
+            ));
         }
-        let decode = crate::export::decode_f32;
-        let weight = super::classifier::transpose(
-            &decode(source, "classifier.weight", w.data())?,
-            d_out,
-            d_in,
-        );
-        let bias = decode(source, "classifier.bias", b.data())?;
+        let weight = super::classifier::transpose(weight, d_out, d_in);
         Ok(Self {
             head: Linear {
                 weight: burn::module::Param::from_data(
@@ -304,7 +445,7 @@ impl BertClassifier {
                     device,
                 ),
                 bias: Some(burn::module::Param::from_data(
-                    TensorData::new(bias, [d_out]),
+                    TensorData::new(bias.to_vec(), [d_out]),
                     device,
                 )),
             },

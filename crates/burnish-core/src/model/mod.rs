@@ -8,7 +8,9 @@ pub mod classifier;
 pub mod cnn;
 pub mod dropout;
 mod init;
+pub mod lora;
 pub mod mlp;
+pub mod peft;
 
 pub use classifier::{Classifier, ModelConfig};
 pub use cnn::{Cnn, CnnConfig};

@@ -375,6 +375,7 @@ pub async fn fit(
         epochs: fit.epochs,
         steps_per_epoch,
         parameters: burn::module::Module::num_params(trainer.model()),
+        total_parameters: burn::module::Module::num_params(trainer.model()),
         device: format!("{device:?}"),
     });
     let epochs = run_epochs(

@@ -12,6 +12,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::model::bert::BertConfig;
+use crate::model::lora::{LoraTarget, Strategy, Tuning};
 use crate::train::optimizer::OptimizerKind;
 
 /// What the adapter allows (from `GPUAdapter.limits`, or wgpu's `Limits`).
@@ -37,8 +38,12 @@ impl Default for DeviceLimits {
 /// The estimate, in bytes.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MemoryEstimate {
-    /// Trainable parameters.
+    /// All parameters (encoder, head and any LoRA factors).
     pub parameters: usize,
+    /// Those that train (get gradients and optimizer state).
+    pub trainable: usize,
+    /// The tuning strategy, described.
+    pub tuning: String,
     /// The weights.
     pub weights: u64,
     /// Their gradients.
@@ -64,25 +69,64 @@ fn mib(bytes: u64) -> String {
 }
 
 impl MemoryEstimate {
-    /// The estimate for fine-tuning all of `config`'s encoder plus a head of `n_classes`.
+    /// The estimate for fine-tuning `config`'s encoder plus a head of `n_classes` as `tuning`
+    /// says. Frozen layers keep no activations for the backward pass when nothing below them
+    /// trains (head only, the lower layers with `top`); LoRA keeps every layer's activations
+    /// (gradients flow down to the first adapter) plus each adapter's input and rank-wide
+    /// intermediate, but gradients and optimizer state only for the factors and the head.
     pub fn for_bert(
         config: &BertConfig,
         n_classes: usize,
         batch_size: usize,
         max_length: usize,
         optimizer: OptimizerKind,
+        tuning: &Tuning,
     ) -> Self {
         let (h, i, l) = (
             config.hidden_size as u64,
             config.intermediate_size as u64,
             config.num_hidden_layers as u64,
         );
-        let parameters: u64 = config
-            .tensor_layout()
-            .iter()
-            .map(|(_, s)| s.iter().product::<usize>() as u64)
-            .sum::<u64>()
-            + (h + 1) * n_classes as u64;
+        let layout = config.tensor_layout();
+        let count = |prefix: &str| -> u64 {
+            layout
+                .iter()
+                .filter(|(n, _)| n.starts_with(prefix))
+                .map(|(_, s)| s.iter().product::<usize>() as u64)
+                .sum()
+        };
+        let head_params = (h + 1) * n_classes as u64;
+        let encoder = count("");
+        let lora_dims = |t: LoraTarget| -> (u64, u64) {
+            match t {
+                LoraTarget::Intermediate => (h, i),
+                LoraTarget::Output => (i, h),
+                _ => (h, h),
+            }
+        };
+        let mut targets = tuning.lora.targets.clone();
+        targets.sort();
+        targets.dedup();
+        let rank = tuning.lora.rank as u64;
+        let lora_params: u64 = if tuning.strategy == Strategy::Lora {
+            l * targets
+                .iter()
+                .map(|&t| {
+                    let (a, b) = lora_dims(t);
+                    rank * (a + b)
+                })
+                .sum::<u64>()
+        } else {
+            0
+        };
+        let parameters = encoder + head_params + lora_params;
+        let top = tuning.top_layers.min(config.num_hidden_layers) as u64;
+        let trainable = match tuning.strategy {
+            Strategy::Full => encoder + head_params,
+            Strategy::Head => head_params,
+            Strategy::Top => top * count("encoder.layer.0.") + count("pooler.") + head_params,
+            Strategy::Lora => lora_params + head_params,
+        };
         let (b, s, a) = (
             batch_size as u64,
             max_length as u64,
@@ -91,13 +135,23 @@ impl MemoryEstimate {
         let tokens = b * s;
         let per_layer = tokens * (9 * h + 3 * i) + 3 * b * a * s * s;
         let embeddings = tokens * 4 * h;
-        let head = tokens * n_classes as u64 * 2;
-        let activations = (l * per_layer + embeddings + head) * F32;
+        let head = tokens * (h + 2 * n_classes as u64);
+        let kept = match tuning.strategy {
+            Strategy::Full => l * per_layer + embeddings,
+            Strategy::Head => 0,
+            Strategy::Top => top * per_layer,
+            Strategy::Lora => {
+                l * (per_layer
+                    + tokens * targets.iter().map(|&t| lora_dims(t).0 + rank).sum::<u64>())
+            }
+        };
+        let activations = (kept + head) * F32;
         let moments = match optimizer {
             OptimizerKind::Adam | OptimizerKind::Adamw => 2,
             OptimizerKind::Sgd => 1,
         };
         let weights = parameters * F32;
+        let gradients = trainable * F32;
         let candidates = [
             (
                 "the word embedding".to_string(),
@@ -118,11 +172,13 @@ impl MemoryEstimate {
             .unwrap_or_default();
         Self {
             parameters: parameters as usize,
+            trainable: trainable as usize,
+            tuning: tuning.describe(),
             weights,
-            gradients: weights,
-            optimizer: weights * moments,
+            gradients,
+            optimizer: gradients * moments,
             activations,
-            total: weights * (2 + moments) + activations,
+            total: weights + gradients * (1 + moments) + activations,
             largest,
             batch_size,
             max_length,
@@ -149,17 +205,29 @@ impl MemoryEstimate {
         }
         // Both activation buffers grow linearly with the batch size.
         let fits = |batch: usize| {
-            Self::for_bert(config, 2, batch, self.max_length, OptimizerKind::Sgd)
-                .largest
-                .1
-                <= limit
+            Self::for_bert(
+                config,
+                2,
+                batch,
+                self.max_length,
+                OptimizerKind::Sgd,
+                &Tuning::default(),
+            )
+            .largest
+            .1 <= limit
         };
         let batch = (1..self.batch_size).rev().find(|&b| fits(b));
         let length = (2..self.max_length).rev().find(|&s| {
-            Self::for_bert(config, 2, self.batch_size, s, OptimizerKind::Sgd)
-                .largest
-                .1
-                <= limit
+            Self::for_bert(
+                config,
+                2,
+                self.batch_size,
+                s,
+                OptimizerKind::Sgd,
+                &Tuning::default(),
+            )
+            .largest
+            .1 <= limit
         });
         match (batch, length) {
             (Some(b), Some(s)) => {
@@ -177,7 +245,10 @@ impl MemoryEstimate {
     /// One line for logs and the CLI.
     pub fn summary(&self) -> String {
         format!(
-            "estimated GPU memory at batch {} x {} tokens: {} total = weights {} + gradients {} + optimizer {} + activations {}; largest buffer: {} ({})",
+            "{}: {} of {} parameters train; estimated GPU memory at batch {} x {} tokens: {} total = weights {} + gradients {} + optimizer {} + activations {}; largest buffer: {} ({})",
+            self.tuning,
+            self.trainable,
+            self.parameters,
             self.batch_size,
             self.max_length,
             mib(self.total),
@@ -207,7 +278,7 @@ mod tests {
     #[test]
     fn minilm_counts_and_limits() {
         let c = minilm();
-        let e = MemoryEstimate::for_bert(&c, 2, 16, 128, OptimizerKind::Adamw);
+        let e = MemoryEstimate::for_bert(&c, 2, 16, 128, OptimizerKind::Adamw, &Tuning::default());
         // 22,713,216 encoder parameters with the pooler (sentence-transformers reports 22.7M)
         // plus a 2-class head.
         assert_eq!(e.parameters, 22_713_216 + 385 * 2);
@@ -216,7 +287,8 @@ mod tests {
         assert_eq!(e.largest.0, "the word embedding");
         assert_eq!(e.problem(&DeviceLimits::default(), &c), None);
         // At batch 64 x 512 the attention scores (64*12*512*512*4 = 768 MiB) are too large.
-        let big = MemoryEstimate::for_bert(&c, 2, 64, 512, OptimizerKind::Adamw);
+        let big =
+            MemoryEstimate::for_bert(&c, 2, 64, 512, OptimizerKind::Adamw, &Tuning::default());
         assert_eq!(big.largest.1, 64 * 12 * 512 * 512 * 4);
         let message = big.problem(&DeviceLimits::default(), &c).expect("too big");
         assert!(
@@ -232,5 +304,42 @@ mod tests {
         let message = e.problem(&tiny, &c).expect("embedding too big");
         assert!(message.contains("cannot hold this model"), "{message}");
         assert!(e.summary().contains("batch 16 x 128 tokens"));
+        assert_eq!(e.trainable, e.parameters);
+    }
+
+    #[test]
+    fn strategies_count_what_trains() {
+        let c = minilm();
+        let at =
+            |tuning: &Tuning| MemoryEstimate::for_bert(&c, 2, 16, 64, OptimizerKind::Adamw, tuning);
+        let full = at(&Tuning::default());
+        let head = at(&Tuning {
+            strategy: Strategy::Head,
+            ..Tuning::default()
+        });
+        let top = at(&Tuning {
+            strategy: Strategy::Top,
+            ..Tuning::default()
+        });
+        let lora = at(&Tuning {
+            strategy: Strategy::Lora,
+            ..Tuning::default()
+        });
+        assert_eq!(head.trainable, 770);
+        // One layer: 4 x (384^2 + 384) + 2 x 768 (LayerNorms) + 384 x 1536 + 1536 + 1536 x 384
+        // + 384 = 1,774,464; the pooler 147,840.
+        assert_eq!(top.trainable, 2 * 1_774_464 + 147_840 + 770);
+        // Rank 8 on query and value of 6 layers: 6 x 2 x 8 x (384 + 384).
+        assert_eq!(lora.trainable, 73_728 + 770);
+        assert_eq!(lora.parameters, full.parameters + 73_728);
+        assert_eq!(lora.optimizer, lora.trainable as u64 * 8);
+        assert!(lora.optimizer * 100 < full.optimizer);
+        assert!(head.activations < top.activations && top.activations < full.activations);
+        assert!(lora.activations > top.activations);
+        assert!(lora.total < full.total && head.total < top.total);
+        assert!(
+            lora.summary()
+                .starts_with("LoRA r=8 alpha=16 on query, value: 74498 of")
+        );
     }
 }

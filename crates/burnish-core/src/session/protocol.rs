@@ -106,9 +106,17 @@ pub enum Command {
         #[serde(default)]
         pair: Option<String>,
     },
-    /// Export the current text model as a Hugging Face folder; an `exported_folder` event with
-    /// the files attached follows.
-    ExportText,
+    /// Load the attached files (a PEFT LoRA adapter folder: adapter_config.json,
+    /// adapter_model.safetensors) onto the loaded model folder; a `text_model` event follows.
+    LoadAdapter,
+    /// Export the current text model as a Hugging Face folder (merged full weights), or with
+    /// `adapter` its LoRA adapter alone as a PEFT folder; an `exported_folder` event with the
+    /// files attached follows.
+    ExportText {
+        /// The adapter alone (default: the full model).
+        #[serde(default)]
+        adapter: bool,
+    },
     /// Stop between two steps and wait for `resume` or `cancel`.
     Pause,
     /// Go on after `pause`.
@@ -171,6 +179,8 @@ pub enum Event {
         steps_per_epoch: usize,
         /// Trainable parameters of the model.
         parameters: usize,
+        /// All its parameters (more than `parameters` when some are frozen).
+        total_parameters: usize,
         /// The burn device the run is on, as burn describes it.
         device: String,
     },

@@ -8,6 +8,7 @@ use super::fit::FitConfig;
 use crate::data::augment::AugmentConfig;
 use crate::data::split::SplitConfig;
 use crate::model::bert_classifier::Pooling;
+use crate::model::lora::Tuning;
 use crate::train::TrainConfig;
 use crate::train::schedule::Decay;
 
@@ -21,6 +22,8 @@ pub struct TextRecipe {
     pub pooling: Pooling,
     /// Dropout before the head; `null` takes the config's `hidden_dropout_prob` (default).
     pub dropout: Option<f64>,
+    /// What trains: everything (default), the head, the top layers, or LoRA adapters.
+    pub tuning: Tuning,
 }
 
 impl Default for TextRecipe {
@@ -29,6 +32,7 @@ impl Default for TextRecipe {
             max_length: 128,
             pooling: Pooling::Cls,
             dropout: None,
+            tuning: Tuning::default(),
         }
     }
 }

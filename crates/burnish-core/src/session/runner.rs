@@ -111,6 +111,7 @@ pub async fn run_demo(
         epochs: 1,
         steps_per_epoch: steps,
         parameters: trainer.model().num_params(),
+        total_parameters: trainer.model().num_params(),
         device: format!("{device:?}"),
     });
 

@@ -8,6 +8,7 @@ use super::fit::{EpochTrainer, Epochs, FitConfig, run_epochs};
 use super::protocol::Event;
 use super::runner::{Control, Host};
 use crate::model::bert_classifier::BertClassifier;
+use crate::model::lora::trainable_parameters;
 use crate::train::text::{TextTrainer, TokenizedSet, evaluate_text};
 use crate::train::{Evaluation, StepReport, TrainConfig};
 use crate::{Error, Result};
@@ -60,6 +61,17 @@ pub struct TextFitOutcome {
     pub test: Evaluation,
     /// Tokens (padding excluded) trained on per second of step time.
     pub tokens_per_second: f64,
+    /// Parameters that trained.
+    pub trainable: usize,
+    /// The most memory the device's allocator held during the run, when the backend reports it.
+    pub peak_memory: Option<u64>,
+}
+
+/// The most bytes the device's memory pools have held (pages at their peak), when the backend
+/// reports its pools (wgpu does; the CPU backend does not).
+pub fn peak_memory(device: &Device) -> Option<u64> {
+    let pools = device.memory_pool_report()?;
+    Some(pools.iter().map(|p| p.pages_peak * p.page_size).sum())
 }
 
 /// Fine-tune `model` on `splits`.
@@ -82,8 +94,9 @@ pub async fn fit_text(
     let steps_per_epoch = splits.train.rows.len().div_ceil(per_step);
     config.steps = steps_per_epoch * fit.epochs;
     let steps = config.steps;
-    let parameters = burn::module::Module::num_params(&model);
+    let total_parameters = burn::module::Module::num_params(&model);
     let mut trainer = TextTrainer::new(model, config, splits.train.clone(), device)?;
+    let parameters = trainable_parameters(trainer.model());
     let validation = if splits.validation.rows.is_empty() {
         &splits.train
     } else {
@@ -95,6 +108,7 @@ pub async fn fit_text(
         epochs: fit.epochs,
         steps_per_epoch,
         parameters,
+        total_parameters,
         device: format!("{device:?}"),
     });
     let mean_tokens = splits.train.rows.iter().map(|r| r.ids.len()).sum::<usize>() as f64
@@ -130,6 +144,8 @@ pub async fn fit_text(
         stopped_early,
         cancelled,
         test,
+        trainable: parameters,
+        peak_memory: peak_memory(device),
         tokens_per_second: if step_ms > 0.0 {
             batch_tokens * timed_steps as f64 / (step_ms / 1e3)
         } else {

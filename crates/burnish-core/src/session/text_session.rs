@@ -20,6 +20,7 @@ use crate::data::table::{Table, TableFormat};
 use crate::data::text::TextDataset;
 use crate::model::bert::{Bert, BertConfig, BertWeights, LoadNotes};
 use crate::model::bert_classifier::{BertClassifier, HfFolder, Pooling, TextTask};
+use crate::model::lora::{LoraConfig, Strategy, Tuning};
 use crate::text::{Encoding, TextTokenizer};
 use crate::train::text::{Labels, TokenizedSet};
 use crate::{Error, Result};
@@ -437,8 +438,14 @@ pub struct TrainedText {
     pub config_json: Vec<u8>,
     /// See `config_json`.
     pub tokenizer_json: Vec<u8>,
-    /// `trained` here, or `imported` from a folder with a head.
+    /// `trained` here, `imported` from a folder with a head, or `adapter` (a LoRA adapter
+    /// loaded onto the folder's model).
     pub origin: String,
+    /// The model folder's name (PEFT's `base_model_name_or_path` in an adapter export).
+    pub base_name: String,
+    /// Whether a run changed the encoder's own weights (full or top-layer tuning), so that an
+    /// adapter alone no longer reproduces the model.
+    pub encoder_changed: bool,
 }
 
 /// A text model as the page describes it.
@@ -456,6 +463,11 @@ pub struct TextModelInfo {
     pub max_length: usize,
     /// Pooling (sequences).
     pub pooling: Pooling,
+    /// Its LoRA adapters, described (`LoRA r=8 alpha=16 on query, value`), if any.
+    pub adapter: Option<String>,
+    /// Whether the adapter can be exported alone (it has one, and the encoder under it is the
+    /// folder's own).
+    pub adapter_exportable: bool,
 }
 
 impl TrainedText {
@@ -468,7 +480,43 @@ impl TrainedText {
             parameters: burn::module::Module::num_params(&self.model),
             max_length: self.max_length,
             pooling: self.model.pooling(),
+            adapter: self.model.lora_shape().map(|(rank, targets)| {
+                let scale = self.model.adapters()[0].2.scale;
+                Tuning {
+                    strategy: Strategy::Lora,
+                    lora: LoraConfig {
+                        rank,
+                        alpha: scale * rank as f64,
+                        targets,
+                        ..LoraConfig::default()
+                    },
+                    ..Tuning::default()
+                }
+                .describe()
+            }),
+            adapter_exportable: self.model.lora_shape().is_some() && !self.encoder_changed,
         }
+    }
+
+    /// The LoRA adapter alone as a PEFT folder (with the head as `modules_to_save`).
+    ///
+    /// # Errors
+    /// A model without adapters, or whose encoder a full or top-layer run changed; read-back
+    /// failures.
+    pub async fn export_adapter(&self) -> Result<HfFolder> {
+        if self.encoder_changed && self.model.lora_shape().is_some() {
+            return Err(Error::data(
+                "adapter",
+                "an earlier full or top-layer run changed the encoder itself, so the adapter alone would not reproduce this model on the original base; export the full model instead",
+            ));
+        }
+        crate::model::peft::export_adapter(
+            &self.model,
+            &self.classes,
+            self.max_length,
+            &self.base_name,
+        )
+        .await
     }
 
     /// The model as a Hugging Face folder (weights read back asynchronously).
@@ -548,6 +596,8 @@ pub struct TextJob {
     tokenizer: TextTokenizer,
     config_json: Vec<u8>,
     tokenizer_json: Vec<u8>,
+    base_name: String,
+    encoder_changed: bool,
     /// The memory estimate the plan was checked against.
     pub memory: MemoryEstimate,
 }
@@ -848,6 +898,7 @@ impl TextSession {
             recipe.train.batch_size,
             folder.max_length(recipe.text.max_length),
             recipe.train.optimizer,
+            &recipe.text.tuning,
         ))
     }
 
@@ -904,7 +955,7 @@ impl TextSession {
             .text
             .dropout
             .unwrap_or(folder.config.hidden_dropout_prob);
-        let model = match (&self.model, continue_training) {
+        let (model, was_changed) = match (&self.model, continue_training) {
             (Some(m), true) => {
                 if m.model.task() != task || m.classes != classes {
                     return Err(Error::data(
@@ -916,7 +967,7 @@ impl TextSession {
                         ),
                     ));
                 }
-                m.model.clone()
+                (m.model.clone(), m.encoder_changed)
             }
             (None, true) => {
                 return Err(Error::config(
@@ -924,15 +975,22 @@ impl TextSession {
                     "there is no trained or imported text model to continue from",
                 ));
             }
-            _ => folder.build(
-                task,
-                &classes,
-                recipe.text.pooling,
-                dropout,
-                recipe.train.seed,
-                device,
-            )?,
+            _ => (
+                folder.build(
+                    task,
+                    &classes,
+                    recipe.text.pooling,
+                    dropout,
+                    recipe.train.seed,
+                    device,
+                )?,
+                false,
+            ),
         };
+        let tuning = &recipe.text.tuning;
+        let model = model.tuned(tuning, recipe.train.seed)?;
+        let encoder_changed =
+            was_changed || matches!(tuning.strategy, Strategy::Full | Strategy::Top);
         let mut recipe = recipe.clone();
         recipe.text.max_length = tokenizer.max_len();
         if task == TextTask::Tokens && recipe.fit.metric == Metric::Accuracy {
@@ -949,9 +1007,122 @@ impl TextSession {
             tokenizer,
             config_json: folder.config_json.clone(),
             tokenizer_json: folder.tokenizer_json.clone(),
+            base_name: folder.name.clone(),
+            encoder_changed,
             memory,
             recipe,
         })
+    }
+
+    /// Load a PEFT LoRA adapter folder (`adapter_config.json`, `adapter_model.safetensors`,
+    /// optionally `burnish_adapter.json`) onto the loaded model folder; the result becomes the
+    /// current text model, to predict with, export or continue training (with LoRA of the same
+    /// rank and targets). Label names come from `burnish_adapter.json`, else the folder's own
+    /// head, else the loaded training data when the class count matches, else `LABEL_i`.
+    ///
+    /// # Errors
+    /// No model folder loaded; missing files; an adapter that does not fit the model (named).
+    pub fn load_adapter(&mut self, files: &[FolderFile], device: &Device) -> Result<TextModelInfo> {
+        use crate::model::peft::{ADAPTER_CONFIG, ADAPTER_META, ADAPTER_WEIGHTS, read_adapter};
+        let folder = self.folder.as_ref().ok_or_else(|| {
+            Error::data(
+                "adapter",
+                "load the base model folder (the model the adapter was trained on) first, then the adapter",
+            )
+        })?;
+        let name = files
+            .first()
+            .and_then(|f| f.path.split_once('/').map(|(dir, _)| dir.to_string()))
+            .unwrap_or_else(|| "the adapter folder".into());
+        let find = |wanted: &str| {
+            files
+                .iter()
+                .filter(|f| base_name(&f.path) == wanted)
+                .min_by_key(|f| f.path.len())
+        };
+        let config = find(ADAPTER_CONFIG).ok_or_else(|| {
+            Error::data(
+                &name,
+                "the folder has no adapter_config.json; a PEFT adapter folder holds adapter_config.json and adapter_model.safetensors",
+            )
+        })?;
+        let weights = find(ADAPTER_WEIGHTS).ok_or_else(|| {
+            Error::data(
+                &name,
+                if find("adapter_model.bin").is_some() {
+                    "the folder has adapter_model.bin but no adapter_model.safetensors; burnish reads safetensors only (in Python: `model.save_pretrained(folder, safe_serialization=True)`)"
+                } else {
+                    "the folder has no adapter_model.safetensors"
+                },
+            )
+        })?;
+        let adapter = read_adapter(
+            &config.bytes,
+            &weights.bytes,
+            find(ADAPTER_META).map(|m| m.bytes.as_slice()),
+            &folder.config,
+        )?;
+        let meta = adapter.meta.clone();
+        let task = match (&meta, adapter.task_type.as_deref()) {
+            (Some(m), _) => m.task,
+            (None, Some("TOKEN_CLS")) => TextTask::Tokens,
+            _ => TextTask::Sequence,
+        };
+        let n = adapter.head_classes();
+        let fits = |labels: &[String]| n.is_none_or(|n| n == labels.len());
+        let folder_head = folder
+            .head
+            .as_ref()
+            .filter(|h| h.task == task && fits(&h.labels));
+        let data_classes = self
+            .train
+            .as_ref()
+            .filter(|t| t.data.task() == task && fits(t.data.classes()))
+            .map(|t| t.data.classes().to_vec());
+        let labels = match (&meta, folder_head, data_classes, n) {
+            (Some(m), _, _, _) => m.labels.clone(),
+            (None, Some(h), _, _) => h.labels.clone(),
+            (None, None, Some(c), _) => c,
+            (None, None, None, Some(n)) => (0..n).map(|i| format!("LABEL_{i}")).collect(),
+            (None, None, None, None) => {
+                return Err(Error::data(
+                    &name,
+                    "the adapter has no classifier weights (PEFT's `modules_to_save`) and the model folder has no head for it; load a folder with a head, or train the adapter here first",
+                ));
+            }
+        };
+        let pooling = meta
+            .as_ref()
+            .map(|m| m.pooling)
+            .or(folder_head.map(|h| h.pooling))
+            .unwrap_or_default();
+        let max_length = folder.max_length(
+            meta.as_ref()
+                .map(|m| m.max_length)
+                .or(folder_head.and_then(|h| h.max_length))
+                .unwrap_or(128),
+        );
+        let model = folder.build(
+            task,
+            &labels,
+            pooling,
+            folder.config.hidden_dropout_prob,
+            0,
+            device,
+        )?;
+        let model = adapter.apply(model, device)?;
+        let trained = TrainedText {
+            model,
+            classes: labels,
+            tokenizer: folder.tokenizer(max_length)?,
+            max_length,
+            config_json: folder.config_json.clone(),
+            tokenizer_json: folder.tokenizer_json.clone(),
+            origin: "adapter".into(),
+            base_name: folder.name.clone(),
+            encoder_changed: false,
+        };
+        Ok(self.set_model(trained))
     }
 
     /// Make `model` the current text model.
@@ -992,6 +1163,8 @@ impl TextSession {
             config_json: folder.config_json.clone(),
             tokenizer_json: folder.tokenizer_json.clone(),
             origin: "imported".into(),
+            base_name: folder.name.clone(),
+            encoder_changed: false,
         };
         self.model = Some(trained.clone());
         Ok(trained)
@@ -1019,6 +1192,7 @@ fn final_report(split: &str, outcome: &super::text_fit::TextFitOutcome) -> Final
         epochs_run: outcome.epochs_run,
         stopped_early: outcome.stopped_early,
         cancelled: outcome.cancelled,
+        peak_memory: outcome.peak_memory,
     }
 }
 
@@ -1070,6 +1244,8 @@ impl TextJob {
             config_json: self.config_json,
             tokenizer_json: self.tokenizer_json,
             origin: "trained".into(),
+            base_name: self.base_name,
+            encoder_changed: self.encoder_changed,
         };
         Ok((trained, report, outcome.tokens_per_second))
     }

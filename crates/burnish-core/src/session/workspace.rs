@@ -151,6 +151,9 @@ pub struct FinalReport {
     pub stopped_early: bool,
     /// Whether the user cancelled it.
     pub cancelled: bool,
+    /// The most GPU memory the run's device held, in bytes, when the backend reports it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peak_memory: Option<u64>,
 }
 
 /// Class probabilities for one input.
@@ -787,6 +790,7 @@ impl TrainingJob {
             epochs_run: outcome.epochs_run,
             stopped_early: outcome.stopped_early,
             cancelled: outcome.cancelled,
+            peak_memory: super::text_fit::peak_memory(device),
         };
         host.post(Event::Report {
             report: Box::new(report.clone()),

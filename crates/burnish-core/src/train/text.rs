@@ -208,6 +208,12 @@ impl TextTrainer {
         self.step
     }
 
+    /// Tensors of optimizer state (two moments per trained tensor for Adam/AdamW; frozen ones
+    /// have none).
+    pub fn optimizer_state_tensors(&self) -> usize {
+        self.optim.to_record().len()
+    }
+
     /// The device it trains on (with autodiff).
     pub fn device(&self) -> &Device {
         &self.device
@@ -504,5 +510,130 @@ pub(crate) mod tests {
             .map(|(x, y)| (x - y).abs())
             .fold(0.0f32, f32::max);
         assert!(worst < 1e-5, "reloaded logits differ by {worst}");
+    }
+
+    /// The 8 texts of the sentiment test, tokenized.
+    fn sentiment(tok: &TextTokenizer) -> TokenizedSet {
+        let texts = [
+            ("good film", 1),
+            ("the great film", 1),
+            ("fine", 1),
+            ("bad film", 0),
+            ("the awful film", 0),
+            ("poor", 0),
+            ("great great", 1),
+            ("awful poor film", 0),
+        ];
+        TokenizedSet {
+            rows: texts
+                .iter()
+                .map(|(t, _)| tok.encode(t, None).expect("encode"))
+                .collect(),
+            labels: Labels::Sequence(texts.iter().map(|(_, l)| *l).collect()),
+            classes: vec!["neg".into(), "pos".into()],
+            pad_id: tok.pad_id(),
+        }
+    }
+
+    async fn values(t: Tensor<2>) -> Vec<f32> {
+        t.into_data_async()
+            .await
+            .expect("read")
+            .try_to_vec::<f32>()
+            .expect("f32")
+    }
+
+    #[test]
+    fn frozen_weights_stay_put_and_carry_no_optimizer_state() {
+        use crate::model::lora::{LoraTarget, Strategy, Tuning, trainable_parameters};
+        use crate::session::memory::MemoryEstimate;
+        let device = Device::flex();
+        let tok = TextTokenizer::from_json("tokenizer.json", TINY_TOKENIZER.as_bytes(), 8)
+            .expect("tokenizer");
+        let data = sentiment(&tok);
+        let config = tiny_config();
+        let train = TrainConfig {
+            learning_rate: 0.01,
+            batch_size: 4,
+            steps: 20,
+            weight_decay: 0.01,
+            ..TrainConfig::default()
+        };
+        let query = |m: &BertClassifier, layer: usize| {
+            pollster::block_on(values(
+                m.bert.layers()[layer]
+                    .target(LoraTarget::Query)
+                    .linear
+                    .weight
+                    .val(),
+            ))
+        };
+        for (strategy, top) in [
+            (Strategy::Full, 0),
+            (Strategy::Head, 0),
+            (Strategy::Top, 1),
+            (Strategy::Lora, 0),
+        ] {
+            let mut tuning = Tuning {
+                strategy,
+                top_layers: top.max(1),
+                ..Tuning::default()
+            };
+            tuning.lora.targets = LoraTarget::ALL.to_vec();
+            tuning.lora.rank = 2;
+            let bert = Bert::from_weights(&config, BertWeights::random(&config, 5), &device)
+                .expect("bert");
+            let model = BertClassifier::new(bert, 2, Pooling::Mean, 0.1, 1, &device)
+                .tuned(&tuning, 7)
+                .expect("tuned");
+            let before = [query(&model, 0), query(&model, 1)];
+            let (head_before, _) = pollster::block_on(model.head_values()).expect("head");
+            let mut trainer =
+                TextTrainer::new(model, train.clone(), data.clone(), &device).expect("trainer");
+            let trainable = trainable_parameters(trainer.model());
+            let estimate =
+                MemoryEstimate::for_bert(&config, 2, 4, 8, OptimizerKind::Adamw, &tuning);
+            assert_eq!(
+                trainable, estimate.trainable,
+                "{strategy:?}: counted vs estimated"
+            );
+            let losses: Vec<f32> = (0..20)
+                .map(|_| pollster::block_on(trainer.step()).expect("step").loss)
+                .collect();
+            assert!(losses[19] < losses[0], "{strategy:?}: loss {losses:?}");
+            let m = trainer.model();
+            let after = [query(m, 0), query(m, 1)];
+            let (head_after, _) = pollster::block_on(m.head_values()).expect("head");
+            assert_ne!(head_before, head_after, "{strategy:?}: the head trains");
+            let changed = [before[0] != after[0], before[1] != after[1]];
+            let expected = match strategy {
+                Strategy::Full => [true, true],
+                Strategy::Top => [false, true],
+                Strategy::Head | Strategy::Lora => [false, false],
+            };
+            assert_eq!(changed, expected, "{strategy:?}: which layers moved");
+            // AdamW keeps two moments per trained tensor and nothing for frozen ones.
+            let trained_tensors = match strategy {
+                // 2 layers x (6 linears x 2 + 2 norms x 2) + 3 embeddings + norm 2 + pooler 0
+                // (mean pooling: unused, so no gradient) + head 2.
+                Strategy::Full => 2 * 16 + 3 + 2 + 2,
+                Strategy::Head => 2,
+                Strategy::Top => 16 + 2,
+                Strategy::Lora => 2 * 6 * 2 + 2,
+            };
+            assert_eq!(
+                trainer.optimizer_state_tensors(),
+                2 * trained_tensors,
+                "{strategy:?}: optimizer state"
+            );
+            if strategy == Strategy::Lora {
+                let moved = m.adapters().iter().all(|(_, _, f)| {
+                    pollster::block_on(values(f.b.val()))
+                        .iter()
+                        .any(|v| *v != 0.0)
+                });
+                assert!(moved, "every adapter's B left zero");
+            }
+        }
     }
 }
