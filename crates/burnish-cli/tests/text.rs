@@ -187,8 +187,15 @@ fn lora_writes_a_peft_adapter_that_predicts_like_the_merged_model() {
         "{stdout}"
     );
     assert!(stdout.contains("training 930 parameters"), "{stdout}");
-    assert!(stdout.contains("LoRA adapter (PEFT layout) written"), "{stdout}");
-    for f in ["adapter_config.json", "adapter_model.safetensors", "burnish_adapter.json"] {
+    assert!(
+        stdout.contains("LoRA adapter (PEFT layout) written"),
+        "{stdout}"
+    );
+    for f in [
+        "adapter_config.json",
+        "adapter_model.safetensors",
+        "burnish_adapter.json",
+    ] {
         assert!(adapter.join(f).is_file(), "{f}");
     }
 
@@ -205,14 +212,21 @@ fn lora_writes_a_peft_adapter_that_predicts_like_the_merged_model() {
     let with_adapter = predict(&["--model", &path(&model), "--adapter", &a]);
     let from_merged = predict(&["--model", &m]);
     assert_eq!(with_adapter.len(), 3);
-    for (x, y) in with_adapter.iter().flatten().zip(from_merged.iter().flatten()) {
+    for (x, y) in with_adapter
+        .iter()
+        .flatten()
+        .zip(from_merged.iter().flatten())
+    {
         assert!((x - y).abs() < 1e-5, "{with_adapter:?} vs {from_merged:?}");
     }
 
     // Training goes on from the adapter, with its settings; other settings are refused.
     let (ok, stdout, stderr) = run(&[&lora[..], &["--adapter", &a]].concat());
     assert!(ok, "{stdout}\n{stderr}");
-    assert!(stdout.contains("LoRA r=4 alpha=16 on query, value, intermediate onto"), "{stdout}");
+    assert!(
+        stdout.contains("LoRA r=4 alpha=16 on query, value, intermediate onto"),
+        "{stdout}"
+    );
     let (ok, _, stderr) = run(&["--adapter", &a, "--tuning", "lora", "--lora-rank", "8"]);
     assert!(!ok);
     assert!(
@@ -220,7 +234,12 @@ fn lora_writes_a_peft_adapter_that_predicts_like_the_merged_model() {
         "{stderr}"
     );
     // Without LoRA there is no adapter to write.
-    let (ok, _, stderr) = run(&["--tuning", "head", "--adapter-out", &path(&dir.join("none"))]);
+    let (ok, _, stderr) = run(&[
+        "--tuning",
+        "head",
+        "--adapter-out",
+        &path(&dir.join("none")),
+    ]);
     assert!(!ok);
     assert!(stderr.contains("has no LoRA adapter"), "{stderr}");
     let _ = std::fs::remove_dir_all(dir);
