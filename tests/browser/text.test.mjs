@@ -257,6 +257,8 @@ test('LoRA on the tiny BERT: memory before training, a few steps, the PEFT adapt
     await page.click('#start');
     s = await waitFor(page, record, (st) => st.textModel && st.report && idle(st), 200_000, 'LoRA training');
     assert.equal(s.started.parameters, 546);
+    assert.ok(s.report.peak_memory > 0, `peak memory ${s.report.peak_memory}`);
+    assert.match(await page.locator('#report-summary').textContent(), /Peak GPU memory held by the allocator: [\d.]+ MiB/);
     assert.ok(s.started.total_parameters > 5000, `${s.started.total_parameters} parameters in all`);
     assert.equal(s.textModel.adapter, 'LoRA r=4 alpha=8 on query, value');
     assert.equal(s.textModel.adapter_exportable, true);

@@ -72,8 +72,8 @@ impl MemoryEstimate {
     /// The estimate for fine-tuning `config`'s encoder plus a head of `n_classes` as `tuning`
     /// says. Frozen layers keep no activations for the backward pass when nothing below them
     /// trains (head only, the lower layers with `top`); LoRA keeps every layer's activations
-    /// (gradients flow down to the first adapter) plus each adapter's input and rank-wide
-    /// intermediate, but gradients and optimizer state only for the factors and the head.
+    /// (gradients flow down to the first adapter) plus each adapter's dropped-out input and
+    /// rank-wide intermediate: it saves gradients and optimizer state, not activations.
     pub fn for_bert(
         config: &BertConfig,
         n_classes: usize,
@@ -140,9 +140,15 @@ impl MemoryEstimate {
             Strategy::Full => l * per_layer + embeddings,
             Strategy::Head => 0,
             Strategy::Top => top * per_layer,
+            // The adapters' input is the layer's own (kept anyway) unless dropout makes a new
+            // one (and its mask); `x A` is kept for `B`'s gradient.
             Strategy::Lora => {
-                l * (per_layer
-                    + tokens * targets.iter().map(|&t| lora_dims(t).0 + rank).sum::<u64>())
+                let dropped = u64::from(tuning.lora.dropout > 0.0) * 2;
+                let adapters: u64 = targets
+                    .iter()
+                    .map(|&t| dropped * lora_dims(t).0 + rank)
+                    .sum();
+                l * (per_layer + tokens * adapters)
             }
         };
         let activations = (kept + head) * F32;
