@@ -67,11 +67,19 @@ pub struct TextFitOutcome {
     pub peak_memory: Option<u64>,
 }
 
-/// The most bytes the device's memory pools have held (pages at their peak), when the backend
-/// reports its pools (wgpu does; the CPU backend does not).
+/// The most bytes the device's allocator has held: its sliced pools' pages at their peak, or
+/// the bytes it reserves now (it keeps the pages a run needed, for reuse), whichever is larger;
+/// `None` when the backend does not report its pools (the CPU backend) or reports nothing.
 pub fn peak_memory(device: &Device) -> Option<u64> {
-    let pools = device.memory_pool_report()?;
-    Some(pools.iter().map(|p| p.pages_peak * p.page_size).sum())
+    let pages = device.memory_pool_report().map(|pools| {
+        pools
+            .iter()
+            .map(|p| p.pages_peak * p.page_size)
+            .sum::<u64>()
+    });
+    let reserved = device.memory_pool_usage().map(|u| u.bytes_reserved);
+    let peak = pages.unwrap_or(0).max(reserved.unwrap_or(0));
+    (peak > 0).then_some(peak)
 }
 
 /// Fine-tune `model` on `splits`.
