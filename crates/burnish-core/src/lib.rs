@@ -12,6 +12,7 @@ pub mod data;
 pub mod error;
 pub mod eval;
 pub mod export;
+pub mod generate;
 pub mod model;
 pub mod rng;
 pub mod session;

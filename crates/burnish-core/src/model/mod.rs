@@ -7,6 +7,7 @@ pub mod bert_classifier;
 pub mod classifier;
 pub mod cnn;
 pub mod dropout;
+pub mod gpt;
 mod init;
 pub mod lora;
 pub mod mlp;

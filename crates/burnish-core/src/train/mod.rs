@@ -6,6 +6,7 @@
 
 mod batches;
 mod config;
+pub mod lm;
 pub mod optimizer;
 pub mod schedule;
 pub mod text;

@@ -224,37 +224,83 @@ impl TextTrainer {
     /// # Errors
     /// [`Error::Readback`], or [`Error::Diverged`] when the loss is not finite.
     pub async fn step(&mut self) -> Result<StepReport> {
-        let micro = self.config.grad_accumulation;
-        let mut model = self
+        let model = self
             .model
             .take()
             .expect("the model is only absent inside step()");
-        let mut accumulator = GradientsAccumulator::<BertClassifier>::new();
-        let mut total: Option<Tensor<1>> = None;
-        for _ in 0..micro {
-            let indices = self
-                .batches
-                .next(self.data.rows.len(), self.config.batch_size);
-            let rows: Vec<&Encoding> = indices.iter().map(|&i| &self.data.rows[i]).collect();
-            let input = pad_batch(&rows, self.data.pad_id, &self.device);
-            let (targets, weights) = self.data.targets(&indices, &self.device);
-            let logits = model.forward(&input, &mut Masks::from(&mut self.dropout_rng));
-            let loss = masked_cross_entropy(logits, targets, weights) / micro as f32;
-            accumulator.accumulate(&model, GradientsParams::from_grads(loss.backward(), &model));
-            total = add_loss(total, loss.detach());
-        }
-        let mut grads = accumulator.grads();
-        if let Some(max_norm) = self.config.clip_grad_norm {
-            clip_global_norm(&model, &mut grads, max_norm);
-        }
-        let learning_rate = self.config.learning_rate_at(self.step);
-        if self.config.optimizer == OptimizerKind::Adamw && self.config.weight_decay > 0.0 {
-            model = model.decay((1.0 - learning_rate * f64::from(self.config.weight_decay)) as f32);
-        }
-        self.model = Some(self.optim.step(learning_rate, model, grads));
+        let (data, device, batches, dropout) = (
+            &self.data,
+            &self.device,
+            &mut self.batches,
+            &mut self.dropout_rng,
+        );
+        let batch_size = self.config.batch_size;
+        let (model, report) = decoupled_step(
+            model,
+            &mut self.optim,
+            &self.config,
+            self.step,
+            |model: &BertClassifier, micro: usize| {
+                let indices = batches.next(data.rows.len(), batch_size);
+                let rows: Vec<&Encoding> = indices.iter().map(|&i| &data.rows[i]).collect();
+                let input = pad_batch(&rows, data.pad_id, device);
+                let (targets, weights) = data.targets(&indices, device);
+                let logits = model.forward(&input, &mut Masks::from(dropout));
+                masked_cross_entropy(logits, targets, weights) / micro as f32
+            },
+        )
+        .await;
+        self.model = Some(model);
         self.step += 1;
-        step_report(total, self.step, learning_rate).await
+        report
     }
+}
+
+/// A model whose matrices take decoupled weight decay by hand (`w *= factor`).
+pub(crate) trait DecayMatrices {
+    /// Every trainable matrix multiplied by `factor`.
+    fn decay(self, factor: f32) -> Self;
+}
+
+impl DecayMatrices for BertClassifier {
+    fn decay(self, factor: f32) -> Self {
+        BertClassifier::decay(self, factor)
+    }
+}
+
+/// One optimizer step of `model`, shared by the trainers of pretrained and generative models:
+/// `grad_accumulation` micro-batches (`loss_of(model, micro)` gives each one's loss, already
+/// divided by `micro`), global-norm clipping, the scheduled learning rate, decoupled weight decay
+/// on matrices for AdamW (the optimizer's own decay is off), the update, and the loss read back
+/// asynchronously. The model always comes back, also when the report is an error.
+pub(crate) async fn decoupled_step<M>(
+    mut model: M,
+    optim: &mut ModuleOptimizer,
+    config: &TrainConfig,
+    step: usize,
+    mut loss_of: impl FnMut(&M, usize) -> Tensor<1>,
+) -> (M, Result<StepReport>)
+where
+    M: burn::module::Module + DecayMatrices,
+{
+    let micro = config.grad_accumulation;
+    let mut accumulator = GradientsAccumulator::<M>::new();
+    let mut total: Option<Tensor<1>> = None;
+    for _ in 0..micro {
+        let loss = loss_of(&model, micro);
+        accumulator.accumulate(&model, GradientsParams::from_grads(loss.backward(), &model));
+        total = add_loss(total, loss.detach());
+    }
+    let mut grads = accumulator.grads();
+    if let Some(max_norm) = config.clip_grad_norm {
+        clip_global_norm(&model, &mut grads, max_norm);
+    }
+    let learning_rate = config.learning_rate_at(step);
+    if config.optimizer == OptimizerKind::Adamw && config.weight_decay > 0.0 {
+        model = model.decay((1.0 - learning_rate * f64::from(config.weight_decay)) as f32);
+    }
+    let model = optim.step(learning_rate, model, grads);
+    (model, step_report(total, step + 1, learning_rate).await)
 }
 
 /// Loss and report of `model` on `data`, in batches of `batch` rows. For sequences the report

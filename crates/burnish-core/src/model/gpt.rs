@@ -1,0 +1,503 @@
+//! A GPT-style decoder, laid out as GPT-2 (so that an export is a `GPT2LMHeadModel` folder):
+//! token and learned position embeddings, pre-norm blocks of causal self-attention (one fused
+//! `c_attn` projection to query, key and value) and a GELU (tanh) MLP, a final LayerNorm, and the
+//! language-model head tied to the token embedding. Weights are drawn on the host (normal, std
+//! 0.02; the residual projections scaled by `1 / sqrt(2 * layers)` as GPT-2 does).
+//!
+//! [`Gpt::forward`] runs a whole window; with a [`KvCache`] it runs only the new positions and
+//! appends their keys and values, so generating a token costs one position, not a re-run.
+//! Its linear layers are [`AdaptedLinear`]s, so LoRA applies to it as to the encoders.
+
+use burn::module::Param;
+use burn::nn::{Embedding, LayerNorm, LayerNormConfig, Linear};
+use burn::prelude::*;
+use burn::tensor::activation::{gelu_approximate, softmax};
+use serde::{Deserialize, Serialize};
+
+use super::Masks;
+use super::lora::AdaptedLinear;
+use crate::rng::Rng;
+use crate::{Error, Result};
+
+/// The decoder's size.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GptConfig {
+    /// Tokens in the vocabulary (set from the tokenizer).
+    pub vocab_size: usize,
+    /// Longest window, in tokens (GPT-2's `n_positions`). Default 128.
+    pub context: usize,
+    /// Blocks. Default 4.
+    pub layers: usize,
+    /// Attention heads per block. Default 4.
+    pub heads: usize,
+    /// Width. Default 128.
+    pub hidden: usize,
+    /// Dropout on embeddings, attention probabilities and residual branches. Default 0.1.
+    pub dropout: f64,
+}
+
+impl Default for GptConfig {
+    fn default() -> Self {
+        Self {
+            vocab_size: 0,
+            context: 128,
+            layers: 4,
+            heads: 4,
+            hidden: 128,
+            dropout: 0.1,
+        }
+    }
+}
+
+impl GptConfig {
+    /// # Errors
+    /// A field out of range, named.
+    pub fn validate(&self) -> Result<()> {
+        let field = |name: &'static str, ok: bool, what: &str| {
+            if ok {
+                Ok(())
+            } else {
+                Err(Error::config(name, what.to_string()))
+            }
+        };
+        field("gpt.vocab_size", self.vocab_size > 0, "must be at least 1")?;
+        field("gpt.context", self.context >= 2, "must be at least 2")?;
+        field("gpt.layers", self.layers >= 1, "must be at least 1")?;
+        field("gpt.heads", self.heads >= 1, "must be at least 1")?;
+        field(
+            "gpt.hidden",
+            self.hidden >= self.heads && self.hidden.is_multiple_of(self.heads),
+            "must be a multiple of `heads`",
+        )?;
+        field(
+            "gpt.dropout",
+            (0.0..1.0).contains(&self.dropout),
+            "must be in [0, 1)",
+        )
+    }
+
+    /// Parameters of the model.
+    pub fn parameters(&self) -> usize {
+        let (v, t, h, l) = (self.vocab_size, self.context, self.hidden, self.layers);
+        let block =
+            2 * 2 * h + (h * 3 * h + 3 * h) + (h * h + h) + (h * 4 * h + 4 * h) + (4 * h * h + h);
+        v * h + t * h + l * block + 2 * h
+    }
+
+    /// Draw the weights from `seed` and build the model on `device`.
+    ///
+    /// # Errors
+    /// An invalid config.
+    pub fn init(&self, seed: u64, device: &Device) -> Result<Gpt> {
+        self.validate()?;
+        let mut rng = Rng::new(seed);
+        let h = self.hidden;
+        let residual = 0.02 / ((2 * self.layers) as f32).sqrt();
+        let mut normal = |rows: usize, cols: usize, std: f32| {
+            let values: Vec<f32> = (0..rows * cols).map(|_| std * rng.normal()).collect();
+            Param::from_data(TensorData::new(values, [rows, cols]), device)
+        };
+        let mut linear = |d_in: usize, d_out: usize, std: f32| -> AdaptedLinear {
+            Linear {
+                weight: normal(d_in, d_out, std),
+                bias: Some(Param::from_data(
+                    TensorData::new(vec![0.0f32; d_out], [d_out]),
+                    device,
+                )),
+            }
+            .into()
+        };
+        let blocks = (0..self.layers)
+            .map(|_| GptBlock {
+                ln1: LayerNormConfig::new(h).with_epsilon(1e-5).init(device),
+                attn: linear(h, 3 * h, 0.02),
+                proj: linear(h, h, residual),
+                ln2: LayerNormConfig::new(h).with_epsilon(1e-5).init(device),
+                fc: linear(h, 4 * h, 0.02),
+                out: linear(4 * h, h, residual),
+            })
+            .collect();
+        let mut rng = Rng::new(seed ^ 0x7774_6500);
+        let mut embedding = |rows: usize, std: f32| Embedding {
+            weight: {
+                let values: Vec<f32> = (0..rows * h).map(|_| std * rng.normal()).collect();
+                Param::from_data(TensorData::new(values, [rows, h]), device)
+            },
+        };
+        Ok(Gpt {
+            wte: embedding(self.vocab_size, 0.02),
+            wpe: embedding(self.context, 0.01),
+            blocks,
+            ln_f: LayerNormConfig::new(h).with_epsilon(1e-5).init(device),
+            heads: self.heads,
+            dropout: self.dropout,
+        })
+    }
+}
+
+/// One pre-norm block.
+#[derive(Module, Debug)]
+pub struct GptBlock {
+    ln1: LayerNorm,
+    /// Query, key and value in one projection `[hidden, 3 * hidden]` (GPT-2's `c_attn`).
+    pub attn: AdaptedLinear,
+    /// The attention output projection (`attn.c_proj`).
+    pub proj: AdaptedLinear,
+    ln2: LayerNorm,
+    /// The MLP's up projection (`mlp.c_fc`).
+    pub fc: AdaptedLinear,
+    /// The MLP's down projection (`mlp.c_proj`).
+    pub out: AdaptedLinear,
+}
+
+/// The decoder.
+#[derive(Module, Debug)]
+pub struct Gpt {
+    wte: Embedding,
+    wpe: Embedding,
+    blocks: Vec<GptBlock>,
+    ln_f: LayerNorm,
+    heads: usize,
+    dropout: f64,
+}
+
+/// Keys and values of the positions seen so far, per block (`[batch, heads, seen, head_dim]`).
+#[derive(Debug, Clone, Default)]
+pub struct KvCache {
+    layers: Vec<(Tensor<4>, Tensor<4>)>,
+    len: usize,
+}
+
+impl KvCache {
+    /// Positions held.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether it holds nothing.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+impl Gpt {
+    /// Longest window.
+    pub fn context(&self) -> usize {
+        self.wpe.weight.val().dims()[0]
+    }
+
+    /// Tokens in the vocabulary.
+    pub fn vocab_size(&self) -> usize {
+        self.wte.weight.val().dims()[0]
+    }
+
+    /// The blocks.
+    pub fn blocks(&self) -> &[GptBlock] {
+        &self.blocks
+    }
+
+    /// Logits `[batch, len, vocab]` of the next token after every position of `ids`
+    /// (`[batch, len]`). With `cache`, `ids` continue the cached positions and their keys and
+    /// values are appended; without, they start at position 0. Dropout from `masks`.
+    ///
+    /// # Panics
+    /// When the positions would pass [`Gpt::context`] (callers keep windows within it).
+    pub fn forward(
+        &self,
+        ids: Tensor<2, Int>,
+        mut cache: Option<&mut KvCache>,
+        masks: &mut Masks<'_>,
+    ) -> Tensor<3> {
+        let [batch, len] = ids.dims();
+        let device = ids.device();
+        let start = cache.as_ref().map_or(0, |c| c.len);
+        let total = start + len;
+        assert!(total <= self.context(), "window past the context");
+        let positions = Tensor::<1, Int>::arange(start as i64..total as i64, &device)
+            .reshape([1, len])
+            .expand([batch, len]);
+        let x = self.wte.forward(ids) + self.wpe.forward(positions);
+        let mut x = masks.apply(x, self.dropout);
+        // Query `i` (at position start + i) sees keys 0..=start + i.
+        let bias: Vec<f32> = (0..len)
+            .flat_map(|i| (0..total).map(move |j| if j > start + i { -1e9 } else { 0.0 }))
+            .collect();
+        let bias = Tensor::<2>::from_data(TensorData::new(bias, [len, total]), &device)
+            .reshape([1, 1, len, total]);
+        let h = x.dims()[2];
+        let dh = h / self.heads;
+        for (i, block) in self.blocks.iter().enumerate() {
+            let qkv = block.attn.forward(block.ln1.forward(x.clone()), masks);
+            let split = |part: usize| {
+                qkv.clone()
+                    .narrow(2, part * h, h)
+                    .reshape([batch, len, self.heads, dh])
+                    .swap_dims(1, 2)
+            };
+            let (q, mut k, mut v) = (split(0), split(1), split(2));
+            if let Some(cache) = cache.as_deref_mut() {
+                if let Some((pk, pv)) = cache.layers.get(i) {
+                    k = Tensor::cat(vec![pk.clone(), k], 2);
+                    v = Tensor::cat(vec![pv.clone(), v], 2);
+                }
+                if i < cache.layers.len() {
+                    cache.layers[i] = (k.clone(), v.clone());
+                } else {
+                    cache.layers.push((k.clone(), v.clone()));
+                }
+            }
+            let scores = q.matmul(k.transpose()) / (dh as f64).sqrt() + bias.clone();
+            let probs = masks.apply(softmax(scores, 3), self.dropout);
+            let context: Tensor<3> = probs.matmul(v).swap_dims(1, 2).reshape([batch, len, h]);
+            let attended = block.proj.forward(context, masks);
+            x = x + masks.apply(attended, self.dropout);
+            let inner = gelu_approximate(block.fc.forward(block.ln2.forward(x.clone()), masks));
+            let out = block.out.forward(inner, masks);
+            x = x + masks.apply(out, self.dropout);
+        }
+        if let Some(cache) = cache {
+            cache.len = total;
+        }
+        let x = self.ln_f.forward(x);
+        let vocab = self.vocab_size();
+        x.reshape([batch * len, h])
+            .matmul(self.wte.weight.val().transpose())
+            .reshape([batch, len, vocab])
+    }
+
+    /// Decoupled weight decay on the matrices (embeddings and linear weights; GPT-2 and nanoGPT
+    /// decay 2-D parameters only).
+    pub fn decay(self, factor: f32) -> Self {
+        let scale = |p| super::bert::decay_param(p, factor);
+        Self {
+            wte: Embedding {
+                weight: scale(self.wte.weight),
+            },
+            wpe: Embedding {
+                weight: scale(self.wpe.weight),
+            },
+            blocks: self
+                .blocks
+                .into_iter()
+                .map(|b| GptBlock {
+                    attn: b.attn.decay(factor),
+                    proj: b.proj.decay(factor),
+                    fc: b.fc.decay(factor),
+                    out: b.out.decay(factor),
+                    ..b
+                })
+                .collect(),
+            ..self
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::generate::{Sampling, generate, pick};
+    use crate::train::TrainConfig;
+    use crate::train::lm::{LmTrainer, evaluate_lm};
+
+    fn tiny(device: &Device) -> Gpt {
+        GptConfig {
+            vocab_size: 7,
+            context: 16,
+            layers: 2,
+            heads: 2,
+            hidden: 16,
+            dropout: 0.0,
+        }
+        .init(3, device)
+        .expect("gpt")
+    }
+
+    fn ids(tokens: &[i64], device: &Device) -> Tensor<2, Int> {
+        Tensor::from_data(TensorData::new(tokens.to_vec(), [1, tokens.len()]), device)
+    }
+
+    fn values(t: Tensor<3>) -> Vec<f32> {
+        t.into_data().try_to_vec::<f32>().expect("f32")
+    }
+
+    #[test]
+    fn no_position_sees_the_future() {
+        let device = Device::flex();
+        let model = tiny(&device);
+        let a = values(model.forward(ids(&[1, 2, 3, 4, 5, 6], &device), None, &mut Masks::none()));
+        let b = values(model.forward(ids(&[1, 2, 3, 0, 0, 1], &device), None, &mut Masks::none()));
+        // Positions 0..3 saw the same tokens: same logits; position 3 saw a different token.
+        assert_eq!(a[..3 * 7], b[..3 * 7]);
+        assert_ne!(a[3 * 7..4 * 7], b[3 * 7..4 * 7]);
+    }
+
+    #[test]
+    fn the_kv_cache_equals_recomputing_the_window() {
+        let device = Device::flex();
+        let model = tiny(&device);
+        let tokens = [3, 1, 4, 1, 5, 2, 6, 5];
+        let full = values(model.forward(ids(&tokens, &device), None, &mut Masks::none()));
+        let mut cache = KvCache::default();
+        let mut cached = values(model.forward(
+            ids(&tokens[..5], &device),
+            Some(&mut cache),
+            &mut Masks::none(),
+        ));
+        for t in &tokens[5..] {
+            cached.extend(values(model.forward(
+                ids(&[*t], &device),
+                Some(&mut cache),
+                &mut Masks::none(),
+            )));
+        }
+        assert_eq!(cache.len(), 8);
+        let worst = full
+            .iter()
+            .zip(&cached)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0f32, f32::max);
+        assert!(worst < 1e-5, "cached logits differ by {worst}");
+    }
+
+    #[test]
+    fn greedy_generation_is_deterministic_and_matches_full_recomputation() {
+        let device = Device::flex();
+        let model = tiny(&device);
+        let greedy = Sampling {
+            max_tokens: 24,
+            temperature: 0.0,
+            ..Sampling::default()
+        };
+        let prompt = [1u32, 2, 3];
+        let mut streamed = Vec::new();
+        let a = pollster::block_on(generate(&model, &prompt, &greedy, &device, |t| {
+            streamed.push(t);
+            true
+        }))
+        .expect("generate");
+        let b = pollster::block_on(generate(&model, &prompt, &greedy, &device, |_| true))
+            .expect("again");
+        assert_eq!(a, b);
+        assert_eq!(a, streamed, "every token is streamed as it is picked");
+        assert_eq!(a.len(), 24, "past the 16-token context: the window slides");
+        // The same tokens by re-running the whole (sliding) window for every token.
+        let mut all: Vec<u32> = prompt.to_vec();
+        let mut rng = crate::rng::Rng::new(0);
+        for _ in 0..8 {
+            let window: Vec<i64> = all.iter().map(|&t| i64::from(t)).collect();
+            let logits = values(model.forward(ids(&window, &device), None, &mut Masks::none()));
+            let last = &logits[logits.len() - 7..];
+            all.push(pick(last, &greedy, &mut rng));
+        }
+        assert_eq!(a[..8], all[3..]);
+        // Stopping: `on_token` returning false ends the run.
+        let mut n = 0;
+        let stopped = pollster::block_on(generate(&model, &prompt, &greedy, &device, |_| {
+            n += 1;
+            n < 5
+        }))
+        .expect("stopped");
+        assert_eq!(stopped.len(), 5);
+    }
+
+    #[test]
+    fn sampling_filters_and_repeats_with_the_seed() {
+        let logits = [2.0f32, 1.0, 0.5, -1.0, 3.0];
+        let draw = |s: &Sampling, seed| {
+            let mut rng = crate::rng::Rng::new(seed);
+            (0..400)
+                .map(|_| pick(&logits, s, &mut rng))
+                .collect::<Vec<_>>()
+        };
+        let top2 = Sampling {
+            top_k: Some(2),
+            temperature: 1.0,
+            ..Sampling::default()
+        };
+        let got = draw(&top2, 1);
+        assert!(
+            got.iter().all(|&t| t == 4 || t == 0),
+            "top-2 keeps tokens 4 and 0"
+        );
+        assert_eq!(got, draw(&top2, 1));
+        assert_ne!(got, draw(&top2, 2));
+        // softmax(3, 2) = (0.73, 0.27): token 4 about three times in four.
+        let fours = got.iter().filter(|&&t| t == 4).count();
+        assert!((250..330).contains(&fours), "{fours} of 400");
+        // top-p 0.5: token 4 alone (p = 0.61) passes 0.5.
+        let nucleus = Sampling {
+            top_p: Some(0.5),
+            temperature: 1.0,
+            ..Sampling::default()
+        };
+        assert!(draw(&nucleus, 3).iter().all(|&t| t == 4));
+        assert!(
+            Sampling {
+                top_p: Some(1.5),
+                ..Sampling::default()
+            }
+            .validate()
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn perplexity_is_the_exponent_of_the_mean_token_loss() {
+        let device = Device::flex();
+        let model = tiny(&device);
+        // 40 tokens: two full windows of 16 and a tail of 7, every token after the first once.
+        let tokens: Vec<u32> = (0..40).map(|i| (i * 3 % 7) as u32).collect();
+        let e = pollster::block_on(evaluate_lm(&model, &tokens, 2, &device)).expect("eval");
+        assert_eq!(e.tokens, 39);
+        let mut sum = 0.0f64;
+        for (start, len) in [(0usize, 16usize), (16, 16), (32, 7)] {
+            let window: Vec<i64> = tokens[start..start + len]
+                .iter()
+                .map(|&t| i64::from(t))
+                .collect();
+            let logits = values(model.forward(ids(&window, &device), None, &mut Masks::none()));
+            for p in 0..len {
+                let row = &logits[p * 7..(p + 1) * 7];
+                let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                let log_z = f64::from(max)
+                    + row
+                        .iter()
+                        .map(|&l| f64::from(l - max).exp())
+                        .sum::<f64>()
+                        .ln();
+                sum += log_z - f64::from(row[tokens[start + p + 1] as usize]);
+            }
+        }
+        let want = sum / 39.0;
+        assert!((e.loss - want).abs() < 1e-5, "{} vs {want}", e.loss);
+        assert!((e.perplexity - want.exp()).abs() < 1e-4);
+        // An untrained model is close to uniform: perplexity near the vocabulary size.
+        assert!((e.perplexity - 7.0).abs() < 1.0, "{}", e.perplexity);
+    }
+
+    #[test]
+    fn loss_falls_on_a_tiny_corpus() {
+        let device = Device::flex();
+        let model = tiny(&device);
+        let tokens: Vec<u32> = (0..400).map(|i| [1, 2, 3, 4, 5][i % 5]).collect();
+        let config = TrainConfig {
+            learning_rate: 0.01,
+            batch_size: 8,
+            steps: 60,
+            ..TrainConfig::default()
+        };
+        let mut trainer = LmTrainer::new(model, config, tokens.clone(), &device).expect("trainer");
+        let losses: Vec<f32> = (0..60)
+            .map(|_| pollster::block_on(trainer.step()).expect("step").loss)
+            .collect();
+        assert!(losses[59] < 0.2 * losses[0], "{losses:?}");
+        let e = pollster::block_on(evaluate_lm(trainer.model(), &tokens[..100], 4, &device))
+            .expect("eval");
+        assert!(
+            e.perplexity < 1.5,
+            "a cycle of 5 is predictable: {}",
+            e.perplexity
+        );
+    }
+}
