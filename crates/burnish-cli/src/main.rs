@@ -164,6 +164,63 @@ enum Command {
         #[arg(long, value_enum, default_value_t = Backend::Flex)]
         device: Backend,
     },
+    /// Train a GPT-style language model from scratch on a text file (a character-level
+    /// tokenizer is built from the text unless --tokenizer gives one), with the held-out loss,
+    /// perplexity and a sample as it learns; write a Hugging Face GPT-2 folder.
+    Lm {
+        /// The text (UTF-8), e.g. .assets/tinyshakespeare.txt.
+        data: PathBuf,
+        /// Recipe JSON (`model`, `train`, `validation`, `eval_every`, `eval_tokens`,
+        /// `sample_every`, `prompt`, `sample`; any may be left out).
+        #[arg(long)]
+        recipe: Option<PathBuf>,
+        /// Override the number of steps.
+        #[arg(long)]
+        steps: Option<usize>,
+        /// A tokenizer.json to use instead of a character-level one.
+        #[arg(long)]
+        tokenizer: Option<PathBuf>,
+        /// Continue training this model folder (as --out writes it).
+        #[arg(long)]
+        model: Option<PathBuf>,
+        /// Write the trained model here (config.json, model.safetensors, tokenizer.json).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Where to run.
+        #[arg(long, value_enum, default_value_t = Backend::Flex)]
+        device: Backend,
+        /// Print every event as one JSON line.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Generate text with a language model folder (as `lm --out` writes it), streaming tokens
+    /// as they are produced.
+    Generate {
+        /// The model folder.
+        #[arg(long)]
+        model: PathBuf,
+        /// The prompt.
+        #[arg(long, default_value = "\n")]
+        prompt: String,
+        /// Tokens to generate.
+        #[arg(long, default_value_t = 200)]
+        max_tokens: usize,
+        /// Temperature (0: greedy).
+        #[arg(long, default_value_t = 0.8)]
+        temperature: f64,
+        /// Keep the k most likely tokens.
+        #[arg(long)]
+        top_k: Option<usize>,
+        /// Keep the most likely tokens up to this probability mass.
+        #[arg(long)]
+        top_p: Option<f64>,
+        /// Sampler seed.
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        /// Where to run.
+        #[arg(long, value_enum, default_value_t = Backend::Flex)]
+        device: Backend,
+    },
     /// Train the built-in demo (an MLP on interleaved spirals) and report loss, accuracy and speed.
     Demo {
         /// Where to run.
@@ -326,6 +383,22 @@ impl Host for Terminal {
                             .unwrap_or_default(),
                         if *improved { " (best so far)" } else { "" }
                     );
+                }
+                Event::LmEval {
+                    step,
+                    train_loss,
+                    validation_loss,
+                    perplexity,
+                } => {
+                    if self.tty {
+                        println!();
+                    }
+                    println!(
+                        "step {step}: train loss {train_loss:.4}, held-out loss {validation_loss:.4}, perplexity {perplexity:.2}"
+                    );
+                }
+                Event::LmSample { step, text } => {
+                    println!("--- sample at step {step} ---\n{text}\n---");
                 }
                 Event::Error { message } => eprintln!("error: {message}"),
                 _ => {}
@@ -853,6 +926,20 @@ fn text(
     Ok(())
 }
 
+/// A language model folder (config.json, model.safetensors, tokenizer.json).
+fn load_lm(dir: &std::path::Path, device: &Device) -> Result<burnish_core::session::lm::TrainedLm> {
+    let file = |n: &str| {
+        std::fs::read(dir.join(n))
+            .with_context(|| format!("{}: cannot read {n}; a language model folder holds config.json, model.safetensors and tokenizer.json", dir.display()))
+    };
+    Ok(burnish_core::session::lm::import_lm(
+        &file("config.json")?,
+        &file("model.safetensors")?,
+        &file("tokenizer.json")?,
+        device,
+    )?)
+}
+
 fn write_folder(out: &std::path::Path, files: &[(String, Vec<u8>)]) -> Result<()> {
     std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
     for (name, bytes) in files {
@@ -976,6 +1063,109 @@ fn run(cli: Cli) -> Result<()> {
                     pollster::block_on(predict_text(&trained, text, pair.as_deref(), &device))?;
                 println!("{}", serde_json::to_string(&prediction)?);
             }
+        }
+        Command::Lm {
+            data,
+            recipe,
+            steps,
+            tokenizer,
+            model,
+            out,
+            device: backend,
+            json,
+        } => {
+            use burnish_core::session::lm::{LmData, LmRecipe, export_lm, train_lm};
+            let device = device(backend)?;
+            let host = Terminal::new(json);
+            let mut recipe: LmRecipe = match &recipe {
+                Some(path) => serde_json::from_slice(&read(path)?).with_context(|| {
+                    format!("{} is not a valid language-model recipe", path.display())
+                })?,
+                None => LmRecipe::default(),
+            };
+            if let Some(steps) = steps {
+                recipe.train.steps = steps;
+            }
+            let start = model
+                .as_ref()
+                .map(|dir| load_lm(dir, &device))
+                .transpose()?;
+            let tokenizer_json = match (&tokenizer, &start) {
+                (Some(path), _) => Some(read(path)?),
+                (None, Some(lm)) => Some(lm.tokenizer.to_json().to_vec()),
+                (None, None) => None,
+            };
+            let data = LmData::load(
+                &name(&data),
+                &read(&data)?,
+                tokenizer_json.as_deref(),
+                recipe.validation,
+            )?;
+            let p = data.preview();
+            println!(
+                "{}: {} characters, {} tokens in the vocabulary; {} tokens to train on, {} held out",
+                p.source, p.characters, p.vocab_size, p.train_tokens, p.validation_tokens
+            );
+            let (trained, report) = pollster::block_on(train_lm(
+                &data,
+                &recipe,
+                start,
+                &device,
+                &Control::default(),
+                &host,
+            ))?;
+            if let Some(v) = &report.validation {
+                println!(
+                    "held-out loss {:.4}, perplexity {:.2} over {} tokens",
+                    v.loss, v.perplexity, v.tokens
+                );
+            }
+            println!(
+                "training throughput: {:.0} tokens/s",
+                report.tokens_per_second
+            );
+            println!("--- sample ---\n{}{}\n---", recipe.prompt, report.sample);
+            if let Some(out) = out {
+                write_folder(&out, &pollster::block_on(export_lm(&trained))?)?;
+                println!("model folder written to {}", out.display());
+            }
+        }
+        Command::Generate {
+            model,
+            prompt,
+            max_tokens,
+            temperature,
+            top_k,
+            top_p,
+            seed,
+            device: backend,
+        } => {
+            use burnish_core::generate::Sampling;
+            use burnish_core::session::lm::sample_text;
+            let device = device(backend)?;
+            let lm = load_lm(&model, &device)?;
+            let sampling = Sampling {
+                max_tokens,
+                temperature,
+                top_k,
+                top_p,
+                seed,
+            };
+            print!("{prompt}");
+            let start = Instant::now();
+            let text =
+                pollster::block_on(sample_text(&lm, &prompt, &sampling, &device, |piece| {
+                    print!("{piece}");
+                    let _ = std::io::stdout().flush();
+                    true
+                }))?;
+            println!();
+            eprintln!(
+                "{} tokens in {:.2} s ({:.1} tokens/s)",
+                lm.tokenizer.encode(&text)?.len(),
+                start.elapsed().as_secs_f64(),
+                lm.tokenizer.encode(&text)?.len() as f64 / start.elapsed().as_secs_f64()
+            );
         }
         Command::Demo {
             device: backend,

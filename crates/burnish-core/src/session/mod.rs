@@ -6,6 +6,7 @@
 //! is abstracted by [`runner::Host`].
 
 pub mod fit;
+pub mod lm;
 pub mod memory;
 pub mod protocol;
 pub mod recipe;

@@ -224,6 +224,29 @@ pub enum Event {
         /// Whether this epoch is the best so far (its weights are kept).
         improved: bool,
     },
+    /// A language model's held-out loss was measured.
+    LmEval {
+        /// Steps done.
+        step: usize,
+        /// Mean training loss since the last evaluation.
+        train_loss: f64,
+        /// Held-out loss (nats per token).
+        validation_loss: f64,
+        /// `exp(validation_loss)`.
+        perplexity: f64,
+    },
+    /// A sample from a language model during training.
+    LmSample {
+        /// Steps done.
+        step: usize,
+        /// The generated text (after the prompt).
+        text: String,
+    },
+    /// A language-model run ended.
+    LmReport {
+        /// Its figures and final sample.
+        report: Box<super::lm::LmReport>,
+    },
     /// The run is paused.
     Paused {
         /// Steps done so far.
