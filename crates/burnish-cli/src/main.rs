@@ -1095,16 +1095,16 @@ fn run(cli: Cli) -> Result<()> {
                 (None, Some(lm)) => Some(lm.tokenizer.to_json().to_vec()),
                 (None, None) => None,
             };
-            let data = LmData::load(
-                &name(&data),
-                &read(&data)?,
-                tokenizer_json.as_deref(),
-                recipe.validation,
-            )?;
+            let data = LmData::load(&name(&data), &read(&data)?, tokenizer_json.as_deref())?;
             let p = data.preview();
+            let (train, held) = data.split(recipe.validation)?;
             println!(
                 "{}: {} characters, {} tokens in the vocabulary; {} tokens to train on, {} held out",
-                p.source, p.characters, p.vocab_size, p.train_tokens, p.validation_tokens
+                p.source,
+                p.characters,
+                p.vocab_size,
+                train.len(),
+                held.len()
             );
             let (trained, report) = pollster::block_on(train_lm(
                 &data,

@@ -7,6 +7,7 @@ use wasm_bindgen::prelude::*;
 use web_sys::{DedicatedWorkerGlobalScope, MessageEvent};
 
 use burnish_core::data::images::FolderFile;
+use burnish_core::session::lm;
 use burnish_core::session::recipe::Recipe;
 use burnish_core::session::text_session::predict_text;
 use burnish_core::session::workspace::predict;
@@ -43,6 +44,7 @@ pub fn start() {
         post(Event::Ready {
             defaults: Box::default(),
             text_defaults: Box::new(Recipe::transformer()),
+            lm_defaults: Box::default(),
         });
     }
 }
@@ -243,6 +245,108 @@ fn on_message(message: MessageEvent) {
                 },
             );
         }
+        Command::LoadModel if lm::is_lm_folder(&files) => {
+            if active.is_some() {
+                return busy();
+            }
+            wasm_bindgen_futures::spawn_local(async move {
+                let outcome = async {
+                    let device = device().await?;
+                    WORKSPACE
+                        .with_borrow_mut(|ws| ws.lm.load_model(&files, &device))
+                        .map_err(|e| e.to_string())
+                }
+                .await;
+                match outcome {
+                    Ok(info) => post(Event::LmModel {
+                        info: Box::new(info),
+                    }),
+                    Err(message) => error(message),
+                }
+            });
+        }
+        Command::LoadLmText => {
+            if active.is_some() {
+                return busy();
+            }
+            reply(
+                WORKSPACE.with_borrow_mut(|ws| ws.lm.load_text(&files)),
+                |preview| {
+                    [Event::LmLoaded {
+                        preview: Box::new(preview),
+                    }]
+                },
+            );
+        }
+        Command::TrainLm {
+            recipe,
+            continue_training,
+        } => {
+            if active.is_some() {
+                return busy();
+            }
+            spawn_run(move |control| async move {
+                let device = device().await?;
+                let (data, start) = WORKSPACE.with_borrow(|ws| {
+                    let start = continue_training.then(|| ws.lm.model().cloned()).flatten();
+                    (ws.lm.data().cloned(), start)
+                });
+                let data = data.ok_or("load a text file (or the language-model demo) first")?;
+                if continue_training && start.is_none() {
+                    return Err("there is no language model to continue from".into());
+                }
+                let (trained, _) =
+                    lm::train_lm(&data, &recipe, start, &device, &control, &BrowserHost)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                let info = WORKSPACE.with_borrow_mut(|ws| ws.lm.set_model(trained, "trained"));
+                Ok(Some(Event::LmModel {
+                    info: Box::new(info),
+                }))
+            });
+        }
+        Command::Generate { prompt, sampling } => {
+            if active.is_some() {
+                return busy();
+            }
+            spawn_run(move |control| async move {
+                let device = device().await?;
+                let model = WORKSPACE
+                    .with_borrow(|ws| ws.lm.model().cloned())
+                    .ok_or("train or load a language model first")?;
+                let start = BrowserHost.now_ms();
+                let mut tokens = 0usize;
+                let text = lm::sample_text(&model, &prompt, &sampling, &device, |piece| {
+                    tokens += 1;
+                    post(Event::LmToken { text: piece.into() });
+                    control.get() != RunState::Cancelled
+                })
+                .await
+                .map_err(|e| e.to_string())?;
+                let seconds = (BrowserHost.now_ms() - start) / 1e3;
+                Ok(Some(Event::Generated {
+                    text,
+                    tokens,
+                    tokens_per_second: if seconds > 0.0 {
+                        tokens as f64 / seconds
+                    } else {
+                        0.0
+                    },
+                    stopped: control.get() == RunState::Cancelled,
+                }))
+            });
+        }
+        Command::ExportLm => {
+            let Some(model) = WORKSPACE.with_borrow(|ws| ws.lm.model().cloned()) else {
+                return error("train or load a language model first");
+            };
+            wasm_bindgen_futures::spawn_local(async move {
+                match lm::export_lm(&model).await {
+                    Ok(files) => post_folder(files, "burnish-gpt"),
+                    Err(e) => error(e.to_string()),
+                }
+            });
+        }
         Command::LoadModel => {
             if active.is_some() {
                 return busy();
@@ -383,7 +487,14 @@ fn on_message(message: MessageEvent) {
                 }
                 .await;
                 match outcome {
-                    Ok(folder) => post_folder(folder.files, adapter),
+                    Ok(folder) => post_folder(
+                        folder.files,
+                        if adapter {
+                            "burnish-lora-adapter"
+                        } else {
+                            "burnish-text-model"
+                        },
+                    ),
                     Err(message) => error(message),
                 }
             });
@@ -440,14 +551,9 @@ fn post_export(bytes: &[u8]) {
 
 /// Post the `exported_folder` event with the files' bytes attached as `data` (transferred
 /// `Uint8Array`s, in the order of `files`).
-fn post_folder(files: Vec<(String, Vec<u8>)>, adapter: bool) {
+fn post_folder(files: Vec<(String, Vec<u8>)>, name: &str) {
     let event = Event::ExportedFolder {
-        name: if adapter {
-            "burnish-lora-adapter"
-        } else {
-            "burnish-text-model"
-        }
-        .into(),
+        name: name.into(),
         files: files.iter().map(|(n, b)| (n.clone(), b.len())).collect(),
     };
     let serializer = serde_wasm_bindgen::Serializer::json_compatible();

@@ -98,6 +98,7 @@ fn build_web() -> Result {
             "dist/minilm/model.safetensors",
         ),
         (".assets/movie_sentiment.csv", "dist/movie_sentiment.csv"),
+        (".assets/tinyshakespeare.txt", "dist/tinyshakespeare.txt"),
     ] {
         let (from, to) = (root().join(from), root().join(to));
         let _ = std::fs::remove_file(&to);

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use super::protocol::Event;
 use super::runner::{Control, Host};
+use crate::data::images::FolderFile;
 use crate::export::{decode_float, write_safetensors};
 use crate::generate::{Sampling, generate};
 use crate::model::gpt::{Gpt, GptConfig, tensor_layout};
@@ -72,17 +73,15 @@ impl Default for LmRecipe {
     }
 }
 
-/// A text as a token stream, split into training and held-out parts.
+/// A text as a token stream.
 #[derive(Debug, Clone)]
 pub struct LmData {
     /// The file's name.
     pub source: String,
     /// Its tokenizer.
     pub tokenizer: LmTokenizer,
-    /// Tokens to train on.
-    pub train: Vec<u32>,
-    /// The held-out tail.
-    pub validation: Vec<u32>,
+    /// The text's tokens.
+    pub tokens: Vec<u32>,
     /// The first characters, for a preview.
     pub head: String,
     /// Characters in the text.
@@ -98,26 +97,19 @@ pub struct LmPreview {
     pub characters: usize,
     /// Tokens in the vocabulary.
     pub vocab_size: usize,
-    /// Tokens to train on and held out.
-    pub train_tokens: usize,
-    /// See `train_tokens`.
-    pub validation_tokens: usize,
+    /// Tokens in the text.
+    pub tokens: usize,
     /// The first characters.
     pub head: String,
 }
 
 impl LmData {
-    /// Read `bytes` (UTF-8 text, named `source` in errors), tokenize it with `tokenizer_json`
-    /// or a character-level tokenizer built from it, and hold out the last `validation` share.
+    /// Read `bytes` (UTF-8 text, named `source` in errors) and tokenize it with
+    /// `tokenizer_json` or a character-level tokenizer built from it.
     ///
     /// # Errors
-    /// Not UTF-8 (the line and column are named), too short, an invalid tokenizer or share.
-    pub fn load(
-        source: &str,
-        bytes: &[u8],
-        tokenizer_json: Option<&[u8]>,
-        validation: f64,
-    ) -> Result<Self> {
+    /// Not UTF-8 (the line and column are named), too short, an invalid tokenizer.
+    pub fn load(source: &str, bytes: &[u8], tokenizer_json: Option<&[u8]>) -> Result<Self> {
         let text = std::str::from_utf8(bytes).map_err(|e| {
             let good = &bytes[..e.valid_up_to()];
             let line = good.iter().filter(|&&b| b == b'\n').count() + 1;
@@ -128,9 +120,6 @@ impl LmData {
             )
         })?;
         let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-        if !(0.0..0.9).contains(&validation) {
-            return Err(Error::config("validation", "must be in [0, 0.9)"));
-        }
         let tokenizer = match tokenizer_json {
             Some(json) => LmTokenizer::from_json("tokenizer.json", json)?,
             None => LmTokenizer::char_level(source, text)?,
@@ -145,17 +134,26 @@ impl LmData {
                 ),
             ));
         }
-        let held =
-            ((tokens.len() as f64 * validation) as usize).max(usize::from(validation > 0.0) * 2);
-        let cut = tokens.len() - held;
         Ok(Self {
             source: source.to_string(),
             head: text.chars().take(300).collect(),
             characters: text.chars().count(),
-            validation: tokens[cut..].to_vec(),
-            train: tokens[..cut].to_vec(),
+            tokens,
             tokenizer,
         })
+    }
+
+    /// The tokens to train on and the held-out tail (the last `validation` share).
+    ///
+    /// # Errors
+    /// A share outside [0, 0.9).
+    pub fn split(&self, validation: f64) -> Result<(&[u32], &[u32])> {
+        if !(0.0..0.9).contains(&validation) {
+            return Err(Error::config("validation", "must be in [0, 0.9)"));
+        }
+        let held = (self.tokens.len() as f64 * validation) as usize;
+        let held = if validation > 0.0 { held.max(2) } else { 0 };
+        Ok(self.tokens.split_at(self.tokens.len() - held))
     }
 
     /// What the page shows.
@@ -164,8 +162,7 @@ impl LmData {
             source: self.source.clone(),
             characters: self.characters,
             vocab_size: self.tokenizer.vocab_size(),
-            train_tokens: self.train.len(),
-            validation_tokens: self.validation.len(),
+            tokens: self.tokens.len(),
             head: self.head.clone(),
         }
     }
@@ -246,12 +243,13 @@ pub async fn train_lm(
             (config.init(recipe.train.seed, device)?, config)
         }
     };
+    let (train, held_out) = data.split(recipe.validation)?;
     let steps = recipe.train.steps;
     let total_parameters = burn::module::Module::num_params(&model);
-    let mut trainer = LmTrainer::new(model, recipe.train.clone(), data.train.clone(), device)?;
+    let mut trainer = LmTrainer::new(model, recipe.train.clone(), train.to_vec(), device)?;
     let window = trainer.window();
     host.post(Event::Started {
-        rows: data.train.len(),
+        rows: train.len(),
         steps,
         epochs: 1,
         steps_per_epoch: steps,
@@ -264,7 +262,13 @@ pub async fn train_lm(
         config: config.clone(),
         tokenizer: data.tokenizer.clone(),
     };
-    let held = &data.validation[..data.validation.len().min(recipe.eval_tokens.max(2))];
+    let held = &held_out[..held_out.len().min(recipe.eval_tokens.max(2))];
+    // Samples need a prompt: an empty one starts from the text's first token.
+    let prompt = if recipe.prompt.is_empty() {
+        data.tokenizer.decode(&data.tokens[..1])?
+    } else {
+        recipe.prompt.clone()
+    };
     let (mut step_ms, mut timed, mut cancelled) = (0.0, 0usize, false);
     let mut loss_sum = 0.0f64;
     let mut loss_n = 0usize;
@@ -306,7 +310,7 @@ pub async fn train_lm(
         if recipe.sample_every > 0 && step % recipe.sample_every == 0 && step < steps {
             let text = sample_text(
                 &lm(trainer.model()),
-                &recipe.prompt,
+                &prompt,
                 &recipe.sample,
                 device,
                 |_| true,
@@ -316,12 +320,12 @@ pub async fn train_lm(
         }
     }
     let trained = lm(trainer.model());
-    let validation = if data.validation.len() >= 2 {
-        Some(evaluate_lm(&trained.model, &data.validation, 8, device).await?)
+    let validation = if held_out.len() >= 2 {
+        Some(evaluate_lm(&trained.model, held_out, 8, device).await?)
     } else {
         None
     };
-    let sample = sample_text(&trained, &recipe.prompt, &recipe.sample, device, |_| true).await?;
+    let sample = sample_text(&trained, &prompt, &recipe.sample, device, |_| true).await?;
     let report = LmReport {
         steps: trainer.steps_done(),
         validation,
@@ -486,4 +490,257 @@ pub fn import_lm(
         config,
         tokenizer,
     })
+}
+
+/// A language model as the page describes it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LmModelInfo {
+    /// `trained` or `imported`.
+    pub origin: String,
+    /// Its size.
+    pub config: GptConfig,
+    /// Parameters.
+    pub parameters: usize,
+}
+
+fn base_name(path: &str) -> &str {
+    path.rsplit('/').next().unwrap_or(path)
+}
+
+/// Whether dropped files are a language-model folder (`config.json` with `model_type: gpt2`).
+pub fn is_lm_folder(files: &[FolderFile]) -> bool {
+    files
+        .iter()
+        .filter(|f| base_name(&f.path) == "config.json")
+        .any(|f| {
+            serde_json::from_slice::<serde_json::Value>(&f.bytes)
+                .ok()
+                .and_then(|v| v.get("model_type")?.as_str().map(|t| t == "gpt2"))
+                .unwrap_or(false)
+        })
+}
+
+/// The language-model side of a session: the text and the current model.
+#[derive(Debug, Default)]
+pub struct LmSession {
+    data: Option<LmData>,
+    model: Option<TrainedLm>,
+}
+
+impl LmSession {
+    /// Load a text file (and an optional `tokenizer.json` among `files`).
+    ///
+    /// # Errors
+    /// No text file; as [`LmData::load`].
+    pub fn load_text(&mut self, files: &[FolderFile]) -> Result<LmPreview> {
+        let tokenizer = files
+            .iter()
+            .find(|f| base_name(&f.path) == "tokenizer.json");
+        let text = files
+            .iter()
+            .find(|f| base_name(&f.path) != "tokenizer.json")
+            .ok_or_else(|| {
+                Error::data(
+                    "text",
+                    "drop a UTF-8 text file to train a language model on",
+                )
+            })?;
+        let data = LmData::load(
+            base_name(&text.path),
+            &text.bytes,
+            tokenizer.map(|t| t.bytes.as_slice()),
+        )?;
+        let preview = data.preview();
+        self.data = Some(data);
+        Ok(preview)
+    }
+
+    /// Load a model folder (as [`export_lm`] writes it) on `device`.
+    ///
+    /// # Errors
+    /// Missing files; as [`import_lm`].
+    pub fn load_model(&mut self, files: &[FolderFile], device: &Device) -> Result<LmModelInfo> {
+        let find = |name: &str| {
+            files
+                .iter()
+                .find(|f| base_name(&f.path) == name)
+                .map(|f| f.bytes.as_slice())
+                .ok_or_else(|| {
+                    Error::data(
+                        "model folder",
+                        format!("the folder has no {name}; a language model folder holds config.json, model.safetensors and tokenizer.json"),
+                    )
+                })
+        };
+        let lm = import_lm(
+            find("config.json")?,
+            find("model.safetensors")?,
+            find("tokenizer.json")?,
+            device,
+        )?;
+        Ok(self.set_model(lm, "imported"))
+    }
+
+    /// Make `lm` the current model.
+    pub fn set_model(&mut self, lm: TrainedLm, origin: &str) -> LmModelInfo {
+        let info = LmModelInfo {
+            origin: origin.into(),
+            config: lm.config.clone(),
+            parameters: burn::module::Module::num_params(&lm.model),
+        };
+        self.model = Some(lm);
+        info
+    }
+
+    /// The loaded text.
+    pub fn data(&self) -> Option<&LmData> {
+        self.data.as_ref()
+    }
+
+    /// The current model.
+    pub fn model(&self) -> Option<&TrainedLm> {
+        self.model.as_ref()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use burn::prelude::*;
+
+    use super::*;
+    use crate::model::Masks;
+    use crate::session::testing::Recorder;
+
+    #[test]
+    fn a_run_reports_as_it_learns_and_its_export_loads_back_exactly() {
+        let device = Device::flex();
+        let text = "abcd abcd abcd\n".repeat(20);
+        let data = LmData::load("abc.txt", text.as_bytes(), None).expect("data");
+        assert_eq!(data.tokens.len(), 300);
+        let recipe = LmRecipe {
+            model: GptConfig {
+                context: 12,
+                layers: 1,
+                heads: 2,
+                hidden: 16,
+                dropout: 0.0,
+                ..GptConfig::default()
+            },
+            train: TrainConfig {
+                learning_rate: 0.02,
+                batch_size: 8,
+                steps: 30,
+                ..TrainConfig::default()
+            },
+            eval_every: 10,
+            sample_every: 15,
+            prompt: String::new(),
+            sample: Sampling {
+                max_tokens: 10,
+                temperature: 0.0,
+                ..Sampling::default()
+            },
+            ..LmRecipe::default()
+        };
+        let host = Recorder::default();
+        let (lm, report) = pollster::block_on(train_lm(
+            &data,
+            &recipe,
+            None,
+            &device,
+            &Control::default(),
+            &host,
+        ))
+        .expect("train");
+        let events = host.0.borrow();
+        let evals: Vec<usize> = events
+            .iter()
+            .filter_map(|e| match e {
+                Event::LmEval { step, .. } => Some(*step),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(evals, [10, 20, 30]);
+        assert!(events.iter().any(
+            |e| matches!(e, Event::LmSample { step: 15, text } if text.chars().count() == 10)
+        ));
+        assert!(matches!(events.last(), Some(Event::LmReport { .. })));
+        let v = report.validation.expect("held out");
+        assert_eq!(
+            v.tokens, 29,
+            "10% of 300 tokens held out, each after the first predicted"
+        );
+        assert!(v.perplexity < 2.0, "{v:?}");
+        // An empty prompt starts from the text's first character.
+        assert!(report.sample.starts_with("bcd"), "{:?}", report.sample);
+
+        let files = pollster::block_on(export_lm(&lm)).expect("export");
+        let file = |n: &str| {
+            files
+                .iter()
+                .find(|(name, _)| name == n)
+                .map(|(_, b)| b.clone())
+                .expect(n)
+        };
+        let back = import_lm(
+            &file("config.json"),
+            &file("model.safetensors"),
+            &file("tokenizer.json"),
+            &device,
+        )
+        .expect("import");
+        let ids = Tensor::<2, Int>::from_data(
+            TensorData::new(vec![1i64, 2, 3, 4, 0, 1], [1, 6]),
+            &device,
+        );
+        let a = lm
+            .model
+            .forward(ids.clone(), None, &mut Masks::none())
+            .into_data();
+        let b = back
+            .model
+            .forward(ids, None, &mut Masks::none())
+            .into_data();
+        assert_eq!(a, b);
+        assert_eq!(
+            back.tokenizer.encode("abcd").expect("encode"),
+            lm.tokenizer.encode("abcd").expect("encode")
+        );
+
+        // A config that does not match the weights is named.
+        let mut config: serde_json::Value =
+            serde_json::from_slice(&file("config.json")).expect("json");
+        config["n_embd"] = 32.into();
+        let err = import_lm(
+            &serde_json::to_vec(&config).expect("json"),
+            &file("model.safetensors"),
+            &file("tokenizer.json"),
+            &device,
+        )
+        .expect_err("mismatch")
+        .to_string();
+        assert!(
+            err.contains(
+                "`transformer.wte.weight` has shape [7, 16], but config.json implies [7, 32]"
+            ),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn bad_texts_are_named() {
+        let err = LmData::load("notes.txt", b"ok\nbad \xc3( here", None)
+            .expect_err("utf-8")
+            .to_string();
+        assert!(
+            err.contains("notes.txt") && err.contains("line 2, column 5: not UTF-8"),
+            "{err}"
+        );
+        let err = LmData::load("short.txt", b"hello", None)
+            .expect_err("short")
+            .to_string();
+        assert!(err.contains("5 tokens is too short"), "{err}");
+        let data = LmData::load("ok.txt", "x".repeat(100).as_bytes(), None).expect("data");
+        assert!(data.split(0.95).is_err());
+    }
 }

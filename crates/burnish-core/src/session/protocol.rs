@@ -117,6 +117,31 @@ pub enum Command {
         #[serde(default)]
         adapter: bool,
     },
+    /// Load the attached text file (and an optional `tokenizer.json`) to train a language model
+    /// on; an `lm_loaded` event follows.
+    LoadLmText,
+    /// Train a language model on the loaded text (a new one, or the current one with
+    /// `continue_training`); `started`, `progress`, `lm_eval`, `lm_sample`, `lm_report` and
+    /// `lm_model` events follow.
+    TrainLm {
+        /// The recipe (every field may be left out).
+        #[serde(default)]
+        recipe: Box<super::lm::LmRecipe>,
+        /// Go on training the current model.
+        #[serde(default)]
+        continue_training: bool,
+    },
+    /// Generate text with the current language model: an `lm_token` event per token, then
+    /// `generated`. `cancel` stops it.
+    Generate {
+        /// The prompt.
+        prompt: String,
+        /// How to pick tokens.
+        #[serde(default)]
+        sampling: crate::generate::Sampling,
+    },
+    /// Export the current language model as a GPT-2 folder; an `exported_folder` event follows.
+    ExportLm,
     /// Stop between two steps and wait for `resume` or `cancel`.
     Pause,
     /// Go on after `pause`.
@@ -166,6 +191,8 @@ pub enum Event {
         defaults: Box<Recipe>,
         /// The default recipe for fine-tuning a text model.
         text_defaults: Box<Recipe>,
+        /// The default recipe for training a language model.
+        lm_defaults: Box<super::lm::LmRecipe>,
     },
     /// The GPU device is up and a run has started.
     Started {
@@ -223,6 +250,32 @@ pub enum Event {
         validation_entity_f1: Option<f64>,
         /// Whether this epoch is the best so far (its weights are kept).
         improved: bool,
+    },
+    /// A text to train a language model on is loaded.
+    LmLoaded {
+        /// What it holds.
+        preview: Box<super::lm::LmPreview>,
+    },
+    /// There is a current language model (trained or imported).
+    LmModel {
+        /// What it is.
+        info: Box<super::lm::LmModelInfo>,
+    },
+    /// One generated token's text.
+    LmToken {
+        /// The text.
+        text: String,
+    },
+    /// Generation ended.
+    Generated {
+        /// All the generated text (after the prompt).
+        text: String,
+        /// Tokens generated.
+        tokens: usize,
+        /// Tokens per second, prompt included in the time.
+        tokens_per_second: f64,
+        /// Whether `cancel` stopped it.
+        stopped: bool,
     },
     /// A language model's held-out loss was measured.
     LmEval {
@@ -383,6 +436,7 @@ mod tests {
             serde_json::to_value(Event::Ready {
                 defaults: Box::default(),
                 text_defaults: Box::new(Recipe::transformer()),
+                lm_defaults: Box::default(),
             })
             .expect("serialise")["type"],
             "ready"

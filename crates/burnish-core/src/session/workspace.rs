@@ -190,6 +190,8 @@ pub struct Workspace {
     model: Option<(ExportedClassifier, String)>,
     /// The text side: model folder, texts, text model.
     pub text: super::text_session::TextSession,
+    /// The language-model side: text and model.
+    pub lm: super::lm::LmSession,
 }
 
 /// A training run, detached from the workspace so it can run while the workspace answers other
