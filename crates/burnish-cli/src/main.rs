@@ -1077,10 +1077,18 @@ fn run(cli: Cli) -> Result<()> {
             use burnish_core::session::lm::{LmData, LmRecipe, export_lm, train_lm};
             let device = device(backend)?;
             let host = Terminal::new(json);
+            // The given fields over the language-model defaults (a partial `train` keeps the
+            // defaults of the fields it leaves out).
             let mut recipe: LmRecipe = match &recipe {
-                Some(path) => serde_json::from_slice(&read(path)?).with_context(|| {
-                    format!("{} is not a valid language-model recipe", path.display())
-                })?,
+                Some(path) => {
+                    let mut json = serde_json::to_value(LmRecipe::default())?;
+                    let given: serde_json::Value = serde_json::from_slice(&read(path)?)
+                        .with_context(|| format!("{} is not JSON", path.display()))?;
+                    merge(&mut json, given);
+                    serde_json::from_value(json).with_context(|| {
+                        format!("{} is not a valid language-model recipe", path.display())
+                    })?
+                }
                 None => LmRecipe::default(),
             };
             if let Some(steps) = steps {

@@ -7,7 +7,10 @@ use std::path::PathBuf;
 use std::process::Command;
 
 fn digits() -> PathBuf {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.assets/digits.csv.gz");
+    let path = PathBuf::from(
+        std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"),
+    )
+    .join("../../.assets/digits.csv.gz");
     assert!(
         path.is_file(),
         "{} is missing: run `cargo xtask setup` (it fetches the test assets)",

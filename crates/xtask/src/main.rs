@@ -60,9 +60,13 @@ fn port_arg(args: &[String]) -> Result<u16> {
     }
 }
 
-/// The workspace root (xtask lives in crates/xtask).
+/// The workspace root (xtask lives in crates/xtask). Read at run time: cargo does not rebuild
+/// when the same target directory serves clones at different paths, so a compiled-in path can
+/// point at another clone.
 fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
+    let manifest = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from);
+    manifest
         .ancestors()
         .nth(2)
         .expect("crates/xtask sits two levels below the workspace root")
