@@ -60,6 +60,7 @@ function setPhase(phase) {
   $('gen-start').disabled = running || !ready || !state.lmModel;
   $('gen-stop').disabled = !generating;
   $('export-lm').disabled = running || !state.lmModel;
+  $('export-lm-adapter').disabled = running || !state.lmModel?.adapter;
   $('export-text').disabled = running || !(state.textModel || state.folder?.head);
   $('export-adapter').disabled = running || !state.textModel?.adapter_exportable;
   $('pause').disabled = !running || generating;
@@ -327,6 +328,8 @@ function setPath(obj, path, value) {
 function showTuningFields() {
   const strategy = $('recipe').elements['text.tuning.strategy'].value;
   for (const label of $('recipe').querySelectorAll('[data-tuning]')) label.hidden = label.dataset.tuning !== strategy;
+  const lmStrategy = $('recipe').elements['lm.tuning.strategy'].value;
+  for (const label of $('recipe').querySelectorAll('[data-lm-tuning]')) label.hidden = label.dataset.lmTuning !== lmStrategy;
 }
 
 function writeRecipe(recipe) {
@@ -723,7 +726,9 @@ function start() {
     state.lmSamples = [];
     state.lmReport = null;
     $('lm-samples').replaceChildren();
-    send('train_lm', { recipe: lmRecipe(recipe), continue_training: $('continue').checked && !!state.lmModel });
+    // LoRA adapts the current model, so it always continues from it.
+    const lora = recipe.lm.tuning?.strategy === 'lora';
+    send('train_lm', { recipe: lmRecipe(recipe), continue_training: (lora || $('continue').checked) && !!state.lmModel });
     return;
   }
   if (state.mode === 'text') {
@@ -782,6 +787,7 @@ async function main() {
   });
   $('gen-stop').addEventListener('click', () => send('cancel'));
   $('export-lm').addEventListener('click', () => send('export_lm'));
+  $('export-lm-adapter').addEventListener('click', () => send('export_lm', { adapter: true }));
   $('text-mode-off').addEventListener('click', () => setMode('features'));
   $('pick-model').addEventListener('change', (e) => useFiles([...e.target.files], 'train', true).finally(() => { e.target.value = ''; }));
   $('recipe').addEventListener('input', estimateSoon);
@@ -791,6 +797,7 @@ async function main() {
   $('export-text').addEventListener('click', () => send('export_text', { adapter: false }));
   $('export-adapter').addEventListener('click', () => send('export_text', { adapter: true }));
   $('recipe').elements['text.tuning.strategy'].addEventListener('change', showTuningFields);
+  $('recipe').elements['lm.tuning.strategy'].addEventListener('change', showTuningFields);
   $('predict-text').addEventListener('submit', (e) => {
     e.preventDefault();
     const text = $('predict-input').value;

@@ -15,8 +15,8 @@ export function lmRecipe(form) {
 
 // The form's values for an LmRecipe (the inverse of lmRecipe).
 export function lmForm(recipe) {
-  const { train, model, validation, eval_every: evalEvery, sample_every: sampleEvery, prompt } = recipe;
-  return { train, lm: { model, steps: train.steps, validation, eval_every: evalEvery, sample_every: sampleEvery, prompt } };
+  const { train, model, validation, eval_every: evalEvery, sample_every: sampleEvery, prompt, tuning } = recipe;
+  return { train, lm: { model, steps: train.steps, validation, eval_every: evalEvery, sample_every: sampleEvery, prompt, tuning } };
 }
 
 // The generation request from the generation form.
@@ -61,7 +61,7 @@ export function showLmModel(info) {
   $('lm').hidden = false;
   $('model-summary').textContent =
     `${info.origin === 'imported' ? 'Imported' : 'Trained'} GPT: ${c.layers} blocks, width ${c.hidden}, ${c.heads} heads, context ${c.context}, ` +
-    `${info.parameters.toLocaleString()} parameters, ${c.vocab_size} tokens.`;
+    `${info.parameters.toLocaleString()} parameters, ${c.vocab_size} tokens` + (info.adapter ? `; with ${info.adapter} adapters.` : '.');
 }
 
 export function startGeneration(prompt) {

@@ -1,8 +1,9 @@
 // A small GPT trained from scratch in the page on a text dropped through the file input: the
 // held-out loss and perplexity and samples arrive as it learns; greedy generation streams into
 // the page and repeats; a long generation stops on request; the GPT-2 folder export loads back
-// through the model-folder input and generates the same text. The Tiny Shakespeare demo loads
-// from the page's origin.
+// through the model-folder input and generates the same text; LoRA adapters trained on it export
+// as a PEFT folder that loads back onto the base. The Tiny Shakespeare demo loads from the page's
+// origin.
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -103,6 +104,53 @@ test('a GPT trains on a dropped text, generates with streaming, stops, exports a
     await generate(page, record, 'the d', 30, 0);
     s = await waitFor(page, record, (st) => st.generation && idle(st), 60_000, 'generation with the loaded model');
     assert.equal(s.generation.text, greedy, 'the loaded model generates what the trained one did');
+
+    // LoRA on the loaded model: only the adapters train; they export as a PEFT folder that
+    // loads back onto the base and generates what the adapted model did.
+    assert.equal(await page.locator('[name="lm.tuning.lora.rank"]').isVisible(), false);
+    await page.selectOption('[name="lm.tuning.strategy"]', 'lora');
+    assert.equal(await page.locator('[name="lm.tuning.lora.rank"]').isVisible(), true);
+    assert.deepEqual(await page.locator('[name="lm.tuning.lora.targets"]').evaluate((e) => [...e.selectedOptions].map((o) => o.value)), ['c_attn']);
+    await page.fill('[name="lm.tuning.lora.rank"]', '2');
+    await page.fill('[name="lm.steps"]', '10');
+    await page.fill('[name="train.learning_rate"]', '0.05');
+    await page.evaluate(() => { window.burnish.lmReport = null; });
+    await page.click('#start');
+    s = await waitFor(page, record, (st) => st.lmModel?.adapter && st.lmReport && idle(st), 200_000, 'LoRA training');
+    assert.equal(s.started.parameters, 2 * 16 + 2 * 48, 'rank-2 factors of the one block\'s c_attn');
+    assert.equal(s.lmModel.adapter, 'LoRA r=2 alpha=16 on c_attn');
+    assert.match(await page.locator('#model-summary').textContent(), /with LoRA r=2 alpha=16 on c_attn adapters/);
+    await generate(page, record, 'the d', 30, 0);
+    s = await waitFor(page, record, (st) => st.generation && idle(st), 60_000, 'generation with the adapters');
+    const adapted = s.generation.text;
+    const adapter = await downloadsOf(page, '#export-lm-adapter', 2);
+    assert.deepEqual(Object.keys(adapter).sort(), ['adapter_config.json', 'adapter_model.safetensors']);
+    const peft = JSON.parse(adapter['adapter_config.json']);
+    assert.equal(peft.task_type, 'CAUSAL_LM');
+    assert.equal(peft.r, 2);
+    assert.equal(peft.base_model_name_or_path, 'my-gpt');
+    assert.deepEqual(peft.target_modules, ['c_attn']);
+    const st = adapter['adapter_model.safetensors'];
+    const header = JSON.parse(st.subarray(8, 8 + Number(st.readBigUInt64LE(0))).toString('utf8'));
+    assert.deepEqual(Object.keys(header).filter((k) => k !== '__metadata__').sort(), [
+      'base_model.model.transformer.h.0.attn.c_attn.lora_A.weight',
+      'base_model.model.transformer.h.0.attn.c_attn.lora_B.weight',
+    ]);
+    assert.deepEqual(header['base_model.model.transformer.h.0.attn.c_attn.lora_B.weight'].shape, [48, 2]);
+    const adapterDir = join(dir, 'my-lora');
+    mkdirSync(adapterDir);
+    for (const [name, bytes] of Object.entries(adapter)) writeFileSync(join(adapterDir, name), bytes);
+    await page.evaluate(() => { window.burnish.lmModel = null; });
+    await page.setInputFiles('#pick-model', folder);
+    s = await waitFor(page, record, (st) => st.lmModel, 30_000, 'the base loaded again');
+    assert.equal(s.lmModel.adapter, null);
+    await page.evaluate(() => { window.burnish.lmModel = null; });
+    await page.setInputFiles('#pick-model', adapterDir);
+    s = await waitFor(page, record, (st) => st.lmModel, 30_000, 'the adapter loaded onto the base');
+    assert.equal(s.lmModel.adapter, 'LoRA r=2 alpha=16 on c_attn');
+    await generate(page, record, 'the d', 30, 0);
+    s = await waitFor(page, record, (st) => st.generation && idle(st), 60_000, 'generation with the loaded adapter');
+    assert.equal(s.generation.text, adapted);
 
     assert.deepEqual(record.foreign, []);
     assert.deepEqual(record.errors, []);

@@ -183,9 +183,29 @@ enum Command {
         /// Continue training this model folder (as --out writes it).
         #[arg(long)]
         model: Option<PathBuf>,
-        /// Write the trained model here (config.json, model.safetensors, tokenizer.json).
+        /// Write the trained model here (config.json, model.safetensors, tokenizer.json;
+        /// LoRA adapters merged).
         #[arg(long)]
         out: Option<PathBuf>,
+        /// `lora`: train LoRA adapters on the frozen --model instead of every weight.
+        #[arg(long = "tuning", value_enum)]
+        lm_tuning: Option<LmTuningArg>,
+        /// LoRA rank (default 8).
+        #[arg(long = "lora-rank")]
+        lm_lora_rank: Option<usize>,
+        /// LoRA alpha: the update is scaled by alpha / rank (default 16).
+        #[arg(long = "lora-alpha")]
+        lm_lora_alpha: Option<f64>,
+        /// Blocks' layers to adapt, comma-separated: c_attn, attn.c_proj, c_fc, mlp.c_proj
+        /// (default c_attn).
+        #[arg(long = "lora-targets", value_delimiter = ',')]
+        lm_lora_targets: Option<Vec<String>>,
+        /// A PEFT LoRA adapter folder to put on --model first (and go on training).
+        #[arg(long = "adapter")]
+        lm_adapter: Option<PathBuf>,
+        /// Write the LoRA adapters alone here as a PEFT folder.
+        #[arg(long = "adapter-out")]
+        lm_adapter_out: Option<PathBuf>,
         /// Where to run.
         #[arg(long, value_enum, default_value_t = Backend::Flex)]
         device: Backend,
@@ -199,6 +219,9 @@ enum Command {
         /// The model folder.
         #[arg(long)]
         model: PathBuf,
+        /// A PEFT LoRA adapter folder to put on the model.
+        #[arg(long)]
+        adapter: Option<PathBuf>,
         /// The prompt.
         #[arg(long, default_value = "\n")]
         prompt: String,
@@ -239,6 +262,15 @@ enum Command {
 }
 
 /// `--tuning`.
+/// What a language-model run trains.
+#[derive(Clone, Copy, ValueEnum)]
+enum LmTuningArg {
+    /// Every weight.
+    Full,
+    /// LoRA adapters on a frozen model.
+    Lora,
+}
+
 #[derive(Clone, Copy, ValueEnum)]
 enum TuningArg {
     /// Everything trains.
@@ -927,17 +959,37 @@ fn text(
 }
 
 /// A language model folder (config.json, model.safetensors, tokenizer.json).
-fn load_lm(dir: &std::path::Path, device: &Device) -> Result<burnish_core::session::lm::TrainedLm> {
+/// A language-model folder, with a PEFT LoRA adapter folder on top if given.
+fn load_lm(
+    dir: &std::path::Path,
+    adapter: Option<&std::path::Path>,
+    device: &Device,
+) -> Result<burnish_core::session::lm::TrainedLm> {
+    use burnish_core::model::peft::{ADAPTER_CONFIG, ADAPTER_WEIGHTS, read_gpt_adapter};
     let file = |n: &str| {
         std::fs::read(dir.join(n))
             .with_context(|| format!("{}: cannot read {n}; a language model folder holds config.json, model.safetensors and tokenizer.json", dir.display()))
     };
-    Ok(burnish_core::session::lm::import_lm(
+    let mut lm = burnish_core::session::lm::import_lm(
         &file("config.json")?,
         &file("model.safetensors")?,
         &file("tokenizer.json")?,
         device,
-    )?)
+    )?;
+    if let Some(adapter) = adapter {
+        let file = |n: &str| {
+            std::fs::read(adapter.join(n)).with_context(|| {
+                format!(
+                    "{}: cannot read {n}; a PEFT adapter folder holds {ADAPTER_CONFIG} and {ADAPTER_WEIGHTS}",
+                    adapter.display()
+                )
+            })
+        };
+        let a = read_gpt_adapter(&file(ADAPTER_CONFIG)?, &file(ADAPTER_WEIGHTS)?, &lm.config)
+            .with_context(|| format!("{}", adapter.display()))?;
+        lm.model = a.apply(lm.model, device);
+    }
+    Ok(lm)
 }
 
 fn write_folder(out: &std::path::Path, files: &[(String, Vec<u8>)]) -> Result<()> {
@@ -1071,9 +1123,16 @@ fn run(cli: Cli) -> Result<()> {
             tokenizer,
             model,
             out,
+            lm_tuning,
+            lm_lora_rank,
+            lm_lora_alpha,
+            lm_lora_targets,
+            lm_adapter,
+            lm_adapter_out,
             device: backend,
             json,
         } => {
+            use burnish_core::model::gpt::{GptStrategy, GptTarget};
             use burnish_core::session::lm::{LmData, LmRecipe, export_lm, train_lm};
             let device = device(backend)?;
             let host = Terminal::new(json);
@@ -1094,9 +1153,39 @@ fn run(cli: Cli) -> Result<()> {
             if let Some(steps) = steps {
                 recipe.train.steps = steps;
             }
+            let tuning = &mut recipe.tuning;
+            match lm_tuning {
+                Some(LmTuningArg::Full) => tuning.strategy = GptStrategy::Full,
+                Some(LmTuningArg::Lora) => tuning.strategy = GptStrategy::Lora,
+                None => {}
+            }
+            if let Some(r) = lm_lora_rank {
+                tuning.lora.rank = r;
+            }
+            if let Some(a) = lm_lora_alpha {
+                tuning.lora.alpha = a;
+            }
+            if let Some(targets) = &lm_lora_targets {
+                tuning.lora.targets = targets
+                    .iter()
+                    .map(|t| {
+                        GptTarget::ALL
+                            .into_iter()
+                            .find(|x| x.name() == t.trim())
+                            .with_context(|| {
+                                format!(
+                                    "--lora-targets: `{t}` is not one of c_attn, attn.c_proj, c_fc, mlp.c_proj"
+                                )
+                            })
+                    })
+                    .collect::<Result<_>>()?;
+            }
+            if lm_adapter.is_some() && model.is_none() {
+                bail!("--adapter goes on a base model: give it with --model");
+            }
             let start = model
                 .as_ref()
-                .map(|dir| load_lm(dir, &device))
+                .map(|dir| load_lm(dir, lm_adapter.as_deref(), &device))
                 .transpose()?;
             let tokenizer_json = match (&tokenizer, &start) {
                 (Some(path), _) => Some(read(path)?),
@@ -1137,9 +1226,19 @@ fn run(cli: Cli) -> Result<()> {
                 write_folder(&out, &pollster::block_on(export_lm(&trained))?)?;
                 println!("model folder written to {}", out.display());
             }
+            if let Some(dir) = lm_adapter_out {
+                let base = model.as_deref().map_or("burnish-gpt".to_string(), name);
+                let files = pollster::block_on(burnish_core::model::peft::export_gpt_adapter(
+                    &trained.model,
+                    &base,
+                ))?;
+                write_folder(&dir, &files)?;
+                println!("LoRA adapter written to {}", dir.display());
+            }
         }
         Command::Generate {
             model,
+            adapter,
             prompt,
             max_tokens,
             temperature,
@@ -1151,7 +1250,7 @@ fn run(cli: Cli) -> Result<()> {
             use burnish_core::generate::Sampling;
             use burnish_core::session::lm::sample_text;
             let device = device(backend)?;
-            let lm = load_lm(&model, &device)?;
+            let lm = load_lm(&model, adapter.as_deref(), &device)?;
             let sampling = Sampling {
                 max_tokens,
                 temperature,

@@ -336,13 +336,28 @@ fn on_message(message: MessageEvent) {
                 }))
             });
         }
-        Command::ExportLm => {
+        Command::ExportLm { adapter } => {
             let Some(model) = WORKSPACE.with_borrow(|ws| ws.lm.model().cloned()) else {
                 return error("train or load a language model first");
             };
             wasm_bindgen_futures::spawn_local(async move {
-                match lm::export_lm(&model).await {
-                    Ok(files) => post_folder(files, "burnish-gpt"),
+                let files = if adapter {
+                    // The session's adapter export reads the model it holds; `model` is a
+                    // clone of it, so reading either is the same.
+                    let base = WORKSPACE.with_borrow(|ws| ws.lm.base().to_string());
+                    burnish_core::model::peft::export_gpt_adapter(&model.model, &base).await
+                } else {
+                    lm::export_lm(&model).await
+                };
+                match files {
+                    Ok(files) => post_folder(
+                        files,
+                        if adapter {
+                            "burnish-gpt-lora"
+                        } else {
+                            "burnish-gpt"
+                        },
+                    ),
                     Err(e) => error(e.to_string()),
                 }
             });
@@ -446,6 +461,26 @@ fn on_message(message: MessageEvent) {
                 match outcome {
                     Ok(prediction) => post(Event::TextPrediction {
                         prediction: Box::new(prediction),
+                    }),
+                    Err(message) => error(message),
+                }
+            });
+        }
+        Command::LoadAdapter if lm::is_lm_adapter(&files) => {
+            if active.is_some() {
+                return busy();
+            }
+            wasm_bindgen_futures::spawn_local(async move {
+                let outcome = async {
+                    let device = device().await?;
+                    WORKSPACE
+                        .with_borrow_mut(|ws| ws.lm.load_adapter(&files, &device))
+                        .map_err(|e| e.to_string())
+                }
+                .await;
+                match outcome {
+                    Ok(info) => post(Event::LmModel {
+                        info: Box::new(info),
                     }),
                     Err(message) => error(message),
                 }

@@ -15,7 +15,7 @@ use burn::tensor::activation::{gelu_approximate, softmax};
 use serde::{Deserialize, Serialize};
 
 use super::Masks;
-use super::lora::AdaptedLinear;
+use super::lora::{AdaptedLinear, LoraFactors};
 use crate::rng::Rng;
 use crate::{Error, Result};
 
@@ -293,6 +293,291 @@ impl Gpt {
     }
 }
 
+/// The linear layers of a block that LoRA can adapt, by GPT-2's module names (PEFT's
+/// `target_modules`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum GptTarget {
+    /// Query, key and value in one projection (`attn.c_attn`).
+    #[serde(rename = "c_attn")]
+    Attn,
+    /// The attention output projection (`attn.c_proj`).
+    #[serde(rename = "attn.c_proj")]
+    AttnProj,
+    /// The MLP's up projection (`mlp.c_fc`).
+    #[serde(rename = "c_fc")]
+    Fc,
+    /// The MLP's down projection (`mlp.c_proj`).
+    #[serde(rename = "mlp.c_proj")]
+    MlpProj,
+}
+
+impl GptTarget {
+    /// All of them, in block order.
+    pub const ALL: [Self; 4] = [Self::Attn, Self::AttnProj, Self::Fc, Self::MlpProj];
+
+    /// The module's path inside `transformer.h.{i}`.
+    pub fn module_path(self) -> &'static str {
+        match self {
+            Self::Attn => "attn.c_attn",
+            Self::AttnProj => "attn.c_proj",
+            Self::Fc => "mlp.c_fc",
+            Self::MlpProj => "mlp.c_proj",
+        }
+    }
+
+    /// The recipe's (and PEFT's `target_modules`) name: unambiguous as a suffix, as PEFT
+    /// matches them (`c_proj` alone would catch both projections).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Attn => "c_attn",
+            Self::AttnProj => "attn.c_proj",
+            Self::Fc => "c_fc",
+            Self::MlpProj => "mlp.c_proj",
+        }
+    }
+
+    /// The target whose module path is `path`.
+    pub fn from_module_path(path: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|t| t.module_path() == path)
+    }
+}
+
+/// What trains in a language-model run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GptStrategy {
+    /// Every weight (default).
+    #[default]
+    Full,
+    /// LoRA adapters on the chosen layers; everything else is frozen.
+    Lora,
+}
+
+/// LoRA on a GPT (PEFT's `LoraConfig` names in brackets).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GptLora {
+    /// Rank (`r`). Default 8.
+    pub rank: usize,
+    /// Scale numerator (`lora_alpha`). Default 16.
+    pub alpha: f64,
+    /// Dropout on the adapter's input (`lora_dropout`). Default 0.05.
+    pub dropout: f64,
+    /// Adapted layers of every block (`target_modules`). Default `c_attn`, PEFT's default for
+    /// GPT-2.
+    pub targets: Vec<GptTarget>,
+}
+
+impl Default for GptLora {
+    fn default() -> Self {
+        Self {
+            rank: 8,
+            alpha: 16.0,
+            dropout: 0.05,
+            targets: vec![GptTarget::Attn],
+        }
+    }
+}
+
+/// How a language-model run tunes the model.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GptTuning {
+    /// What trains. Default `full`.
+    pub strategy: GptStrategy,
+    /// LoRA settings, with `lora`.
+    pub lora: GptLora,
+}
+
+impl GptTuning {
+    /// # Errors
+    /// A field out of range, named.
+    pub fn validate(&self) -> Result<()> {
+        if self.strategy == GptStrategy::Full {
+            return Ok(());
+        }
+        let l = &self.lora;
+        if l.rank == 0 {
+            return Err(Error::config("tuning.lora.rank", "must be at least 1"));
+        }
+        if !(l.alpha.is_finite() && l.alpha > 0.0) {
+            return Err(Error::config(
+                "tuning.lora.alpha",
+                "must be a positive number",
+            ));
+        }
+        if !(0.0..1.0).contains(&l.dropout) {
+            return Err(Error::config("tuning.lora.dropout", "must be in [0, 1)"));
+        }
+        if l.targets.is_empty() {
+            return Err(Error::config(
+                "tuning.lora.targets",
+                "name at least one of c_attn, attn.c_proj, c_fc, mlp.c_proj",
+            ));
+        }
+        Ok(())
+    }
+
+    /// A short description, e.g. `LoRA r=8 on c_attn`.
+    pub fn describe(&self) -> String {
+        match self.strategy {
+            GptStrategy::Full => "full training".into(),
+            GptStrategy::Lora => format!(
+                "LoRA r={} alpha={} on {}",
+                self.lora.rank,
+                self.lora.alpha,
+                target_names(&self.lora.targets)
+            ),
+        }
+    }
+}
+
+fn target_names(targets: &[GptTarget]) -> String {
+    targets
+        .iter()
+        .map(|t| t.name())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+impl GptBlock {
+    /// The layer `target` names.
+    pub fn target(&self, target: GptTarget) -> &AdaptedLinear {
+        match target {
+            GptTarget::Attn => &self.attn,
+            GptTarget::AttnProj => &self.proj,
+            GptTarget::Fc => &self.fc,
+            GptTarget::MlpProj => &self.out,
+        }
+    }
+
+    fn target_mut(&mut self, target: GptTarget) -> &mut AdaptedLinear {
+        match target {
+            GptTarget::Attn => &mut self.attn,
+            GptTarget::AttnProj => &mut self.proj,
+            GptTarget::Fc => &mut self.fc,
+            GptTarget::MlpProj => &mut self.out,
+        }
+    }
+}
+
+impl Gpt {
+    /// Every adapter: block, target, factors.
+    pub fn adapters(&self) -> Vec<(usize, GptTarget, &LoraFactors)> {
+        self.blocks
+            .iter()
+            .enumerate()
+            .flat_map(|(i, b)| {
+                GptTarget::ALL
+                    .into_iter()
+                    .filter_map(move |t| b.target(t).lora.as_ref().map(|f| (i, t, f)))
+            })
+            .collect()
+    }
+
+    /// The adapters' rank and targets, if it has any.
+    pub fn lora_shape(&self) -> Option<(usize, Vec<GptTarget>)> {
+        let adapters = self.adapters();
+        let rank = adapters.first()?.2.rank();
+        let mut targets: Vec<GptTarget> = adapters.iter().map(|(_, t, _)| *t).collect();
+        targets.sort();
+        targets.dedup();
+        Some((rank, targets))
+    }
+
+    /// Put `factors` on block `block`'s `target` (replacing any there).
+    ///
+    /// # Panics
+    /// A block past the model's.
+    pub fn set_adapter(&mut self, block: usize, target: GptTarget, factors: LoraFactors) {
+        self.blocks[block].target_mut(target).lora = Some(factors);
+    }
+
+    /// The adapters folded into their weights.
+    pub fn merged(self) -> Self {
+        Self {
+            blocks: self
+                .blocks
+                .into_iter()
+                .map(|b| GptBlock {
+                    attn: b.attn.merged().into(),
+                    proj: b.proj.merged().into(),
+                    fc: b.fc.merged().into(),
+                    out: b.out.merged().into(),
+                    ..b
+                })
+                .collect(),
+            ..self
+        }
+    }
+
+    /// The model ready for `tuning`: with `lora`, fresh adapters (drawn from `seed`) unless it
+    /// has some of the same shape, and every other weight frozen (no gradients, no optimizer
+    /// state); with `full`, any adapters merged and everything trainable.
+    ///
+    /// # Errors
+    /// Invalid settings; adapters of another rank or targets than asked for.
+    pub fn tuned(self, tuning: &GptTuning, seed: u64) -> Result<Self> {
+        tuning.validate()?;
+        let mut model = self;
+        let existing = model.lora_shape();
+        if tuning.strategy == GptStrategy::Full {
+            let model = if existing.is_some() {
+                model.merged()
+            } else {
+                model
+            };
+            return Ok(model.set_require_grad(true));
+        }
+        let lora = &tuning.lora;
+        let mut wanted = lora.targets.clone();
+        wanted.sort();
+        wanted.dedup();
+        match existing {
+            Some((rank, targets)) if rank != lora.rank || targets != wanted => {
+                return Err(Error::config(
+                    "tuning.lora",
+                    format!(
+                        "the current model's adapters have rank {rank} on {}; continue with those settings, or start from a model without adapters for rank {} on {}",
+                        target_names(&targets),
+                        lora.rank,
+                        target_names(&wanted)
+                    ),
+                ));
+            }
+            Some(_) => {}
+            None => {
+                let device = model.wte.weight.val().device();
+                let mut rng = Rng::new(seed ^ 0x6770_746c);
+                let config = super::lora::LoraConfig {
+                    rank: lora.rank,
+                    alpha: lora.alpha,
+                    dropout: lora.dropout,
+                    targets: Vec::new(),
+                };
+                for i in 0..model.blocks.len() {
+                    for t in &wanted {
+                        let [d_in, d_out] = model.blocks[i].target(*t).dims();
+                        let f = LoraFactors::init(d_in, d_out, &config, &mut rng, &device);
+                        model.set_adapter(i, *t, f);
+                    }
+                }
+            }
+        }
+        let mut model = model.no_grad();
+        for block in &mut model.blocks {
+            for t in GptTarget::ALL {
+                let slot = block.target_mut(t);
+                slot.lora = slot.lora.take().map(|mut f| {
+                    f.dropout = lora.dropout;
+                    f.set_require_grad(true)
+                });
+            }
+        }
+        Ok(model)
+    }
+}
+
 /// The tensor names of GPT-2's state dict (`transformer.` prefix; the head is tied to `wte`) and
 /// their shapes, in order. Conv1D weights are `[in, out]`, as burn's linear layers hold them.
 pub fn tensor_layout(config: &GptConfig) -> Vec<(String, Vec<usize>)> {
@@ -434,6 +719,7 @@ impl Gpt {
 mod tests {
     use super::*;
     use crate::generate::{Sampling, generate, pick};
+    use crate::model::Masks;
     use crate::train::TrainConfig;
     use crate::train::lm::{LmTrainer, evaluate_lm};
 
@@ -636,5 +922,240 @@ mod tests {
             "a cycle of 5 is predictable: {}",
             e.perplexity
         );
+    }
+
+    fn logits(model: &Gpt, device: &Device) -> Vec<f32> {
+        values(model.forward(
+            ids(&[1, 2, 3, 4, 5, 6, 0, 1], device),
+            None,
+            &mut Masks::none(),
+        ))
+    }
+
+    fn lora(targets: Vec<GptTarget>) -> GptTuning {
+        GptTuning {
+            strategy: GptStrategy::Lora,
+            lora: GptLora {
+                rank: 4,
+                alpha: 8.0,
+                dropout: 0.0,
+                targets,
+            },
+        }
+    }
+
+    #[test]
+    fn lora_trains_only_the_adapters_and_merges_to_the_same_logits() {
+        let device = Device::flex();
+        // A base that learned one cycle; the adapters learn the reverse.
+        let cycle = |order: [u32; 5]| -> Vec<u32> { (0..400).map(|i| order[i % 5]).collect() };
+        let config = TrainConfig {
+            learning_rate: 0.01,
+            batch_size: 8,
+            steps: 60,
+            ..TrainConfig::default()
+        };
+        let mut trainer =
+            LmTrainer::new(tiny(&device), config, cycle([1, 2, 3, 4, 5]), &device).expect("base");
+        for _ in 0..60 {
+            pollster::block_on(trainer.step()).expect("step");
+        }
+        let base = trainer.model().valid();
+        let before = pollster::block_on(base.tensors()).expect("tensors");
+        let model = base
+            .clone()
+            .tuned(&lora(vec![GptTarget::Attn, GptTarget::MlpProj]), 7)
+            .expect("tuned");
+        // Fresh adapters are the identity (B is zero).
+        assert_eq!(
+            pollster::block_on(model.tensors()).expect("tensors"),
+            before
+        );
+        let tokens = cycle([5, 4, 3, 2, 1]);
+        let config = TrainConfig {
+            learning_rate: 0.02,
+            batch_size: 8,
+            steps: 40,
+            weight_decay: 0.1,
+            ..TrainConfig::default()
+        };
+        let mut trainer = LmTrainer::new(model, config, tokens, &device).expect("trainer");
+        // 2 blocks x (c_attn 16x4 + 4x48, mlp.c_proj 64x4 + 4x16).
+        assert_eq!(
+            super::super::lora::trainable_parameters(trainer.model()),
+            2 * (16 * 4 + 4 * 48 + 64 * 4 + 4 * 16)
+        );
+        let losses: Vec<f32> = (0..40)
+            .map(|_| pollster::block_on(trainer.step()).expect("step").loss)
+            .collect();
+        assert!(losses[39] < 0.25 * losses[0], "{losses:?}");
+        let trained = trainer.model().valid();
+        // The frozen weights did not move (no gradient, no decay), the adapters did.
+        let bases = |m: &Gpt| {
+            let mut out = vec![
+                values(m.wte.weight.val().unsqueeze()),
+                values(m.wpe.weight.val().unsqueeze()),
+            ];
+            for b in &m.blocks {
+                for t in GptTarget::ALL {
+                    out.push(values(b.target(t).linear.weight.val().unsqueeze()));
+                }
+                out.push(values(b.ln1.gamma.val().unsqueeze_dims(&[0, 1])));
+            }
+            out
+        };
+        assert_eq!(bases(&trained), bases(&base));
+        assert_eq!(
+            trained.lora_shape(),
+            Some((4, vec![GptTarget::Attn, GptTarget::MlpProj]))
+        );
+        assert!(
+            trained
+                .adapters()
+                .iter()
+                .all(|(_, _, f)| f.b.val().abs().max().into_scalar::<f32>() > 0.0),
+            "every adapter learned"
+        );
+        // Merged weights give the same logits as base plus adapters.
+        let adapted = logits(&trained, &device);
+        let merged = logits(&trained.clone().merged(), &device);
+        let worst = adapted
+            .iter()
+            .zip(&merged)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0f32, f32::max);
+        assert!(worst < 1e-5, "{worst}");
+        assert!(trained.clone().merged().lora_shape().is_none());
+        // Continuing with other settings is refused by name; with the same, it keeps them.
+        let err = trained
+            .clone()
+            .tuned(&lora(vec![GptTarget::Fc]), 7)
+            .expect_err("other targets")
+            .to_string();
+        assert!(
+            err.contains("rank 4 on c_attn, mlp.c_proj") && err.contains("rank 4 on c_fc"),
+            "{err}"
+        );
+        let again = trained
+            .clone()
+            .tuned(&lora(vec![GptTarget::MlpProj, GptTarget::Attn]), 9)
+            .expect("same settings");
+        assert_eq!(logits(&again, &device), adapted);
+        // Full training merges the adapters.
+        let full = trained.tuned(&GptTuning::default(), 7).expect("full");
+        assert!(full.lora_shape().is_none());
+        let worst = logits(&full, &device)
+            .iter()
+            .zip(&adapted)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0f32, f32::max);
+        assert!(worst < 1e-5, "{worst}");
+    }
+
+    #[test]
+    fn a_gpt_adapter_round_trips_through_a_peft_folder() {
+        use crate::model::peft::{export_gpt_adapter, read_gpt_adapter};
+        let device = Device::flex();
+        let config = GptConfig {
+            vocab_size: 7,
+            context: 16,
+            layers: 2,
+            heads: 2,
+            hidden: 16,
+            dropout: 0.0,
+        };
+        let mut model = tiny(&device)
+            .tuned(&lora(GptTarget::ALL.to_vec()), 1)
+            .expect("tuned");
+        // Give every B values so the adapters change the output.
+        let mut rng = Rng::new(5);
+        let shapes: Vec<(usize, GptTarget, Vec<f32>, [usize; 2])> = model
+            .adapters()
+            .into_iter()
+            .map(|(i, t, f)| {
+                let a = f.a.val().into_data().try_to_vec::<f32>().expect("a");
+                (i, t, a, f.b.val().dims())
+            })
+            .collect();
+        for (i, t, a, [r, d_out]) in shapes {
+            let d_in = a.len() / r;
+            let b: Vec<f32> = (0..r * d_out).map(|_| 0.1 * rng.normal()).collect();
+            let f = LoraFactors::from_values(a, b, [d_in, r, d_out], 2.0, 0.0, &device);
+            model.set_adapter(i, t, f);
+        }
+        let files = pollster::block_on(export_gpt_adapter(&model, "tiny-gpt")).expect("export");
+        let file = |n: &str| {
+            files
+                .iter()
+                .find(|(name, _)| name == n)
+                .map(|(_, b)| b.clone())
+                .expect(n)
+        };
+        let cfg: serde_json::Value =
+            serde_json::from_slice(&file("adapter_config.json")).expect("json");
+        assert_eq!(cfg["task_type"], "CAUSAL_LM");
+        assert_eq!(cfg["fan_in_fan_out"], true);
+        assert_eq!(cfg["r"], 4);
+        assert_eq!(cfg["lora_alpha"], 8.0);
+        assert_eq!(
+            cfg["target_modules"],
+            serde_json::json!(["c_attn", "attn.c_proj", "c_fc", "mlp.c_proj"])
+        );
+        let weights = file("adapter_model.safetensors");
+        let st = safetensors::SafeTensors::deserialize(&weights).expect("safetensors");
+        let a = st
+            .tensor("base_model.model.transformer.h.1.attn.c_attn.lora_A.weight")
+            .expect("PEFT's name");
+        assert_eq!(a.shape(), [4, 16]);
+        let b = st
+            .tensor("base_model.model.transformer.h.0.mlp.c_fc.lora_B.weight")
+            .expect("PEFT's name");
+        assert_eq!(b.shape(), [64, 4]);
+        assert_eq!(st.names().len(), 2 * 4 * 2);
+
+        let adapter =
+            read_gpt_adapter(&file("adapter_config.json"), &weights, &config).expect("read");
+        let back = adapter.apply(tiny(&device), &device);
+        assert_eq!(logits(&back, &device), logits(&model, &device));
+        assert_ne!(logits(&back, &device), logits(&tiny(&device), &device));
+
+        // Bad adapters are named.
+        let err = |config_json: &[u8], weights: &[u8], c: &GptConfig| {
+            read_gpt_adapter(config_json, weights, c)
+                .expect_err("bad")
+                .to_string()
+        };
+        let mut seq = cfg.clone();
+        seq["task_type"] = "SEQ_CLS".into();
+        let e = err(&serde_json::to_vec(&seq).expect("json"), &weights, &config);
+        assert!(e.contains("`task_type` is `SEQ_CLS`"), "{e}");
+        let wider = GptConfig {
+            hidden: 32,
+            ..config.clone()
+        };
+        let e = err(&file("adapter_config.json"), &weights, &wider);
+        assert!(
+            e.contains("adapter_model.safetensors") && e.contains("expected [r, 32]"),
+            "{e}"
+        );
+        let shallower = GptConfig {
+            layers: 1,
+            ..config.clone()
+        };
+        let e = err(&file("adapter_config.json"), &weights, &shallower);
+        assert!(
+            e.contains("adapts block 1, but the model has 1 blocks"),
+            "{e}"
+        );
+        let stray = crate::export::write_safetensors(
+            &[(
+                "base_model.model.transformer.h.0.attn.c_attn.weight".to_string(),
+                vec![0u8; 4],
+                vec![1],
+            )],
+            &Default::default(),
+        );
+        let e = err(&file("adapter_config.json"), &stray, &config);
+        assert!(e.contains("is not a LoRA factor"), "{e}");
     }
 }

@@ -8,6 +8,11 @@
 //! `base_model.model.classifier.weight` / `.bias`. The update is `(lora_alpha / r) * B A`
 //! (`lora_alpha / sqrt(r)` with `use_rslora`). burnish adds `burnish_adapter.json` (task, label
 //! names, pooling, max length), which PEFT ignores; adapters from elsewhere load without it.
+//!
+//! For a GPT ([`export_gpt_adapter`], [`read_gpt_adapter`]) the base is a `GPT2LMHeadModel`: the
+//! factors are `base_model.model.transformer.h.{i}.{attn.c_attn|attn.c_proj|mlp.c_fc|mlp.c_proj}
+//! .lora_{A,B}.weight` in the same layout (PEFT keeps `lora_A` `[r, in]` for GPT-2's `Conv1D`
+//! too), `task_type` is `CAUSAL_LM`, and nothing else is saved.
 
 use burn::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -15,6 +20,7 @@ use serde::{Deserialize, Serialize};
 use super::bert::BertConfig;
 use super::bert_classifier::{BertClassifier, HfFolder, Pooling, TextTask};
 use super::classifier::transpose;
+use super::gpt::{Gpt, GptConfig, GptTarget};
 use super::lora::{LoraFactors, LoraTarget};
 use crate::export::{decode_float, write_safetensors};
 use crate::{Error, Result};
@@ -231,7 +237,9 @@ struct PeftSettings {
     task_type: Option<String>,
 }
 
-fn settings(bytes: &[u8]) -> Result<PeftSettings> {
+/// `conv1d`: the base's layers are GPT-2 `Conv1D`s, for which PEFT sets `fan_in_fan_out` (it
+/// changes only how PEFT merges, not the factors' layout).
+fn settings(bytes: &[u8], conv1d: bool) -> Result<PeftSettings> {
     let f = |reason: String| fail(ADAPTER_CONFIG, reason);
     let config: serde_json::Value =
         serde_json::from_slice(bytes).map_err(|e| f(format!("not valid JSON ({e})")))?;
@@ -266,10 +274,13 @@ fn settings(bytes: &[u8]) -> Result<PeftSettings> {
     }
     for (key, what) in [
         ("use_dora", "DoRA (`use_dora`)"),
-        ("fan_in_fan_out", "`fan_in_fan_out` (GPT-2's Conv1D layout)"),
+        (
+            "fan_in_fan_out",
+            "`fan_in_fan_out` (GPT-2's Conv1D layout) on an encoder",
+        ),
         ("lora_bias", "LoRA biases (`lora_bias`)"),
     ] {
-        if flag(key) {
+        if flag(key) && !(conv1d && key == "fan_in_fan_out") {
             return Err(f(format!(
                 "{what} is not supported; burnish applies plain LoRA"
             )));
@@ -359,7 +370,7 @@ pub fn read_adapter(
     meta: Option<&[u8]>,
     config: &BertConfig,
 ) -> Result<Adapter> {
-    let settings = settings(config_json)?;
+    let settings = settings(config_json, false)?;
     let meta = meta
         .map(|m| {
             serde_json::from_slice::<AdapterMeta>(m)
@@ -521,6 +532,247 @@ pub fn read_adapter(
         dropout: settings.dropout,
         meta,
         task_type: settings.task_type,
+    })
+}
+
+/// A GPT's adapter read from a PEFT folder: per adapted layer, block, target, `A` `[d_in, r]`
+/// and `B` `[r, d_out]` (burnish's layout), dims and scale.
+#[derive(Debug, Clone)]
+pub struct GptAdapter {
+    /// The factors.
+    pub factors: Vec<(usize, GptTarget, Vec<f32>, Vec<f32>, [usize; 3], f64)>,
+    /// `lora_dropout`.
+    pub dropout: f64,
+}
+
+impl GptAdapter {
+    /// The model with these adapters attached (replacing any on the same layers).
+    pub fn apply(&self, mut model: Gpt, device: &Device) -> Gpt {
+        for (block, target, a, b, dims, scale) in &self.factors {
+            let f =
+                LoraFactors::from_values(a.clone(), b.clone(), *dims, *scale, self.dropout, device);
+            model.set_adapter(*block, *target, f);
+        }
+        model
+    }
+}
+
+/// A GPT's adapters as a PEFT folder for a `GPT2LMHeadModel` base (`task_type` `CAUSAL_LM`,
+/// `fan_in_fan_out` as PEFT sets it for GPT-2's `Conv1D`), read back asynchronously.
+///
+/// # Errors
+/// A model without adapters; read-back failures.
+pub async fn export_gpt_adapter(model: &Gpt, base_model: &str) -> Result<Vec<(String, Vec<u8>)>> {
+    let adapters = model.adapters();
+    let Some((rank, targets)) = model.lora_shape() else {
+        return Err(Error::data(
+            "adapter",
+            "this model has no LoRA adapter (it was not trained with LoRA); export the full model instead",
+        ));
+    };
+    let first = adapters[0].2;
+    let mut tensors = Vec::new();
+    for (block, target, f) in &adapters {
+        let a = read(f.a.val()).await?;
+        let b = read(f.b.val()).await?;
+        let [d_in, r] = f.a.val().dims();
+        let [_, d_out] = f.b.val().dims();
+        let name = format!("{PREFIX}transformer.h.{block}.{}", target.module_path());
+        tensors.push((
+            format!("{name}.lora_A.weight"),
+            bytes(&transpose(&a, d_in, r)),
+            vec![r, d_in],
+        ));
+        tensors.push((
+            format!("{name}.lora_B.weight"),
+            bytes(&transpose(&b, r, d_out)),
+            vec![d_out, r],
+        ));
+    }
+    tensors.sort_by(|x, y| x.0.cmp(&y.0));
+    let metadata = std::collections::BTreeMap::from([("format", "pt".to_string())]);
+    let config = serde_json::json!({
+        "alpha_pattern": {},
+        "base_model_name_or_path": base_model,
+        "bias": "none",
+        "fan_in_fan_out": true,
+        "inference_mode": true,
+        "init_lora_weights": true,
+        "layers_pattern": null,
+        "layers_to_transform": null,
+        "lora_alpha": first.scale * rank as f64,
+        "lora_dropout": first.dropout,
+        "modules_to_save": null,
+        "peft_type": "LORA",
+        "r": rank,
+        "rank_pattern": {},
+        "revision": null,
+        "target_modules": targets.iter().map(|t| t.name()).collect::<Vec<_>>(),
+        "task_type": "CAUSAL_LM",
+        "use_dora": false,
+        "use_rslora": false,
+    });
+    Ok(vec![
+        (
+            ADAPTER_CONFIG.into(),
+            serde_json::to_vec_pretty(&config)
+                .map_err(|e| Error::data("adapter", e.to_string()))?,
+        ),
+        (
+            ADAPTER_WEIGHTS.into(),
+            write_safetensors(&tensors, &metadata),
+        ),
+    ])
+}
+
+fn gpt_slot(name: &str, layers: usize) -> std::result::Result<(usize, GptTarget, bool), String> {
+    let cannot = || {
+        format!(
+            "tensor `{name}` is not a LoRA factor (`lora_A`/`lora_B`) of a GPT-2 block's c_attn, attn.c_proj, c_fc or mlp.c_proj; burnish cannot apply it"
+        )
+    };
+    let unprefixed = name.strip_prefix(PREFIX).unwrap_or(name);
+    let rest = unprefixed
+        .strip_prefix("transformer.h.")
+        .ok_or_else(cannot)?;
+    let (index, rest) = rest.split_once('.').ok_or_else(cannot)?;
+    let block: usize = index.parse().map_err(|_| cannot())?;
+    let rest = rest
+        .strip_suffix(".weight")
+        .ok_or_else(cannot)?
+        .replace(".default", "");
+    let (module, is_a) = if let Some(m) = rest.strip_suffix(".lora_A") {
+        (m, true)
+    } else if let Some(m) = rest.strip_suffix(".lora_B") {
+        (m, false)
+    } else {
+        return Err(cannot());
+    };
+    let target = GptTarget::from_module_path(module).ok_or_else(cannot)?;
+    if block >= layers {
+        return Err(format!(
+            "tensor `{name}` adapts block {block}, but the model has {layers} blocks"
+        ));
+    }
+    Ok((block, target, is_a))
+}
+
+/// Read a PEFT LoRA folder's files written for a GPT-2 base and check every tensor against
+/// `config` before anything reaches a device.
+///
+/// # Errors
+/// [`Error::Data`] naming the file and what is wrong.
+pub fn read_gpt_adapter(
+    config_json: &[u8],
+    weights: &[u8],
+    config: &GptConfig,
+) -> Result<GptAdapter> {
+    let settings = settings(config_json, true)?;
+    if let Some(task) = &settings.task_type
+        && task != "CAUSAL_LM"
+    {
+        return Err(fail(
+            ADAPTER_CONFIG,
+            format!("`task_type` is `{task}`; a language model takes `CAUSAL_LM` adapters"),
+        ));
+    }
+    let st = safetensors::SafeTensors::deserialize(weights).map_err(|e| {
+        fail(
+            ADAPTER_WEIGHTS,
+            format!("not a valid safetensors file ({e})"),
+        )
+    })?;
+    let h = config.hidden;
+    let dims = |t: GptTarget| match t {
+        GptTarget::Attn => (h, 3 * h),
+        GptTarget::AttnProj => (h, h),
+        GptTarget::Fc => (h, 4 * h),
+        GptTarget::MlpProj => (4 * h, h),
+    };
+    type Half = Option<(Vec<f32>, Vec<usize>)>;
+    let mut pairs: std::collections::BTreeMap<(usize, GptTarget), (Half, Half)> =
+        Default::default();
+    let mut names = st.names();
+    names.sort();
+    for name in names {
+        let view = st
+            .tensor(name)
+            .map_err(|e| fail(ADAPTER_WEIGHTS, format!("tensor `{name}`: {e}")))?;
+        let (block, target, is_a) =
+            gpt_slot(name, config.layers).map_err(|r| fail(ADAPTER_WEIGHTS, r))?;
+        let shape = view.shape().to_vec();
+        let (d_in, d_out) = dims(target);
+        let ok = shape.len() == 2
+            && shape[0] > 0
+            && shape[1] > 0
+            && if is_a {
+                shape[1] == d_in
+            } else {
+                shape[0] == d_out
+            };
+        if !ok {
+            let expected = if is_a {
+                format!("[r, {d_in}]")
+            } else {
+                format!("[{d_out}, r]")
+            };
+            return Err(fail(
+                ADAPTER_WEIGHTS,
+                format!("`{name}` is {shape:?}; expected {expected}"),
+            ));
+        }
+        let value = Some((
+            decode_float(ADAPTER_WEIGHTS, name, view.dtype(), view.data())?,
+            shape,
+        ));
+        let entry = pairs.entry((block, target)).or_default();
+        if is_a {
+            entry.0 = value;
+        } else {
+            entry.1 = value;
+        }
+    }
+    let mut factors = Vec::new();
+    for ((block, target), pair) in pairs {
+        let module = format!("transformer.h.{block}.{}", target.module_path());
+        let (Some((a, a_shape)), Some((b, b_shape))) = pair else {
+            return Err(fail(
+                ADAPTER_WEIGHTS,
+                format!("`{module}` has only one of `lora_A` and `lora_B`; expected both"),
+            ));
+        };
+        let (r, d_in, d_out) = (a_shape[0], a_shape[1], b_shape[0]);
+        if b_shape[1] != r {
+            return Err(fail(
+                ADAPTER_WEIGHTS,
+                format!(
+                    "`{module}`: `lora_A` has rank {r} but `lora_B` is {b_shape:?}; expected [{d_out}, {r}]"
+                ),
+            ));
+        }
+        let scale = if settings.rslora {
+            settings.alpha / (r as f64).sqrt()
+        } else {
+            settings.alpha / r as f64
+        };
+        factors.push((
+            block,
+            target,
+            transpose(&a, r, d_in),
+            transpose(&b, d_out, r),
+            [d_in, r, d_out],
+            scale,
+        ));
+    }
+    if factors.is_empty() {
+        return Err(fail(
+            ADAPTER_WEIGHTS,
+            "holds no LoRA factors (`...lora_A.weight` / `...lora_B.weight`)",
+        ));
+    }
+    Ok(GptAdapter {
+        factors,
+        dropout: settings.dropout,
     })
 }
 

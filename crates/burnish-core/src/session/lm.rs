@@ -14,8 +14,9 @@ use super::runner::{Control, Host};
 use crate::data::images::FolderFile;
 use crate::export::{decode_float, write_safetensors};
 use crate::generate::{Sampling, generate};
-use crate::model::gpt::{Gpt, GptConfig, tensor_layout};
+use crate::model::gpt::{Gpt, GptConfig, GptTuning, tensor_layout};
 use crate::model::lora::trainable_parameters;
+use crate::model::peft::{ADAPTER_CONFIG, ADAPTER_WEIGHTS, export_gpt_adapter, read_gpt_adapter};
 use crate::text::LmTokenizer;
 use crate::train::TrainConfig;
 use crate::train::lm::{LmEvaluation, LmTrainer, evaluate_lm};
@@ -43,6 +44,8 @@ pub struct LmRecipe {
     pub prompt: String,
     /// How samples are drawn.
     pub sample: Sampling,
+    /// What trains: everything (default), or LoRA adapters on a frozen model.
+    pub tuning: GptTuning,
 }
 
 impl Default for LmRecipe {
@@ -69,6 +72,7 @@ impl Default for LmRecipe {
                 max_tokens: 200,
                 ..Sampling::default()
             },
+            tuning: GptTuning::default(),
         }
     }
 }
@@ -237,12 +241,19 @@ pub async fn train_lm(
             }
             (lm.model, lm.config)
         }
+        None if recipe.tuning.strategy == crate::model::gpt::GptStrategy::Lora => {
+            return Err(Error::config(
+                "tuning.strategy",
+                "LoRA adapts an existing model: train or load a language model first, then train LoRA adapters on it",
+            ));
+        }
         None => {
             let mut config = recipe.model.clone();
             config.vocab_size = data.tokenizer.vocab_size();
             (config.init(recipe.train.seed, device)?, config)
         }
     };
+    let model = model.tuned(&recipe.tuning, recipe.train.seed)?;
     let (train, held_out) = data.split(recipe.validation)?;
     let steps = recipe.train.steps;
     let total_parameters = burn::module::Module::num_params(&model);
@@ -499,8 +510,10 @@ pub struct LmModelInfo {
     pub origin: String,
     /// Its size.
     pub config: GptConfig,
-    /// Parameters.
+    /// Parameters (adapters included).
     pub parameters: usize,
+    /// Its LoRA adapters (`LoRA r=8 on c_attn`), if any.
+    pub adapter: Option<String>,
 }
 
 fn base_name(path: &str) -> &str {
@@ -520,11 +533,39 @@ pub fn is_lm_folder(files: &[FolderFile]) -> bool {
         })
 }
 
+/// Whether dropped files are a PEFT adapter for a language model (`adapter_config.json` with
+/// `task_type: CAUSAL_LM`).
+pub fn is_lm_adapter(files: &[FolderFile]) -> bool {
+    files
+        .iter()
+        .filter(|f| base_name(&f.path) == ADAPTER_CONFIG)
+        .any(|f| {
+            serde_json::from_slice::<serde_json::Value>(&f.bytes)
+                .ok()
+                .and_then(|v| v.get("task_type")?.as_str().map(|t| t == "CAUSAL_LM"))
+                .unwrap_or(false)
+        })
+}
+
 /// The language-model side of a session: the text and the current model.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct LmSession {
     data: Option<LmData>,
     model: Option<TrainedLm>,
+    origin: String,
+    /// The name adapters record as their base (`base_model_name_or_path`).
+    base: String,
+}
+
+impl Default for LmSession {
+    fn default() -> Self {
+        Self {
+            data: None,
+            model: None,
+            origin: String::new(),
+            base: "burnish-gpt".into(),
+        }
+    }
 }
 
 impl LmSession {
@@ -578,18 +619,93 @@ impl LmSession {
             find("tokenizer.json")?,
             device,
         )?;
+        if let Some(folder) = files
+            .iter()
+            .find(|f| base_name(&f.path) == "config.json")
+            .and_then(|f| f.path.rsplit('/').nth(1))
+        {
+            self.base = folder.to_string();
+        }
         Ok(self.set_model(lm, "imported"))
     }
 
     /// Make `lm` the current model.
     pub fn set_model(&mut self, lm: TrainedLm, origin: &str) -> LmModelInfo {
-        let info = LmModelInfo {
-            origin: origin.into(),
+        self.model = Some(lm);
+        self.origin = origin.into();
+        self.info().expect("a model was just set")
+    }
+
+    /// What the page shows of the current model.
+    pub fn info(&self) -> Option<LmModelInfo> {
+        let lm = self.model.as_ref()?;
+        Some(LmModelInfo {
+            origin: self.origin.clone(),
             config: lm.config.clone(),
             parameters: burn::module::Module::num_params(&lm.model),
+            adapter: lm.model.lora_shape().map(|(rank, targets)| {
+                let alpha = lm.model.adapters()[0].2.scale * rank as f64;
+                format!(
+                    "LoRA r={rank} alpha={alpha} on {}",
+                    targets
+                        .iter()
+                        .map(|t| t.name())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            }),
+        })
+    }
+
+    /// Put a PEFT LoRA adapter folder's adapters (`adapter_config.json`,
+    /// `adapter_model.safetensors`) on the current model.
+    ///
+    /// # Errors
+    /// No model; missing files; as [`read_gpt_adapter`].
+    pub fn load_adapter(&mut self, files: &[FolderFile], device: &Device) -> Result<LmModelInfo> {
+        let find = |name: &str| {
+            files
+                .iter()
+                .find(|f| base_name(&f.path) == name)
+                .map(|f| f.bytes.as_slice())
+                .ok_or_else(|| {
+                    Error::data(
+                        "adapter folder",
+                        format!("the folder has no {name}; a PEFT adapter folder holds {ADAPTER_CONFIG} and {ADAPTER_WEIGHTS}"),
+                    )
+                })
         };
-        self.model = Some(lm);
-        info
+        let lm = self.model.as_ref().ok_or_else(|| {
+            Error::data(
+                "adapter folder",
+                "load or train the base language model before its adapter",
+            )
+        })?;
+        let adapter = read_gpt_adapter(find(ADAPTER_CONFIG)?, find(ADAPTER_WEIGHTS)?, &lm.config)?;
+        let model = adapter.apply(lm.model.clone().merged(), device);
+        self.model = Some(TrainedLm {
+            model,
+            ..lm.clone()
+        });
+        self.origin = "imported".into();
+        Ok(self.info().expect("a model is loaded"))
+    }
+
+    /// The name adapters record as their base model.
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    /// The current model's adapters as a PEFT folder.
+    ///
+    /// # Errors
+    /// No model, or one without adapters; read-back failures.
+    pub async fn export_adapter(&self) -> Result<Vec<(String, Vec<u8>)>> {
+        let lm = self
+            .model
+            .as_ref()
+            .ok_or_else(|| Error::data("adapter", "train or load a language model first"))?;
+        export_gpt_adapter(&lm.model, &self.base).await
     }
 
     /// The loaded text.
@@ -725,6 +841,139 @@ mod tests {
             ),
             "{err}"
         );
+    }
+
+    #[test]
+    fn lora_continues_a_model_and_its_adapter_loads_onto_the_base() {
+        use crate::model::gpt::{GptStrategy, GptTarget};
+        let device = Device::flex();
+        let data =
+            LmData::load("abc.txt", "abcd abcd abcd\n".repeat(20).as_bytes(), None).expect("data");
+        let mut recipe = LmRecipe {
+            model: GptConfig {
+                context: 12,
+                layers: 1,
+                heads: 2,
+                hidden: 16,
+                dropout: 0.0,
+                ..GptConfig::default()
+            },
+            train: TrainConfig {
+                learning_rate: 0.02,
+                batch_size: 8,
+                steps: 10,
+                ..TrainConfig::default()
+            },
+            sample_every: 0,
+            sample: Sampling {
+                max_tokens: 4,
+                ..Sampling::default()
+            },
+            ..LmRecipe::default()
+        };
+        let run = |recipe: &LmRecipe, start: Option<TrainedLm>, host: &Recorder| {
+            pollster::block_on(train_lm(
+                &data,
+                recipe,
+                start,
+                &device,
+                &Control::default(),
+                host,
+            ))
+            .expect("train")
+            .0
+        };
+        let base = run(&recipe, None, &Recorder::default());
+        let mut session = LmSession::default();
+        let files = pollster::block_on(export_lm(&base)).expect("export");
+        let folder: Vec<FolderFile> = files
+            .iter()
+            .map(|(n, b)| FolderFile {
+                path: format!("tiny-gpt/{n}"),
+                bytes: b.clone(),
+            })
+            .collect();
+        assert!(is_lm_folder(&folder) && !is_lm_adapter(&folder));
+        session.load_model(&folder, &device).expect("base");
+        assert_eq!(session.base(), "tiny-gpt");
+        recipe.tuning.strategy = GptStrategy::Lora;
+        recipe.tuning.lora.targets = vec![GptTarget::Attn, GptTarget::Fc];
+        let host = Recorder::default();
+        let tuned = run(&recipe, session.model().cloned(), &host);
+        let trainable = host
+            .0
+            .borrow()
+            .iter()
+            .find_map(|e| match e {
+                Event::Started { parameters, .. } => Some(*parameters),
+                _ => None,
+            })
+            .expect("started");
+        assert_eq!(trainable, 16 * 8 + 8 * 48 + 16 * 8 + 8 * 64);
+        let info = session.set_model(tuned.clone(), "trained");
+        assert_eq!(
+            info.adapter.as_deref(),
+            Some("LoRA r=8 alpha=16 on c_attn, c_fc")
+        );
+        let adapter = pollster::block_on(session.export_adapter()).expect("adapter");
+        let adapter: Vec<FolderFile> = adapter
+            .into_iter()
+            .map(|(n, bytes)| FolderFile {
+                path: format!("burnish-gpt-lora/{n}"),
+                bytes,
+            })
+            .collect();
+        assert!(is_lm_adapter(&adapter));
+        let config: serde_json::Value =
+            serde_json::from_slice(&adapter[0].bytes).expect("adapter_config.json");
+        assert_eq!(config["base_model_name_or_path"], "tiny-gpt");
+
+        let mut fresh = LmSession::default();
+        let err = fresh
+            .load_adapter(&adapter, &device)
+            .expect_err("no base")
+            .to_string();
+        assert!(
+            err.contains("load or train the base language model"),
+            "{err}"
+        );
+        fresh.load_model(&folder, &device).expect("base");
+        let info = fresh.load_adapter(&adapter, &device).expect("adapter");
+        assert!(info.adapter.is_some());
+        let ids = Tensor::<2, Int>::from_data(
+            TensorData::new(vec![1i64, 2, 3, 4, 0, 1], [1, 6]),
+            &device,
+        );
+        let logits = |lm: &TrainedLm| {
+            lm.model
+                .forward(ids.clone(), None, &mut Masks::none())
+                .into_data()
+        };
+        assert_eq!(logits(fresh.model().expect("model")), logits(&tuned));
+        // The merged export gives the same logits within float error.
+        let merged = pollster::block_on(export_lm(&tuned)).expect("export");
+        let file = |n: &str| {
+            merged
+                .iter()
+                .find(|(name, _)| name == n)
+                .map(|(_, b)| b.clone())
+                .expect(n)
+        };
+        let back = import_lm(
+            &file("config.json"),
+            &file("model.safetensors"),
+            &file("tokenizer.json"),
+            &device,
+        )
+        .expect("import");
+        let a = logits(&back).to_vec::<f32>().expect("f32");
+        let b = logits(&tuned).to_vec::<f32>().expect("f32");
+        let worst = a
+            .iter()
+            .zip(&b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0f32, f32::max);
+        assert!(worst < 1e-5, "{worst}");
     }
 
     #[test]

@@ -107,7 +107,9 @@ pub enum Command {
         pair: Option<String>,
     },
     /// Load the attached files (a PEFT LoRA adapter folder: adapter_config.json,
-    /// adapter_model.safetensors) onto the loaded model folder; a `text_model` event follows.
+    /// adapter_model.safetensors) onto the loaded model folder (a `text_model` event follows),
+    /// or, for a `CAUSAL_LM` adapter, onto the current language model (an `lm_model` event
+    /// follows).
     LoadAdapter,
     /// Export the current text model as a Hugging Face folder (merged full weights), or with
     /// `adapter` its LoRA adapter alone as a PEFT folder; an `exported_folder` event with the
@@ -140,8 +142,13 @@ pub enum Command {
         #[serde(default)]
         sampling: crate::generate::Sampling,
     },
-    /// Export the current language model as a GPT-2 folder; an `exported_folder` event follows.
-    ExportLm,
+    /// Export the current language model as a GPT-2 folder (adapters merged), or with `adapter`
+    /// its LoRA adapters alone as a PEFT folder; an `exported_folder` event follows.
+    ExportLm {
+        /// The adapter alone (default: the full model).
+        #[serde(default)]
+        adapter: bool,
+    },
     /// Stop between two steps and wait for `resume` or `cancel`.
     Pause,
     /// Go on after `pause`.
