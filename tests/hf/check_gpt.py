@@ -16,6 +16,7 @@ BURNISH: the `burnish` binary.
 3. PEFT -> burnish: `get_peft_model` on GPT (c_attn and mlp.c_proj, random `lora_B`),
    `save_pretrained(OUT)`; `burnish generate --adapter OUT` generates what PEFT does.
 """
+import json
 import subprocess
 import sys
 
@@ -25,8 +26,9 @@ from transformers import GPT2LMHeadModel, PreTrainedTokenizerFast
 
 gpt, adapter, out, burnish = sys.argv[1:5]
 PROMPT = "ROMEO:\n"
-TOKENS = 120
 tok = PreTrainedTokenizerFast(tokenizer_file=f"{gpt}/tokenizer.json")
+# transformers' GPT-2 does not slide its window: stay within the context.
+TOKENS = json.load(open(f"{gpt}/config.json"))["n_positions"] - len(tok.encode(PROMPT))
 
 
 def load():

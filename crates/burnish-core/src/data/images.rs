@@ -75,9 +75,12 @@ fn decode(path: &str, bytes: &[u8], config: &ImageFolderConfig) -> Result<Vec<f3
     limits.max_image_height = Some(MAX_SIDE);
     limits.max_alloc = Some(MAX_DECODE_BYTES);
     reader.limits(limits);
-    let img = reader
-        .decode()
-        .map_err(|e| fail(format!("cannot decode the image ({e})")))?;
+    let img = reader.decode().map_err(|e| {
+        fail(format!(
+            "cannot decode the image ({})",
+            e.to_string().trim()
+        ))
+    })?;
     let [h, w] = config.size;
     let img = img.resize_exact(w as u32, h as u32, FilterType::Triangle);
     Ok(if config.grayscale {
@@ -161,7 +164,7 @@ pub fn image_folder(
                 return Err(Error::data(
                     &file.path,
                     format!(
-                        "images must sit in one sub-folder per class (e.g. {root}/cats/{path}), not at the top of {root}"
+                        "images must sit in one sub-folder per class (e.g. cats/{path}, dogs/...), not loose at the top of the dropped folder"
                     ),
                 ));
             }

@@ -12,3 +12,13 @@ pub mod table;
 pub mod text;
 
 pub use dataset::ClassificationDataset;
+
+/// A cell or name as an error message shows it: at most 60 characters, cut with an ellipsis, so
+/// a pathological input cannot make a message as large as itself.
+pub(crate) fn excerpt(text: &str) -> String {
+    const MAX: usize = 60;
+    match text.char_indices().nth(MAX) {
+        Some((cut, _)) => format!("{}\u{2026}", &text[..cut]),
+        None => text.to_string(),
+    }
+}

@@ -184,9 +184,15 @@ impl Table {
         let mut labels = Vec::with_capacity(self.rows.len());
         for (row, &line) in self.rows.iter().zip(&self.lines) {
             let name = row[label_col].trim();
+            if name.is_empty() {
+                return Err(fail(format!(
+                    "line {line}, column `{label}`: the label is empty; every row needs its class"
+                )));
+            }
             let Some(&l) = index.get(name) else {
                 return Err(fail(format!(
-                    "line {line}, column `{label}`: label `{name}` is not one of the classes {}",
+                    "line {line}, column `{label}`: label `{}` is not one of the classes {}",
+                    super::excerpt(name),
                     class_names.join(", ")
                 )));
             };
@@ -204,14 +210,16 @@ impl Table {
                 }
                 let v: f32 = cell.parse().map_err(|_| {
                     fail(format!(
-                        "line {line}, column `{}`: `{cell}` is not a number",
-                        self.header[c]
+                        "line {line}, column `{}`: `{}` is not a number",
+                        self.header[c],
+                        super::excerpt(cell)
                     ))
                 })?;
                 if !v.is_finite() {
                     return Err(fail(format!(
-                        "line {line}, column `{}`: `{cell}` is not a finite number",
-                        self.header[c]
+                        "line {line}, column `{}`: `{}` is not a finite number",
+                        self.header[c],
+                        super::excerpt(cell)
                     )));
                 }
                 values.push(v);

@@ -60,6 +60,15 @@ impl Table {
         label: &str,
         classes: Option<&[String]>,
     ) -> Result<TextDataset> {
+        if text.is_empty() || text == label {
+            return Err(Error::data(
+                &self.source_name,
+                format!(
+                    "expected a column of texts beside the label column `{label}`; the columns are {}",
+                    self.header.join(", ")
+                ),
+            ));
+        }
         let text_col = self.column(text)?;
         let pair_col = pair.map(|p| self.column(p)).transpose()?;
         let label_col = self.column(label)?;
@@ -110,9 +119,15 @@ impl Table {
                 p.push(row[c].trim().to_string());
             }
             let name = row[label_col].trim();
+            if name.is_empty() {
+                return Err(fail(format!(
+                    "line {line}, column `{label}`: the label is empty; every row needs its class"
+                )));
+            }
             let l = index.get(name).ok_or_else(|| {
                 fail(format!(
-                    "line {line}, column `{label}`: label `{name}` is not one of the classes {}",
+                    "line {line}, column `{label}`: label `{}` is not one of the classes {}",
+                    super::excerpt(name),
                     class_names.join(", ")
                 ))
             })?;

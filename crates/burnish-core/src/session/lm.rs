@@ -380,6 +380,8 @@ pub async fn export_lm(lm: &TrainedLm) -> Result<Vec<(String, Vec<u8>)>> {
         "layer_norm_epsilon": 1e-5,
         "initializer_range": 0.02,
         "tie_word_embeddings": true,
+        "bos_token_id": null,
+        "eos_token_id": null,
         "burnish": {"kind": "gpt", "format": 1},
     });
     let values = lm.model.tensors().await?;
@@ -450,7 +452,15 @@ pub fn import_lm(
             .and_then(serde_json::Value::as_f64)
             .unwrap_or(0.1),
     };
-    config.validate()?;
+    config.validate().map_err(|e| {
+        Error::data(
+            "config.json",
+            format!(
+                "{e} (n_embd {}, n_head {}, n_layer {}, n_positions {})",
+                config.hidden, config.heads, config.layers, config.context
+            ),
+        )
+    })?;
     if v.get("n_inner").is_some_and(|n| !n.is_null()) {
         return Err(Error::data(
             "config.json",

@@ -335,7 +335,8 @@ impl Workspace {
             LoadRequest::Images { config } => {
                 let root = files
                     .first()
-                    .and_then(|f| f.path.trim_start_matches('/').split('/').next())
+                    .and_then(|f| f.path.trim_start_matches('/').split_once('/'))
+                    .map(|(root, _)| root)
                     .unwrap_or("images")
                     .to_string();
                 let folder = image_folder(&root, files, config)?;
