@@ -16,7 +16,11 @@ const state = {
   exportedFolder: null, textDefaults: null, started: null,
   // Language models: `mode` is 'lm' once a text to train on (or a GPT folder) is loaded.
   lmDefaults: null, lmPreview: null, lmModel: null, lmEvals: [], lmSamples: [], lmReport: null, generated: '', generation: null,
+  // Worker faults recovered from.
+  crashes: 0,
 };
+// For the fault-handling test: make the worker panic.
+window.burnishDebug = { panic: () => send('debug_panic') };
 window.burnish = state;
 
 const params = new URLSearchParams(location.search);
@@ -540,6 +544,9 @@ function draw() {
 function onEvent(event) {
   state.events.push(event);
   switch (event.type) {
+    case 'crashed':
+      restartWorker(event.message);
+      break;
     case 'ready':
       state.defaults = event.defaults;
       state.textDefaults = event.text_defaults;
@@ -746,6 +753,29 @@ async function predictDrawing() {
 // ---------------------------------------------------------------------------------------------
 // Wiring
 
+// The worker, started at load and again after a fault: a panic (reported by the worker's panic
+// hook as `crashed`) or an uncaught error leaves its wasm unusable, so the page drops it, starts a
+// fresh one and says what was lost; the page itself keeps working without a reload.
+function startWorker() {
+  const w = new Worker(new URL('./burnish-web_loader.js', import.meta.url), { type: 'module' });
+  worker = w;
+  // A dead worker's last words (its `crashed` message, then the trap's error) count once.
+  w.onmessage = (e) => { if (w === worker) onEvent(e.data); };
+  w.onerror = (e) => {
+    e.preventDefault();
+    if (w === worker) restartWorker(e.message || 'an uncaught error (see the console)');
+  };
+}
+
+function restartWorker(reason) {
+  worker.terminate();
+  state.crashes += 1;
+  for (const key of ['preview', 'model', 'folder', 'textPreview', 'textModel', 'lmPreview', 'lmModel']) state[key] = null;
+  setPhase('loading');
+  startWorker();
+  showMessage(`The training worker crashed (${reason.replace(/\s+/g, ' ')}). A fresh worker has started; the loaded data and models were lost with the old one: load them again to go on.`);
+}
+
 async function main() {
   setPhase('loading');
   draw();
@@ -754,12 +784,7 @@ async function main() {
     setPhase('no-webgpu');
     return;
   }
-  worker = new Worker(new URL('./burnish-web_loader.js', import.meta.url), { type: 'module' });
-  worker.onmessage = (e) => onEvent(e.data);
-  worker.onerror = (e) => {
-    showMessage(`The training worker failed: ${e.message || 'see the console'}. Reload the page to try again.`);
-    setPhase('idle');
-  };
+  startWorker();
   $('recipe').addEventListener('submit', (e) => {
     e.preventDefault();
     start();

@@ -318,6 +318,7 @@ def gpt_folder(name, config=None, tokenizer=CHAR_TOKENIZER, weights=None):
     return files
 
 
+case("a Llama folder", "text_model", bert_folder("llama", config={**BERT, "model_type": "llama"}), ["config.json", "`model_type` is `llama`"])
 case("GPT: not gpt2", "lm_model", gpt_folder("llama", config={**GPT2, "model_type": "llama"}), ["config.json", "model_type"])
 case("GPT: width not a multiple of the heads", "lm_model", gpt_folder("heads", config={**GPT2, "n_head": 3}), ["config.json", "n_head 3"])
 case("GPT: a weight missing", "lm_model",

@@ -38,6 +38,14 @@ pub fn start() {
     unsafe { __wasm_call_ctors() };
     console_error_panic_hook::set_once();
     if let Ok(scope) = js_sys::global().dyn_into::<DedicatedWorkerGlobalScope>() {
+        // A panic leaves the module unusable: say so to the page (which starts a fresh worker)
+        // before the wasm traps, then log it as console_error_panic_hook does.
+        std::panic::set_hook(Box::new(|info| {
+            post(Event::Crashed {
+                message: info.to_string(),
+            });
+            console_error_panic_hook::hook(info);
+        }));
         let handler = Closure::<dyn FnMut(MessageEvent)>::new(on_message);
         scope.set_onmessage(Some(handler.as_ref().unchecked_ref()));
         handler.forget();
@@ -534,6 +542,7 @@ fn on_message(message: MessageEvent) {
                 }
             });
         }
+        Command::DebugPanic => panic!("a deliberate panic (the debug_panic command)"),
         Command::Pause | Command::Resume | Command::Cancel => match active {
             Some(control) => match command {
                 Command::Pause => control.pause(),

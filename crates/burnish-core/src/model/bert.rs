@@ -83,6 +83,19 @@ impl BertConfig {
     /// # Errors
     /// [`Error::Data`] naming `source` and the missing or malformed field.
     pub fn from_json(source: &str, bytes: &[u8]) -> Result<Self> {
+        // An architecture burnish does not have is named as such, not as a missing field.
+        if let Ok(value) = serde_json::from_slice::<serde_json::Value>(bytes)
+            && let Some(kind) = value.get("model_type").and_then(|m| m.as_str())
+            && kind != "bert"
+        {
+            return Err(Error::data(
+                source,
+                format!(
+                    "`model_type` is `{}`; burnish loads BERT-style encoders (`bert`) and GPT-2 language models (`gpt2`)",
+                    crate::data::excerpt(kind)
+                ),
+            ));
+        }
         let config: Self = serde_json::from_slice(bytes)
             .map_err(|e| Error::data(source, format!("not a BERT config.json: {e}")))?;
         config

@@ -155,6 +155,9 @@ pub enum Command {
     Resume,
     /// Stop the run; a `done` event with `cancelled: true` follows.
     Cancel,
+    /// Panic inside the worker on purpose, so that tests exercise the page's recovery from a
+    /// worker fault (a `crashed` event follows, and the worker is gone).
+    DebugPanic,
 }
 
 /// The demo run: a small MLP on interleaved spirals.
@@ -396,6 +399,12 @@ pub enum Event {
     /// Something went wrong; `message` says what and what to do. The worker stays usable.
     Error {
         /// A sentence for the user.
+        message: String,
+    },
+    /// The worker panicked: its state (data, models, the run) is gone and it answers nothing
+    /// more; the page starts a fresh one. Posted from the panic hook, before the wasm traps.
+    Crashed {
+        /// The panic's message and place.
         message: String,
     },
 }
