@@ -6,7 +6,7 @@
 mod serve;
 mod setup;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, ExitCode};
 
 /// Errors are plain sentences for the terminal.

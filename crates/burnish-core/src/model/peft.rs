@@ -357,6 +357,112 @@ fn slot(name: &str, layers: usize) -> std::result::Result<Slot, String> {
     Ok(Slot::Factor(layer, target, is_a))
 }
 
+/// One factor's values and shape, before pairing.
+type Half = Option<(Vec<f32>, Vec<usize>)>;
+
+/// LoRA factors gathered by module (any key: BERT's layer and target, GPT's block and target),
+/// each checked against its layer's `(d_in, d_out)` as it comes, then paired.
+struct Pairs<K>(std::collections::BTreeMap<K, (Half, Half)>);
+
+impl<K: Ord + Copy> Pairs<K> {
+    fn new() -> Self {
+        Self(std::collections::BTreeMap::new())
+    }
+
+    /// Keep tensor `name` as `key`'s `lora_A` (`is_a`) or `lora_B`, if its shape fits.
+    fn add(
+        &mut self,
+        key: K,
+        is_a: bool,
+        name: &str,
+        view: &safetensors::tensor::TensorView<'_>,
+        (d_in, d_out): (usize, usize),
+    ) -> Result<()> {
+        let shape = view.shape().to_vec();
+        let ok = shape.len() == 2
+            && shape[0] > 0
+            && shape[1] > 0
+            && if is_a {
+                shape[1] == d_in
+            } else {
+                shape[0] == d_out
+            };
+        if !ok {
+            let expected = if is_a {
+                format!("[r, {d_in}]")
+            } else {
+                format!("[{d_out}, r]")
+            };
+            return Err(fail(
+                ADAPTER_WEIGHTS,
+                format!("`{name}` is {shape:?}; expected {expected}"),
+            ));
+        }
+        let value = Some((
+            decode_float(ADAPTER_WEIGHTS, name, view.dtype(), view.data())?,
+            shape,
+        ));
+        let entry = self.0.entry(key).or_default();
+        if is_a {
+            entry.0 = value;
+        } else {
+            entry.1 = value;
+        }
+        Ok(())
+    }
+
+    /// Every module's `A` `[d_in, r]` and `B` `[r, d_out]` (burnish's layout), dims and scale;
+    /// `module` names a key in errors.
+    ///
+    /// # Errors
+    /// A factor without its pair, ranks that disagree, no factors at all.
+    #[allow(clippy::type_complexity)]
+    fn factors(
+        self,
+        settings: &PeftSettings,
+        module: impl Fn(K) -> String,
+    ) -> Result<Vec<(K, Vec<f32>, Vec<f32>, [usize; 3], f64)>> {
+        let mut out = Vec::new();
+        for (key, pair) in self.0 {
+            let module = module(key);
+            let (Some((a, a_shape)), Some((b, b_shape))) = pair else {
+                return Err(fail(
+                    ADAPTER_WEIGHTS,
+                    format!("`{module}` has only one of `lora_A` and `lora_B`; expected both"),
+                ));
+            };
+            let (r, d_in, d_out) = (a_shape[0], a_shape[1], b_shape[0]);
+            if b_shape[1] != r {
+                return Err(fail(
+                    ADAPTER_WEIGHTS,
+                    format!(
+                        "`{module}`: `lora_A` has rank {r} but `lora_B` is {b_shape:?}; expected [{d_out}, {r}]"
+                    ),
+                ));
+            }
+            let scale = if settings.rslora {
+                settings.alpha / (r as f64).sqrt()
+            } else {
+                settings.alpha / r as f64
+            };
+            out.push((
+                key,
+                transpose(&a, r, d_in),
+                transpose(&b, d_out, r),
+                [d_in, r, d_out],
+                scale,
+            ));
+        }
+        if out.is_empty() {
+            return Err(fail(
+                ADAPTER_WEIGHTS,
+                "holds no LoRA factors (`...lora_A.weight` / `...lora_B.weight`)",
+            ));
+        }
+        Ok(out)
+    }
+}
+
 /// Read a PEFT LoRA folder's files (`adapter_config.json`, `adapter_model.safetensors`,
 /// optionally `burnish_adapter.json`) and check every tensor against `config` before anything
 /// reaches a device.
@@ -390,11 +496,7 @@ pub fn read_adapter(
         LoraTarget::Output => (i, h),
         _ => (h, h),
     };
-    type Pair = (
-        Option<(Vec<f32>, Vec<usize>)>,
-        Option<(Vec<f32>, Vec<usize>)>,
-    );
-    let mut pairs: std::collections::BTreeMap<(usize, LoraTarget), Pair> = Default::default();
+    let mut pairs = Pairs::new();
     let mut head_w = None;
     let mut head_b = None;
     let mut names = st.names();
@@ -426,74 +528,17 @@ pub fn read_adapter(
                 head_b = Some(values()?);
             }
             Slot::Factor(layer, target, is_a) => {
-                let (d_in, d_out) = dims(target);
-                let ok = shape.len() == 2
-                    && shape[0] > 0
-                    && shape[1] > 0
-                    && if is_a {
-                        shape[1] == d_in
-                    } else {
-                        shape[0] == d_out
-                    };
-                if !ok {
-                    let expected = if is_a {
-                        format!("[r, {d_in}]")
-                    } else {
-                        format!("[{d_out}, r]")
-                    };
-                    return Err(fail(
-                        ADAPTER_WEIGHTS,
-                        format!("`{name}` is {shape:?}; expected {expected}"),
-                    ));
-                }
-                let entry = pairs.entry((layer, target)).or_default();
-                let value = Some((values()?, shape));
-                if is_a {
-                    entry.0 = value;
-                } else {
-                    entry.1 = value;
-                }
+                pairs.add((layer, target), is_a, name, &view, dims(target))?;
             }
         }
     }
-    let mut factors = Vec::new();
-    for ((layer, target), pair) in pairs {
-        let module = format!("encoder.layer.{layer}.{}", target.module_path());
-        let (Some((a, a_shape)), Some((b, b_shape))) = pair else {
-            return Err(fail(
-                ADAPTER_WEIGHTS,
-                format!("`{module}` has only one of `lora_A` and `lora_B`; expected both"),
-            ));
-        };
-        let (r, d_in, d_out) = (a_shape[0], a_shape[1], b_shape[0]);
-        if b_shape[1] != r {
-            return Err(fail(
-                ADAPTER_WEIGHTS,
-                format!(
-                    "`{module}`: `lora_A` has rank {r} but `lora_B` is {b_shape:?}; expected [{d_out}, {r}]"
-                ),
-            ));
-        }
-        let scale = if settings.rslora {
-            settings.alpha / (r as f64).sqrt()
-        } else {
-            settings.alpha / r as f64
-        };
-        factors.push((
-            layer,
-            target,
-            transpose(&a, r, d_in),
-            transpose(&b, d_out, r),
-            [d_in, r, d_out],
-            scale,
-        ));
-    }
-    if factors.is_empty() {
-        return Err(fail(
-            ADAPTER_WEIGHTS,
-            "holds no LoRA factors (`...lora_A.weight` / `...lora_B.weight`)",
-        ));
-    }
+    let factors = pairs
+        .factors(&settings, |(layer, target)| {
+            format!("encoder.layer.{layer}.{}", target.module_path())
+        })?
+        .into_iter()
+        .map(|((layer, target), a, b, dims, scale)| (layer, target, a, b, dims, scale))
+        .collect();
     let head = match (head_w, head_b) {
         (Some(w), Some(b)) if w.len() == b.len() * h => Some((w, b)),
         (Some(w), Some(b)) => {
@@ -689,9 +734,7 @@ pub fn read_gpt_adapter(
         GptTarget::Fc => (h, 4 * h),
         GptTarget::MlpProj => (4 * h, h),
     };
-    type Half = Option<(Vec<f32>, Vec<usize>)>;
-    let mut pairs: std::collections::BTreeMap<(usize, GptTarget), (Half, Half)> =
-        Default::default();
+    let mut pairs = Pairs::new();
     let mut names = st.names();
     names.sort();
     for name in names {
@@ -700,76 +743,15 @@ pub fn read_gpt_adapter(
             .map_err(|e| fail(ADAPTER_WEIGHTS, format!("tensor `{name}`: {e}")))?;
         let (block, target, is_a) =
             gpt_slot(name, config.layers).map_err(|r| fail(ADAPTER_WEIGHTS, r))?;
-        let shape = view.shape().to_vec();
-        let (d_in, d_out) = dims(target);
-        let ok = shape.len() == 2
-            && shape[0] > 0
-            && shape[1] > 0
-            && if is_a {
-                shape[1] == d_in
-            } else {
-                shape[0] == d_out
-            };
-        if !ok {
-            let expected = if is_a {
-                format!("[r, {d_in}]")
-            } else {
-                format!("[{d_out}, r]")
-            };
-            return Err(fail(
-                ADAPTER_WEIGHTS,
-                format!("`{name}` is {shape:?}; expected {expected}"),
-            ));
-        }
-        let value = Some((
-            decode_float(ADAPTER_WEIGHTS, name, view.dtype(), view.data())?,
-            shape,
-        ));
-        let entry = pairs.entry((block, target)).or_default();
-        if is_a {
-            entry.0 = value;
-        } else {
-            entry.1 = value;
-        }
+        pairs.add((block, target), is_a, name, &view, dims(target))?;
     }
-    let mut factors = Vec::new();
-    for ((block, target), pair) in pairs {
-        let module = format!("transformer.h.{block}.{}", target.module_path());
-        let (Some((a, a_shape)), Some((b, b_shape))) = pair else {
-            return Err(fail(
-                ADAPTER_WEIGHTS,
-                format!("`{module}` has only one of `lora_A` and `lora_B`; expected both"),
-            ));
-        };
-        let (r, d_in, d_out) = (a_shape[0], a_shape[1], b_shape[0]);
-        if b_shape[1] != r {
-            return Err(fail(
-                ADAPTER_WEIGHTS,
-                format!(
-                    "`{module}`: `lora_A` has rank {r} but `lora_B` is {b_shape:?}; expected [{d_out}, {r}]"
-                ),
-            ));
-        }
-        let scale = if settings.rslora {
-            settings.alpha / (r as f64).sqrt()
-        } else {
-            settings.alpha / r as f64
-        };
-        factors.push((
-            block,
-            target,
-            transpose(&a, r, d_in),
-            transpose(&b, d_out, r),
-            [d_in, r, d_out],
-            scale,
-        ));
-    }
-    if factors.is_empty() {
-        return Err(fail(
-            ADAPTER_WEIGHTS,
-            "holds no LoRA factors (`...lora_A.weight` / `...lora_B.weight`)",
-        ));
-    }
+    let factors = pairs
+        .factors(&settings, |(block, target)| {
+            format!("transformer.h.{block}.{}", target.module_path())
+        })?
+        .into_iter()
+        .map(|((block, target), a, b, dims, scale)| (block, target, a, b, dims, scale))
+        .collect();
     Ok(GptAdapter {
         factors,
         dropout: settings.dropout,

@@ -976,8 +976,8 @@ mod tests {
             &device,
         )
         .expect("import");
-        let a = logits(&back).to_vec::<f32>().expect("f32");
-        let b = logits(&tuned).to_vec::<f32>().expect("f32");
+        let a = logits(&back).try_to_vec::<f32>().expect("f32");
+        let b = logits(&tuned).try_to_vec::<f32>().expect("f32");
         let worst = a
             .iter()
             .zip(&b)
