@@ -18,6 +18,8 @@ const state = {
   lmDefaults: null, lmPreview: null, lmModel: null, lmEvals: [], lmSamples: [], lmReport: null, generated: '', generation: null,
   // Worker faults recovered from.
   crashes: 0,
+  // The service worker has stored the app (it reopens offline).
+  offlineReady: false,
 };
 // For the fault-handling test: make the worker panic.
 window.burnishDebug = { panic: () => send('debug_panic') };
@@ -776,7 +778,18 @@ function restartWorker(reason) {
   showMessage(`The training worker crashed (${reason.replace(/\s+/g, ' ')}). A fresh worker has started; the loaded data and models were lost with the old one: load them again to go on.`);
 }
 
+// The service worker (sw.js) keeps the app for offline use; `offlineReady` once it has stored it.
+function registerOffline() {
+  if (!('serviceWorker' in navigator)) return;
+  navigator.serviceWorker.register('./sw.js').catch((err) => console.warn(`burnish: offline cache unavailable (${err.message})`));
+  navigator.serviceWorker.ready.then(() => {
+    state.offlineReady = true;
+    $('offline-status').textContent = 'Stored for offline use: this page reopens and trains without a network.';
+  });
+}
+
 async function main() {
+  registerOffline();
   setPhase('loading');
   draw();
   if (!(await checkWebGpu())) {

@@ -49,7 +49,8 @@ test('CSP, no request after load, the bad-input corpus through the real inputs, 
     assert.match(csp, /script-src 'self' 'wasm-unsafe-eval'/);
     assert.doesNotMatch(csp, /'unsafe-inline'|'unsafe-eval'|\s\*/);
     assert.equal(await page.locator('meta[http-equiv="Content-Security-Policy"]').count(), 1, 'the built page carries it too');
-    await waitFor(page, record, idle, 60_000, 'the worker');
+    // Loaded: the worker is ready and the service worker has stored the app.
+    await waitFor(page, record, (st) => st.offlineReady && idle(st), 60_000, 'the worker and the offline cache');
     const loaded = record.requests.length;
 
     let shown = 0;
@@ -125,6 +126,33 @@ test('a panic in the worker is reported and a fresh worker trains without a relo
     // The console carries the panic (logged by the worker); nothing else went wrong.
     const others = record.errors.filter((e) => !/panicked|deliberate panic|unreachable|RuntimeError/.test(e));
     assert.deepEqual(others, []);
+  } finally {
+    await browser.close();
+  }
+});
+
+test('once loaded, the page reopens with no network and trains', { timeout: 300_000 }, async () => {
+  const { browser, page, record } = await launch();
+  try {
+    await page.goto(`${BASE_URL}?demo=0&epochs=2`);
+    await waitFor(page, record, (st) => st.offlineReady && idle(st), 60_000, 'the offline cache');
+    assert.match(await page.locator('#offline-status').textContent(), /without a network/);
+    await page.context().setOffline(true);
+    await page.reload();
+    await waitFor(page, record, idle, 60_000, 'the worker, offline');
+    // The network really is gone: what was never stored cannot be fetched.
+    const probe = await page.evaluate(() => fetch('./never-stored.txt').then((r) => `status ${r.status}`, (e) => `failed: ${e.message}`));
+    assert.match(probe, /^failed/);
+    await page.setInputFiles('#pick-files', { name: 'blobs.csv', mimeType: 'text/csv', buffer: Buffer.from(blobsCsv(120)) });
+    await waitFor(page, record, (st) => st.preview && idle(st), 30_000, 'the file, offline');
+    await page.click('#start');
+    const s = await waitFor(page, record, (st) => st.report && st.model && idle(st), 200_000, 'training offline');
+    assert.ok(s.report.report.accuracy > 0.9, s.report.text);
+    // The demos' data came with the app.
+    await page.click('#lm-demo');
+    await waitFor(page, record, (st) => st.lmPreview, 60_000, 'the Tiny Shakespeare demo, offline');
+    // The one failed load is the probe's.
+    assert.deepEqual(record.errors, ['error: Failed to load resource: net::ERR_FAILED']);
   } finally {
     await browser.close();
   }
