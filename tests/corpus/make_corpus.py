@@ -191,7 +191,7 @@ case("JSON Lines array line", "table",
      write("tables/array.jsonl", '{"x": 1, "label": "a"}\n[1, "b"]\n'), ["array.jsonl", "line 2"])
 case("JSON Lines missing key", "table",
      write("tables/missing-key.jsonl", '{"x": 1, "label": "a"}\n{"label": "b"}\n{"x": 3, "label": "b"}\n'), ["missing-key.jsonl", "line 2"])
-case("truncated gzip", "table", write("tables/truncated.csv.gz", gzip.compress(b"x,y,label\n" + b"1,2,a\n" * 200)[:40]),
+case("truncated gzip", "table", write("tables/truncated.csv.gz", gzip.compress(b"x,y,label\n" + b"1,2,a\n" * 200, mtime=0)[:40]),
      ["truncated.csv.gz"])
 case("gzip magic, garbage body", "table", write("tables/fake.csv.gz", b"\x1f\x8b\x08\x00garbage that is not deflate"), ["fake.csv.gz", "gzip"])
 case("unknown extension", "table", write("tables/data.xlsx", b"PK\x03\x04"), ["data.xlsx"])
@@ -275,10 +275,22 @@ case("IDX: one file only", "idx", {"images.idx3": IMAGES}, ["IDX"])
 case("IDX: float labels", "idx", {"images.idx3": IMAGES, "labels.idx1": write("idx/float.idx1", struct.pack(">II", 0x00000D01, 4) + struct.pack(">4f", 0.5, 1, 0, 1))},
      ["labels.idx1", "0.5 is not a class index"])
 
+# Found by fuzzing: a syntax error inside `decoder` made tokenizers 0.23 panic.
+case("tokenizer.json broken inside decoder", "text_model",
+     bert_folder("decoder-syntax", tokenizer=TOKENIZER.replace('"decoder": null', '"decoder": {"t false, ', 1)), ["tokenizer.json", "not JSON"])
+
 # --- language-model texts and folders ---------------------------------------------------------
 case("LM text: empty", "lm_text", write("lm/empty.txt", ""), ["empty.txt"])
 case("LM text: not UTF-8", "lm_text", write("lm/latin1.txt", b"line one\nsoir\xe9e\n" * 10), ["latin1.txt", "line 2", "UTF-8"])
 case("LM text: too short", "lm_text", write("lm/short.txt", "hello"), ["short.txt", "too short"])
+case("LM text: tokenizer.json broken inside decoder", "lm_text",
+     {"book.txt": write("lm/book2.txt", "abc " * 50),
+      "tokenizer.json": write("lm/decoder-tokenizer.json", '{"version": "1.0", "added_tokens": [], "decoder": {"t false, "model": {"type": "BPE", "vocab": {"a": 0}, "merges": []}}')},
+     ["tokenizer.json", "not JSON"])
+case("LM text: tokenizer.json with a Latin-1 byte inside decoder", "lm_text",
+     {"book.txt": write("lm/book3.txt", "abc " * 50),
+      "tokenizer.json": write("lm/decoder-latin1-tokenizer.json", b'{"version": "1.0", "added_tokens": [], "decoder": {"type": "Fus\xe7"}, "model": {"type": "BPE", "vocab": {"a": 0}, "merges": []}}')},
+     ["tokenizer.json", "not JSON"])
 case("LM text: bad tokenizer.json", "lm_text",
      {"book.txt": write("lm/book.txt", "abc " * 50), "tokenizer.json": write("lm/bad-tokenizer.json", '{"model": 1}')}, ["tokenizer.json"])
 

@@ -3,6 +3,7 @@
 //!
 //! It has no dependencies, so it builds in seconds on a fresh machine.
 
+mod fuzz;
 mod serve;
 mod setup;
 
@@ -18,6 +19,8 @@ commands:
   serve [--port N]   set up, build the page (release) and serve it on 127.0.0.1 (default port 8080)
   test               set up everything, then run the whole test suite: native unit and backend
                      tests, the release wasm build, and the browser tests in headless Chromium
+  fuzz [--seconds N] run every fuzz target (tests/fuzz/) for N seconds (default 60), seeded with
+                     the bad-input corpus; prints executions and crashes
   build-web          build the page into dist/ with Trunk
   setup [--web]      install what is missing (all, or only what building the page needs), and
                      fetch the test data sets into .assets/";
@@ -32,6 +35,7 @@ fn main() -> ExitCode {
             serve::serve(&root().join("dist"), port, true)
         }),
         Some("test") => test(),
+        Some("fuzz") => seconds_arg(&args[1..]).and_then(fuzz::fuzz),
         Some("build-web") => setup::web()
             .and_then(|()| setup::assets())
             .and_then(|()| build_web()),
@@ -56,6 +60,16 @@ fn port_arg(args: &[String]) -> Result<u16> {
         [flag, port] if flag == "--port" => port
             .parse()
             .map_err(|_| format!("--port expects a number from 0 to 65535, found `{port}`")),
+        _ => Err(USAGE.to_string()),
+    }
+}
+
+fn seconds_arg(args: &[String]) -> Result<u64> {
+    match args {
+        [] => Ok(60),
+        [flag, n] if flag == "--seconds" => n
+            .parse()
+            .map_err(|_| format!("--seconds expects a whole number, found `{n}`")),
         _ => Err(USAGE.to_string()),
     }
 }
@@ -143,6 +157,9 @@ fn report_wasm_size() {
     );
 }
 
+/// Seconds per fuzz target in `cargo xtask test` (`cargo xtask fuzz` runs longer).
+const FUZZ_SECONDS: u64 = 15;
+
 fn test() -> Result {
     setup::web()?;
     setup::test()?;
@@ -150,6 +167,10 @@ fn test() -> Result {
     let start = std::time::Instant::now();
     run("cargo", &["test", "--workspace"])?;
     let native = start.elapsed().as_secs_f64();
+    // A short fuzzing round: every parser's target, seeded with the bad-input corpus.
+    let fuzz_start = std::time::Instant::now();
+    fuzz::fuzz(FUZZ_SECONDS)?;
+    let fuzzing = fuzz_start.elapsed().as_secs_f64();
     build_web()?;
     let server = serve::spawn(&root().join("dist"))?;
     let url = format!("http://127.0.0.1:{}/", server.port);
@@ -167,7 +188,7 @@ fn test() -> Result {
         &[("BURNISH_URL", url.as_str()), ("BURNISH_CLI", &cli)],
     );
     eprintln!(
-        "xtask: native tests {native:.0} s, browser tests {:.0} s",
+        "xtask: native tests {native:.0} s, fuzzing {fuzzing:.0} s, browser tests {:.0} s",
         browser_start.elapsed().as_secs_f64()
     );
     outcome

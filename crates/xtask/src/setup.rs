@@ -105,6 +105,31 @@ pub fn web() -> Result {
     Ok(())
 }
 
+/// cargo-fuzz, pinned (from crates.io; it drives libFuzzer on stable Rust with
+/// `--sanitizer none`, which needs a C++ compiler for libFuzzer itself).
+const CARGO_FUZZ_VERSION: &str = "0.13.1";
+
+/// What `cargo xtask fuzz` needs: cargo-fuzz and a C++ compiler.
+pub fn fuzz() -> Result {
+    if output("g++", &["--version"]).is_none() {
+        install_debian(&["g++"])?;
+    }
+    let have = output("cargo", &["fuzz", "--version"]).unwrap_or_default();
+    if have.split_whitespace().nth(1) != Some(CARGO_FUZZ_VERSION) {
+        run(
+            "cargo",
+            &[
+                "install",
+                "--locked",
+                "cargo-fuzz",
+                "--version",
+                CARGO_FUZZ_VERSION,
+            ],
+        )?;
+    }
+    Ok(())
+}
+
 /// Install Debian packages with apt-get (through sudo when not root).
 fn install_debian(packages: &[&str]) -> Result {
     if output("apt-get", &["--version"]).is_none() {

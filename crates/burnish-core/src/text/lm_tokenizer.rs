@@ -32,8 +32,7 @@ impl LmTokenizer {
     /// # Errors
     /// Bytes that are not a tokenizer the crate reads, or an empty vocabulary.
     pub fn from_json(source: &str, bytes: &[u8]) -> Result<Self> {
-        let mut inner = Tokenizer::from_bytes(bytes)
-            .map_err(|e| Error::data(source, format!("not a valid tokenizer.json ({e})")))?;
+        let mut inner = super::read_tokenizer(source, bytes)?;
         inner.with_padding(None);
         inner
             .with_truncation(None)

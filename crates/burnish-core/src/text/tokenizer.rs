@@ -72,8 +72,7 @@ impl TextTokenizer {
                 format!("expected at least 2 tokens, found {max_len}"),
             ));
         }
-        let mut inner = Tokenizer::from_bytes(bytes)
-            .map_err(|e| Error::data(source, format!("not a valid tokenizer.json ({e})")))?;
+        let mut inner = super::read_tokenizer(source, bytes)?;
         let pad_id = inner
             .get_padding()
             .map(|p: &PaddingParams| p.pad_id)
