@@ -189,8 +189,11 @@ async function useFiles(list, role = 'train', fromFolder = false) {
       send('load_model', {}, files.filter((f) => /(^|\/)(config\.json|tokenizer\.json|model\.safetensors|vocab\.txt|pytorch_model\.bin)$/.test(f.path)));
       return;
     }
-    if (files.length === 1 && !folder && state.mode !== 'text' && (state.mode === 'lm' || /\.(txt|text|md)$/i.test(names[0]))) {
-      status(`Reading ${names[0]}\u2026`);
+    // A text to train a language model on, alone or with its tokenizer.json.
+    const texts = names.filter((n) => !/(^|\/)tokenizer\.json$/.test(n));
+    const withTokenizer = files.length === 2 && texts.length === 1;
+    if ((files.length === 1 || withTokenizer) && !folder && state.mode !== 'text' && (state.mode === 'lm' || /\.(txt|text|md)$/i.test(texts[0]))) {
+      status(`Reading ${texts[0]}\u2026`);
       send('load_lm_text', {}, files);
       return;
     }
