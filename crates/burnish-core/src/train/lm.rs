@@ -4,7 +4,7 @@
 //! matrices). [`evaluate_lm`] gives the loss and perplexity of a held-out stream, every token
 //! predicted once.
 
-use burn::optim::ModuleOptimizer;
+use super::optim::Optimizer;
 use burn::prelude::*;
 use burn::tensor::activation::log_softmax;
 use serde::{Deserialize, Serialize};
@@ -54,7 +54,7 @@ fn windows(
 /// Steps a language model; see the module documentation.
 pub struct LmTrainer {
     model: Option<Gpt>,
-    optim: ModuleOptimizer,
+    optim: Optimizer,
     config: TrainConfig,
     tokens: Vec<u32>,
     window: usize,

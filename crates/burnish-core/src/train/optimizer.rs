@@ -6,9 +6,9 @@
 //! read-back.
 
 use burn::module::{Module, ModuleVisitor, Param};
-use burn::optim::decay::WeightDecayConfig;
-use burn::optim::momentum::MomentumConfig;
-use burn::optim::{AdamConfig, AdamWConfig, GradientsParams, ModuleOptimizer, SgdConfig};
+use burn::optim::GradientsParams;
+
+use super::optim::Optimizer;
 use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -26,20 +26,8 @@ pub enum OptimizerKind {
 }
 
 /// Build the optimizer. `momentum` is used by SGD only (0 turns it off).
-pub(crate) fn build(kind: OptimizerKind, weight_decay: f32, momentum: f64) -> ModuleOptimizer {
-    let decay = (weight_decay > 0.0).then(|| WeightDecayConfig::new(weight_decay));
-    match kind {
-        OptimizerKind::Adamw => AdamWConfig::new().with_weight_decay(weight_decay).init(),
-        OptimizerKind::Adam => AdamConfig::new().with_weight_decay(decay).init(),
-        OptimizerKind::Sgd => SgdConfig::new()
-            .with_weight_decay(decay)
-            .with_momentum((momentum > 0.0).then(|| {
-                MomentumConfig::new()
-                    .with_momentum(momentum)
-                    .with_dampening(0.0)
-            }))
-            .init(),
-    }
+pub(crate) fn build(kind: OptimizerKind, weight_decay: f32, momentum: f64) -> Optimizer {
+    Optimizer::new(kind, weight_decay, momentum)
 }
 
 /// Sum of squares of every gradient of `module`'s parameters, as a device tensor `[1]`.

@@ -6,7 +6,8 @@
 //! averaged over them (for tokens, only the first sub-token of each word carries a label, as
 //! transformers' `-100` convention does).
 
-use burn::optim::{GradientsAccumulator, GradientsParams, ModuleOptimizer};
+use super::optim::Optimizer;
+use burn::optim::{GradientsAccumulator, GradientsParams};
 use burn::prelude::*;
 
 use super::batches::BatchOrder;
@@ -140,7 +141,7 @@ fn masked_cross_entropy(
 /// Steps a text classifier; see the module documentation.
 pub struct TextTrainer {
     model: Option<BertClassifier>,
-    optim: ModuleOptimizer,
+    optim: Optimizer,
     config: TrainConfig,
     data: TokenizedSet,
     device: Device,
@@ -211,7 +212,7 @@ impl TextTrainer {
     /// Tensors of optimizer state (two moments per trained tensor for Adam/AdamW; frozen ones
     /// have none).
     pub fn optimizer_state_tensors(&self) -> usize {
-        self.optim.to_record().len()
+        self.optim.state_tensors()
     }
 
     /// The device it trains on (with autodiff).
@@ -275,7 +276,7 @@ impl DecayMatrices for BertClassifier {
 /// asynchronously. The model always comes back, also when the report is an error.
 pub(crate) async fn decoupled_step<M>(
     mut model: M,
-    optim: &mut ModuleOptimizer,
+    optim: &mut Optimizer,
     config: &TrainConfig,
     step: usize,
     mut loss_of: impl FnMut(&M, usize) -> Tensor<1>,

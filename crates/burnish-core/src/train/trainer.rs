@@ -1,5 +1,6 @@
+use super::optim::Optimizer;
 use burn::nn::loss::CrossEntropyLossConfig;
-use burn::optim::{GradientsAccumulator, GradientsParams, ModuleOptimizer};
+use burn::optim::{GradientsAccumulator, GradientsParams};
 use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -47,7 +48,7 @@ const EVAL_BATCH: usize = 1024;
 pub struct Trainer {
     /// `None` only inside [`Trainer::step`], which moves the model through the optimizer.
     model: Option<Classifier>,
-    optim: ModuleOptimizer,
+    optim: Optimizer,
     config: TrainConfig,
     data: ClassificationDataset,
     device: Device,
