@@ -97,14 +97,8 @@ impl ExportedClassifier {
                 )
             })
             .collect();
-        let metadata = std::collections::BTreeMap::from([
-            ("format", FORMAT.to_string()),
-            ("model", to_json(&self.config)),
-            ("classes", to_json(&self.classes)),
-            ("normalizer", to_json(&self.normalizer)),
-            ("image_shape", to_json(&self.image_shape)),
-            ("features", to_json(&self.feature_names)),
-        ]);
+        let mut metadata = std::collections::BTreeMap::from([("format", FORMAT.to_string())]);
+        metadata.extend(classifier_metadata(self));
         Ok(write_safetensors(&stored, &metadata))
     }
 
@@ -122,6 +116,21 @@ impl ExportedClassifier {
         let tensors = safetensors::SafeTensors::deserialize(bytes)
             .map_err(|e| fail(format!("not a valid safetensors file ({e})")))?;
         let meta = header.metadata().clone().unwrap_or_default();
+        Self::from_parts(source, &meta, &tensors, "")
+    }
+
+    /// Read the model whose tensors are named `{prefix}{name}` in `tensors`, with the metadata
+    /// of [`Self::to_bytes`] in `meta` (an autosave holds one this way, next to other tensors).
+    ///
+    /// # Errors
+    /// As [`Self::from_bytes`].
+    pub(crate) fn from_parts(
+        source: &str,
+        meta: &std::collections::HashMap<String, String>,
+        tensors: &safetensors::SafeTensors<'_>,
+        prefix: &str,
+    ) -> Result<Self> {
+        let fail = |reason: String| Error::data(source, reason);
         let field = |key: &str| {
             meta.get(key).ok_or_else(|| {
                 fail(format!(
@@ -194,30 +203,11 @@ impl ExportedClassifier {
             )));
         }
         let layout = config.tensor_layout();
-        let mut values = Vec::with_capacity(layout.len());
-        for (name, shape) in &layout {
-            let view = tensors
-                .tensor(name)
-                .map_err(|_| fail(format!("tensor `{name}` is missing")))?;
-            if view.dtype() != Dtype::F32 {
-                return Err(fail(format!(
-                    "tensor `{name}` is {:?}, expected F32",
-                    view.dtype()
-                )));
-            }
-            if view.shape() != shape.as_slice() {
-                return Err(fail(format!(
-                    "tensor `{name}` has shape {:?}, expected {shape:?}",
-                    view.shape()
-                )));
-            }
-            values.push(decode_f32(source, name, view.data())?);
-        }
-        if let Some(extra) = tensors
-            .names()
-            .into_iter()
-            .find(|n| !layout.iter().any(|(name, _)| name == *n))
-        {
+        let values = read_layout(source, tensors, &layout, prefix)?;
+        if let Some(extra) = tensors.names().into_iter().find(|n| {
+            n.strip_prefix(prefix)
+                .is_some_and(|n| !layout.iter().any(|(name, _)| name == n))
+        }) {
             return Err(fail(format!(
                 "tensor `{extra}` is not part of this model ({} tensors expected)",
                 layout.len()
@@ -240,6 +230,52 @@ impl ExportedClassifier {
     pub fn to_model(&self, device: &Device) -> Result<Classifier> {
         self.config.from_tensors(self.tensors.clone(), device)
     }
+}
+
+/// Every tensor of `layout`, named `{prefix}{name}`, checked for dtype F32, shape and finite
+/// values.
+///
+/// # Errors
+/// [`Error::Data`] naming `source` and the tensor.
+pub(crate) fn read_layout(
+    source: &str,
+    tensors: &safetensors::SafeTensors<'_>,
+    layout: &[(String, Vec<usize>)],
+    prefix: &str,
+) -> Result<Vec<Vec<f32>>> {
+    let fail = |reason: String| Error::data(source, reason);
+    let mut values = Vec::with_capacity(layout.len());
+    for (name, shape) in layout {
+        let name = format!("{prefix}{name}");
+        let view = tensors
+            .tensor(&name)
+            .map_err(|_| fail(format!("tensor `{name}` is missing")))?;
+        if view.dtype() != Dtype::F32 {
+            return Err(fail(format!(
+                "tensor `{name}` is {:?}, expected F32",
+                view.dtype()
+            )));
+        }
+        if view.shape() != shape.as_slice() {
+            return Err(fail(format!(
+                "tensor `{name}` has shape {:?}, expected {shape:?}",
+                view.shape()
+            )));
+        }
+        values.push(decode_f32(source, &name, view.data())?);
+    }
+    Ok(values)
+}
+
+/// The metadata entries [`ExportedClassifier::to_bytes`] writes.
+pub(crate) fn classifier_metadata(model: &ExportedClassifier) -> Vec<(&'static str, String)> {
+    vec![
+        ("model", to_json(&model.config)),
+        ("classes", to_json(&model.classes)),
+        ("normalizer", to_json(&model.normalizer)),
+        ("image_shape", to_json(&model.image_shape)),
+        ("features", to_json(&model.feature_names)),
+    ]
 }
 
 /// The little-endian F32 values of a safetensors tensor's bytes, every one finite.

@@ -4,11 +4,15 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::checkpoint::{Checkpoint, FitPosition};
 use super::protocol::Event;
-use super::runner::{Control, Host};
+use super::recipe::Recipe;
+use super::runner::{Control, Host, RunState};
 use crate::data::augment::AugmentConfig;
 use crate::data::split::Splits;
+use crate::export::ExportedClassifier;
 use crate::model::{Classifier, ModelConfig};
+use crate::train::TrainerState;
 use crate::train::{Evaluation, StepReport, TrainConfig, Trainer, evaluate};
 use crate::{Error, Result};
 
@@ -62,6 +66,10 @@ pub struct FitConfig {
     pub min_delta: f64,
     /// Put back the weights of the best validation epoch at the end (default true).
     pub restore_best: bool,
+    /// Autosave the run every this many steps, and when it is paused, where the host keeps
+    /// autosaves (the page: IndexedDB; the CLI: `--autosave FILE`); 0 saves only on pause
+    /// (default 50). Classifier runs (tables, images) only.
+    pub autosave_steps: usize,
 }
 
 impl Default for FitConfig {
@@ -72,6 +80,7 @@ impl Default for FitConfig {
             patience: Some(5),
             min_delta: 0.0,
             restore_best: true,
+            autosave_steps: 50,
         }
     }
 }
@@ -189,6 +198,26 @@ impl<'a, M: Clone> EarlyStopping<'a, M> {
         }
     }
 
+    /// Continue from a saved position, with the best epoch's model.
+    pub(crate) fn restore(&mut self, position: &FitPosition, best: Option<M>) {
+        self.epochs_run = position.epochs_run;
+        self.since_best = position.since_best;
+        self.best = position
+            .best
+            .zip(best)
+            .map(|((value, epoch), model)| (value, epoch, model));
+    }
+
+    /// The best metric and epoch so far, and the best model.
+    pub(crate) fn best(&self) -> Option<(f64, usize, &M)> {
+        self.best.as_ref().map(|(v, e, m)| (*v, *e, m))
+    }
+
+    /// Epochs since the best.
+    pub(crate) fn since_best(&self) -> usize {
+        self.since_best
+    }
+
     /// Epochs recorded.
     pub(crate) fn epochs_run(&self) -> usize {
         self.epochs_run
@@ -217,6 +246,14 @@ pub(crate) trait EpochTrainer {
     fn model(&self) -> &Self::Model;
     /// Loss and report of the current model on `data`.
     async fn evaluate(&self, data: &Self::Data) -> Result<Evaluation>;
+    /// The state to autosave, or `None` for a trainer that does not autosave.
+    async fn save_state(&self) -> Result<Option<TrainerState>> {
+        Ok(None)
+    }
+    /// A model's weights for an autosave (only called when [`Self::save_state`] gives one).
+    async fn model_weights(_model: &Self::Model) -> Result<Vec<Vec<f32>>> {
+        Ok(Vec::new())
+    }
 }
 
 impl EpochTrainer for Trainer {
@@ -234,6 +271,67 @@ impl EpochTrainer for Trainer {
     async fn evaluate(&self, data: &Self::Data) -> Result<Evaluation> {
         Trainer::evaluate(self, data).await
     }
+    async fn save_state(&self) -> Result<Option<TrainerState>> {
+        Ok(Some(Trainer::save_state(self).await?))
+    }
+    async fn model_weights(model: &Classifier) -> Result<Vec<Vec<f32>>> {
+        model.tensors().await
+    }
+}
+
+/// What an autosave records besides the trainer's state.
+#[derive(Debug, Clone)]
+pub(crate) struct Autosave {
+    /// The run's recipe.
+    pub(crate) recipe: Recipe,
+    /// The data's fingerprint.
+    pub(crate) fingerprint: String,
+    /// The training data's name.
+    pub(crate) source: String,
+    /// The model's config, classes, normaliser and inputs (its tensors are filled in).
+    pub(crate) model: ExportedClassifier,
+}
+
+/// Where a resumed run of epochs starts.
+#[derive(Debug)]
+pub(crate) struct EpochStart<M> {
+    pub(crate) position: FitPosition,
+    pub(crate) best: Option<M>,
+}
+
+/// Save the run's state and hand it to the host.
+#[allow(clippy::too_many_arguments)]
+async fn autosave<T: EpochTrainer>(
+    trainer: &T,
+    saver: &Autosave,
+    position: FitPosition,
+    stopping: &EarlyStopping<'_, T::Model>,
+    steps: usize,
+    reason: &str,
+    host: &impl Host,
+) -> Result<()> {
+    let Some(state) = trainer.save_state().await? else {
+        return Ok(());
+    };
+    let best = match stopping.best() {
+        Some((_, _, model)) => Some(T::model_weights(model).await?),
+        None => None,
+    };
+    let mut model = saver.model.clone();
+    model.tensors = state.weights.clone();
+    let checkpoint = Checkpoint {
+        recipe: saver.recipe.clone(),
+        fingerprint: saver.fingerprint.clone(),
+        source: saver.source.clone(),
+        steps,
+        model,
+        trainer: state,
+        fit: position,
+        best,
+    };
+    let bytes = checkpoint.to_bytes()?;
+    host.autosave(checkpoint.info(reason), bytes);
+    Ok(())
 }
 
 /// How a run of epochs ended.
@@ -259,6 +357,7 @@ pub(crate) struct Epochs<M> {
 ///
 /// # Errors
 /// Step and evaluation failures.
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn run_epochs<T: EpochTrainer>(
     trainer: &mut T,
     fit: &FitConfig,
@@ -266,14 +365,51 @@ pub(crate) async fn run_epochs<T: EpochTrainer>(
     validation: &T::Data,
     control: &Control,
     host: &impl Host,
+    start: Option<EpochStart<T::Model>>,
+    saver: Option<&Autosave>,
 ) -> Result<Epochs<T::Model>> {
     let steps = steps_per_epoch * fit.epochs;
     let mut timer = StepTimer::default();
     let mut stopping = EarlyStopping::new(fit);
+    let (first_epoch, mut first_step, mut first_loss) = match start {
+        Some(start) => {
+            stopping.restore(&start.position, start.best);
+            (
+                start.position.epoch,
+                start.position.step_in_epoch,
+                start.position.loss_sum,
+            )
+        }
+        None => (1, 0, 0.0),
+    };
+    let saver = saver.filter(|_| host.autosaves());
+    let mut saved_at = trainer.steps_done();
     let (mut stopped_early, mut cancelled) = (false, false);
-    'epochs: for epoch in 1..=fit.epochs {
-        let mut loss_sum = 0.0;
-        for _ in 0..steps_per_epoch {
+    'epochs: for epoch in first_epoch..=fit.epochs {
+        let mut loss_sum = std::mem::take(&mut first_loss);
+        for in_epoch in std::mem::take(&mut first_step)..steps_per_epoch {
+            let done = trainer.steps_done();
+            let reason = if control.get() == RunState::Paused {
+                Some("pause")
+            } else if fit.autosave_steps > 0 && done.is_multiple_of(fit.autosave_steps) {
+                Some("autosave")
+            } else {
+                None
+            };
+            if let (Some(saver), Some(reason)) = (saver, reason)
+                && done != saved_at
+            {
+                let position = FitPosition {
+                    epoch,
+                    step_in_epoch: in_epoch,
+                    loss_sum,
+                    epochs_run: stopping.epochs_run(),
+                    since_best: stopping.since_best(),
+                    best: stopping.best().map(|(v, e, _)| (v, e)),
+                };
+                autosave(trainer, saver, position, &stopping, steps, reason, host).await?;
+                saved_at = done;
+            }
             if !control.checkpoint(host, trainer.steps_done()).await {
                 cancelled = true;
                 break 'epochs;
@@ -324,6 +460,10 @@ pub struct FitPlan {
     pub augment: AugmentConfig,
     /// The data, already normalised.
     pub splits: Splits,
+    /// What autosaves record besides the trainer (none: no autosaves).
+    pub(crate) autosave: Option<Autosave>,
+    /// An autosave to continue from.
+    pub(crate) resume: Option<Box<Checkpoint>>,
 }
 
 /// Train the plan's model (fresh from `shape`, or `start` to continue) on `splits.train`,
@@ -344,6 +484,8 @@ pub async fn fit(
         fit,
         augment,
         splits,
+        autosave: saver,
+        resume,
     } = plan;
     let shape = &shape;
     if fit.epochs == 0 {
@@ -378,6 +520,29 @@ pub async fn fit(
         total_parameters: burn::module::Module::num_params(trainer.model()),
         device: format!("{device:?}"),
     });
+    let start = match resume {
+        Some(checkpoint) => {
+            let checkpoint = *checkpoint;
+            let plain = device.clone().without_autodiff();
+            let best = match checkpoint.best {
+                Some(weights) => Some(burn::module::Module::train(
+                    shape.from_tensors(weights, &plain)?,
+                )),
+                None => None,
+            };
+            let step = checkpoint.trainer.step;
+            trainer.restore_state(shape, checkpoint.trainer)?;
+            host.post(Event::Restored {
+                step,
+                epoch: checkpoint.fit.epoch,
+            });
+            Some(EpochStart {
+                position: checkpoint.fit,
+                best,
+            })
+        }
+        None => None,
+    };
     let epochs = run_epochs(
         &mut trainer,
         &fit,
@@ -385,6 +550,8 @@ pub async fn fit(
         validation,
         control,
         host,
+        start,
+        saver.as_ref(),
     )
     .await?;
     let Epochs {
@@ -453,6 +620,8 @@ mod tests {
                 fit: fit_config,
                 augment: AugmentConfig::default(),
                 splits: splits.clone(),
+                autosave: None,
+                resume: None,
             },
             &Device::flex(),
             &Control::default(),
@@ -523,6 +692,8 @@ mod tests {
                 fit: fit_config,
                 augment: AugmentConfig::default(),
                 splits,
+                autosave: None,
+                resume: None,
             },
             &Device::flex(),
             &Control::default(),

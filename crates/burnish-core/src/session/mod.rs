@@ -5,6 +5,7 @@
 //! step, and obeys pause, resume and cancel. Where it runs (a browser worker, a terminal, a test)
 //! is abstracted by [`runner::Host`].
 
+pub mod checkpoint;
 pub mod fit;
 pub mod lm;
 pub mod memory;

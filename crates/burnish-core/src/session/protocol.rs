@@ -221,6 +221,21 @@ pub enum Event {
         /// The burn device the run is on, as burn describes it.
         device: String,
     },
+    /// A run continues from an autosave: `step` steps are done, epoch `epoch` is in progress
+    /// (the page redraws the charts it stored with the autosave).
+    Restored {
+        /// Steps already done.
+        step: usize,
+        /// The epoch in progress.
+        epoch: usize,
+    },
+    /// An autosave of the run in progress; the worker attaches its bytes as `data`.
+    Autosaved {
+        /// What it holds.
+        info: super::checkpoint::CheckpointInfo,
+        /// Its size in bytes.
+        size: usize,
+    },
     /// One optimizer step is done.
     Progress {
         /// Steps done so far.

@@ -22,6 +22,12 @@ pub trait Host {
     fn now_ms(&self) -> f64;
     /// Deliver an event to the page (or to a test).
     fn post(&self, event: Event);
+    /// Whether this host keeps autosaves (runs skip saving otherwise).
+    fn autosaves(&self) -> bool {
+        false
+    }
+    /// Keep an autosave of the run in progress (the page: IndexedDB; the CLI: a file).
+    fn autosave(&self, _info: super::checkpoint::CheckpointInfo, _bytes: Vec<u8>) {}
     /// Give the host's event loop a turn, for about `ms` milliseconds, so commands can arrive.
     fn sleep(&self, ms: u32) -> impl Future<Output = ()>;
 }

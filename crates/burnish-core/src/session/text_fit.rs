@@ -135,6 +135,8 @@ pub async fn fit_text(
         validation,
         control,
         host,
+        None,
+        None,
     )
     .await?;
     let final_split = if splits.test.rows.is_empty() {

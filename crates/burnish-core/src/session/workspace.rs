@@ -6,7 +6,8 @@
 use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use super::fit::{FitPlan, fit};
+use super::checkpoint::{Checkpoint, fingerprint};
+use super::fit::{Autosave, FitPlan, fit};
 use super::protocol::Event;
 use super::recipe::{ModelKind, Recipe};
 use super::runner::{Control, Host};
@@ -459,12 +460,7 @@ impl Workspace {
         continue_training: bool,
         device: &Device,
     ) -> Result<TrainingJob> {
-        let train = self.train.as_ref().ok_or_else(|| {
-            Error::data(
-                "data",
-                "load a training file (or the built-in demo) before training",
-            )
-        })?;
+        self.train_loaded()?;
         let start = if continue_training {
             Some(
                 &self
@@ -481,6 +477,61 @@ impl Workspace {
         } else {
             None
         };
+        self.plan_from(recipe, start, device)
+    }
+
+    /// Prepare to continue an autosaved run (`bytes`, named `name`) on the loaded data, which
+    /// must be the data it was trained on (checked by fingerprint).
+    ///
+    /// # Errors
+    /// A malformed autosave; no data, or other data than the run's.
+    pub fn plan_resume(&self, name: &str, bytes: &[u8], device: &Device) -> Result<TrainingJob> {
+        let checkpoint = Checkpoint::from_bytes(name, bytes)?;
+        let mut job = self.plan_from(&checkpoint.recipe, Some(&checkpoint.model), device)?;
+        let found = job.plan.autosave.as_ref().map(|a| a.fingerprint.clone());
+        if found.as_deref() != Some(checkpoint.fingerprint.as_str()) {
+            return Err(Error::data(
+                name,
+                format!(
+                    "this run was trained on other data ({}, fingerprint {}); the loaded data \
+                     has fingerprint {}. Load the same file(s) with the same label column to resume",
+                    checkpoint.source,
+                    checkpoint.fingerprint,
+                    found.unwrap_or_default()
+                ),
+            ));
+        }
+        if checkpoint.steps != job.plan_steps() {
+            return Err(Error::data(
+                name,
+                format!(
+                    "the run had {} steps, its recipe on this data gives {}",
+                    checkpoint.steps,
+                    job.plan_steps()
+                ),
+            ));
+        }
+        job.plan.start = None;
+        job.plan.resume = Some(Box::new(checkpoint));
+        Ok(job)
+    }
+
+    fn train_loaded(&self) -> Result<&Loaded> {
+        self.train.as_ref().ok_or_else(|| {
+            Error::data(
+                "data",
+                "load a training file (or the built-in demo) before training",
+            )
+        })
+    }
+
+    fn plan_from(
+        &self,
+        recipe: &Recipe,
+        start: Option<&ExportedClassifier>,
+        device: &Device,
+    ) -> Result<TrainingJob> {
+        let train = self.train_loaded()?;
         let mut data = train.dataset.clone();
         let mut extra = [
             self.validation.as_ref().map(|l| l.dataset.clone()),
@@ -537,6 +588,24 @@ impl Workspace {
             None => train_feature_names(self.train.as_ref()),
         };
         let start = start.map(|m| m.to_model(device)).transpose()?;
+        let splits = Splits {
+            train,
+            validation,
+            test,
+        };
+        let autosave = Autosave {
+            recipe: recipe.clone(),
+            fingerprint: fingerprint(&splits),
+            source: splits.train.source_name.clone(),
+            model: ExportedClassifier {
+                config: shape.clone(),
+                classes: data.class_names.clone(),
+                normalizer: normalizer.clone(),
+                image_shape: data.image_shape,
+                feature_names: feature_names.clone(),
+                tensors: Vec::new(),
+            },
+        };
         Ok(TrainingJob {
             plan: FitPlan {
                 shape,
@@ -544,11 +613,9 @@ impl Workspace {
                 train: recipe.train.clone(),
                 fit: recipe.fit.clone(),
                 augment: recipe.augment.clone(),
-                splits: Splits {
-                    train,
-                    validation,
-                    test,
-                },
+                splits,
+                autosave: Some(autosave),
+                resume: None,
             },
             classes: data.class_names.clone(),
             normalizer,
@@ -759,6 +826,18 @@ impl Loaded {
 }
 
 impl TrainingJob {
+    /// Steps the run takes.
+    fn plan_steps(&self) -> usize {
+        let c = &self.plan.train;
+        let per_step = c.batch_size.max(1) * c.grad_accumulation.max(1);
+        self.plan.splits.train.len().div_ceil(per_step) * self.plan.fit.epochs
+    }
+
+    #[cfg(test)]
+    pub(crate) fn plan_steps_for_tests(&self) -> usize {
+        self.plan_steps()
+    }
+
     /// Rows of each split, for the page.
     pub fn split_sizes(&self) -> [usize; 3] {
         let s = &self.plan.splits;

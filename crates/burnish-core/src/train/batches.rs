@@ -11,7 +11,40 @@ pub(crate) struct BatchOrder {
     cursor: usize,
 }
 
+/// Where a [`BatchOrder`] stands (an autosave): the generator, this epoch's shuffle and the
+/// position in it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct BatchPosition {
+    /// The shuffling generator's state.
+    pub rng: u64,
+    /// This epoch's row order (empty before the first batch).
+    pub order: Vec<usize>,
+    /// Rows of `order` already handed out.
+    pub cursor: usize,
+}
+
 impl BatchOrder {
+    /// Where it stands.
+    pub(crate) fn position(&self) -> BatchPosition {
+        BatchPosition {
+            rng: self.rng.state(),
+            order: self.order.clone(),
+            cursor: self.cursor,
+        }
+    }
+
+    /// Put back a position, checked against `n` rows.
+    pub(crate) fn restore(position: BatchPosition, n: usize) -> Option<Self> {
+        let valid = position.cursor <= position.order.len()
+            && (position.order.is_empty() || position.order.len() == n)
+            && position.order.iter().all(|&i| i < n);
+        valid.then(|| Self {
+            rng: Rng::new(position.rng),
+            order: position.order,
+            cursor: position.cursor,
+        })
+    }
+
     pub(crate) fn new(rng: Rng) -> Self {
         Self {
             rng,

@@ -13,5 +13,6 @@ pub mod schedule;
 pub mod text;
 mod trainer;
 
+pub use batches::BatchPosition;
 pub use config::TrainConfig;
-pub use trainer::{Evaluation, StepReport, Trainer, evaluate};
+pub use trainer::{Evaluation, StepReport, Trainer, TrainerState, evaluate};

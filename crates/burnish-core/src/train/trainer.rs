@@ -5,7 +5,8 @@ use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::TrainConfig;
-use super::batches::BatchOrder;
+use super::batches::{BatchOrder, BatchPosition};
+use super::optim::SavedMoments;
 use super::optimizer::{build, clip_global_norm};
 use crate::data::ClassificationDataset;
 use crate::data::augment::AugmentConfig;
@@ -23,6 +24,25 @@ pub struct StepReport {
     pub loss: f32,
     /// Learning rate used for the step.
     pub learning_rate: f64,
+}
+
+/// Everything a [`Trainer`] needs to continue exactly where it was (an autosave): the weights,
+/// the optimizer's moments, the step (which fixes the schedule's position) and every random
+/// stream's position.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrainerState {
+    /// Optimizer steps taken.
+    pub step: usize,
+    /// The weights, in the model's export layout.
+    pub weights: Vec<Vec<f32>>,
+    /// The optimizer's state per parameter, in visit order.
+    pub optimizer: Vec<Option<SavedMoments>>,
+    /// Where the batch order stands.
+    pub batches: BatchPosition,
+    /// The augmentation generator's state (when augmenting).
+    pub augment_rng: Option<u64>,
+    /// The dropout generator's state.
+    pub dropout_rng: u64,
 }
 
 /// Loss and report of a model on a data set.
@@ -181,6 +201,54 @@ impl Trainer {
         self.model
             .as_ref()
             .expect("the model is only absent inside step()")
+    }
+
+    /// Read the whole training state back (asynchronously) for an autosave.
+    ///
+    /// # Errors
+    /// [`Error::Readback`] when the device fails to return a tensor.
+    pub async fn save_state(&self) -> Result<TrainerState> {
+        Ok(TrainerState {
+            step: self.step,
+            weights: self.model().tensors().await?,
+            optimizer: self.optim.save(self.model()).await?,
+            batches: self.batches.position(),
+            augment_rng: self.augment.as_ref().map(|(_, _, rng)| rng.state()),
+            dropout_rng: self.dropout_rng.state(),
+        })
+    }
+
+    /// Continue from a saved state of a trainer of the same model, config and data.
+    ///
+    /// # Errors
+    /// [`Error::Config`] when the state does not fit this model or data.
+    pub fn restore_state(&mut self, shape: &ModelConfig, state: TrainerState) -> Result<()> {
+        let plain = self.device.clone().without_autodiff();
+        let model = shape.from_tensors(state.weights, &plain)?.train();
+        self.optim.restore(&model, state.optimizer, &self.device)?;
+        self.batches = BatchOrder::restore(state.batches, self.data.len()).ok_or_else(|| {
+            Error::config(
+                "checkpoint",
+                format!(
+                    "its batch order does not fit the {} training rows",
+                    self.data.len()
+                ),
+            )
+        })?;
+        match (&mut self.augment, state.augment_rng) {
+            (Some((_, _, rng)), Some(saved)) => *rng = Rng::new(saved),
+            (None, None) => {}
+            _ => {
+                return Err(Error::config(
+                    "checkpoint",
+                    "it was saved with a different augmentation setting",
+                ));
+            }
+        }
+        self.dropout_rng = Rng::new(state.dropout_rng);
+        self.step = state.step;
+        self.model = Some(model);
+        Ok(())
     }
 
     fn next_batch(&mut self) -> Vec<usize> {
