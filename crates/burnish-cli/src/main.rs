@@ -64,6 +64,13 @@ enum Command {
         /// Where to write the trained model.
         #[arg(long, default_value = "model.safetensors")]
         out: PathBuf,
+        /// Keep an autosave of the run in this file (every `fit.autosave_steps` steps of the
+        /// recipe, default 50; replaced each time, never left half-written).
+        #[arg(long)]
+        autosave: Option<PathBuf>,
+        /// Continue the run autosaved in this file, on the same data (its recipe is used).
+        #[arg(long, conflicts_with_all = ["recipe", "import"])]
+        resume: Option<PathBuf>,
         /// Where to run.
         #[arg(long, value_enum, default_value_t = Backend::Flex)]
         device: Backend,
@@ -317,6 +324,8 @@ fn device(backend: Backend) -> Result<Device> {
 
 /// Prints events to the terminal: a progress bar on a TTY, a line per tenth otherwise.
 struct Terminal {
+    /// Where autosaves go (`train --autosave`).
+    autosave: Option<PathBuf>,
     start: Instant,
     json: bool,
     tty: bool,
@@ -327,6 +336,7 @@ struct Terminal {
 impl Terminal {
     fn new(json: bool) -> Self {
         Self {
+            autosave: None,
             start: Instant::now(),
             json,
             tty: std::io::stdout().is_terminal(),
@@ -339,6 +349,26 @@ impl Terminal {
 impl Host for Terminal {
     fn now_ms(&self) -> f64 {
         self.start.elapsed().as_secs_f64() * 1e3
+    }
+
+    fn autosaves(&self) -> bool {
+        self.autosave.is_some()
+    }
+
+    fn autosave(&self, info: burnish_core::session::checkpoint::CheckpointInfo, bytes: Vec<u8>) {
+        let Some(path) = &self.autosave else { return };
+        // Written beside and renamed over, so a crash mid-write leaves the last good one.
+        let partial = path.with_extension("partial");
+        let written =
+            std::fs::write(&partial, &bytes).and_then(|()| std::fs::rename(&partial, path));
+        match written {
+            Ok(()) if self.json => println!(
+                "{}",
+                serde_json::json!({"type": "autosaved", "info": info, "size": bytes.len(), "path": path})
+            ),
+            Ok(()) => {}
+            Err(e) => eprintln!("warning: could not autosave to {}: {e}", path.display()),
+        }
     }
 
     fn post(&self, event: Event) {
@@ -558,6 +588,7 @@ fn train(
     args: &DataArgs<'_>,
     recipe: Option<&PathBuf>,
     import: Option<&PathBuf>,
+    resume: Option<&PathBuf>,
     out: &PathBuf,
     device: &Device,
     host: &Terminal,
@@ -601,7 +632,10 @@ fn train(
             println!("{}: {} rows for {role:?}", p.source, p.rows);
         }
     }
-    let job = workspace.plan(&recipe, import.is_some(), device)?;
+    let job = match resume {
+        Some(path) => workspace.plan_resume(&path.display().to_string(), &read(path)?, device)?,
+        None => workspace.plan(&recipe, import.is_some(), device)?,
+    };
     let [n_train, n_validation, n_test] = job.split_sizes();
     println!("split: {n_train} train, {n_validation} validation, {n_test} test");
     let (export, report) = pollster::block_on(job.run(device, &Control::default(), host))?;
@@ -1026,11 +1060,14 @@ fn run(cli: Cli) -> Result<()> {
             recipe,
             import,
             out,
+            autosave,
+            resume,
             device: backend,
             json,
         } => {
             let device = device(backend)?;
-            let host = Terminal::new(json);
+            let mut host = Terminal::new(json);
+            host.autosave = autosave;
             let args = DataArgs {
                 idx_labels: idx_labels.as_ref(),
                 label: label.as_deref(),
@@ -1044,6 +1081,7 @@ fn run(cli: Cli) -> Result<()> {
                 &args,
                 recipe.as_ref(),
                 import.as_ref(),
+                resume.as_ref(),
                 &out,
                 &device,
                 &host,

@@ -7,6 +7,7 @@ use wasm_bindgen::prelude::*;
 use web_sys::{DedicatedWorkerGlobalScope, MessageEvent};
 
 use burnish_core::data::images::FolderFile;
+use burnish_core::session::checkpoint::CheckpointInfo;
 use burnish_core::session::lm;
 use burnish_core::session::recipe::Recipe;
 use burnish_core::session::text_session::predict_text;
@@ -195,6 +196,29 @@ fn on_message(message: MessageEvent) {
                 let job = WORKSPACE
                     .with_borrow(|ws| ws.plan(&recipe, continue_training, &device))
                     .map_err(|e| e.to_string())?;
+                let (export, _) = job
+                    .run(&device, &control, &BrowserHost)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let info = WORKSPACE.with_borrow_mut(|ws| ws.set_model(export, "trained"));
+                Ok(Some(Event::Model {
+                    info: Box::new(info),
+                }))
+            });
+        }
+        Command::ResumeRun {} => {
+            if active.is_some() {
+                return busy();
+            }
+            let Some(file) = files.into_iter().next() else {
+                return error("resume_run: attach the autosave as the one file");
+            };
+            spawn_run(move |control| async move {
+                let device = device().await?;
+                let job = WORKSPACE
+                    .with_borrow(|ws| ws.plan_resume(&file.path, &file.bytes, &device))
+                    .map_err(|e| e.to_string())?;
+                drop(file);
                 let (export, _) = job
                     .run(&device, &control, &BrowserHost)
                     .await
@@ -580,6 +604,11 @@ fn post_export(bytes: &[u8]) {
         name: "burnish-model.safetensors".into(),
         size: bytes.len(),
     };
+    post_with_bytes(event, bytes);
+}
+
+/// Post `event` with `bytes` attached as `data` (a transferred `Uint8Array`).
+fn post_with_bytes(event: Event, bytes: &[u8]) {
     let serializer = serde_wasm_bindgen::Serializer::json_compatible();
     let value = match serde::Serialize::serialize(&event, &serializer) {
         Ok(v) => v,
@@ -647,6 +676,20 @@ impl Host for BrowserHost {
 
     fn post(&self, event: Event) {
         post(event);
+    }
+
+    fn autosaves(&self) -> bool {
+        true
+    }
+
+    fn autosave(&self, info: CheckpointInfo, bytes: Vec<u8>) {
+        post_with_bytes(
+            Event::Autosaved {
+                info,
+                size: bytes.len(),
+            },
+            &bytes,
+        );
     }
 
     async fn sleep(&self, ms: u32) {

@@ -44,6 +44,9 @@ pub enum Command {
         #[serde(default)]
         continue_training: bool,
     },
+    /// Continue the autosaved run attached as the one file, on the loaded data (the data it
+    /// was trained on, checked by fingerprint); a `restored` event, then as `train`.
+    ResumeRun {},
     /// Class probabilities for a row of `values`, or for the attached image; a `prediction`
     /// event follows.
     Predict {
