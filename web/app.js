@@ -5,6 +5,7 @@
 
 import { bars, drawingPad, el, heatMap, lineChart, reportTable, thumbnail } from './ui.js';
 import { addLmSample, appendToken, lmForm, lmRecipe, sampling, showGenerated, showLmEval, showLmModel, showLmPreview, showLmReport, startGeneration } from './lm.js';
+import { deleteRun, listRuns, loadRun, storeAutosave, usage } from './runs.js';
 import { CONLL, isAdapterFolder, isModelFolder, showEntityReport, showFolder, showMemory, showTextModel, showTextPrediction, showTextPreview, textReportSummary } from './text.js';
 
 const $ = (id) => document.getElementById(id);
@@ -20,7 +21,14 @@ const state = {
   crashes: 0,
   // The service worker has stored the app (it reopens offline).
   offlineReady: false,
+  // Stored runs (autosaves in IndexedDB): the list shown, the run in progress, the one being
+  // resumed (its record without bytes), autosaves stored this session.
+  runs: [], runId: null, autosaves: [], resuming: null, storeErrors: [],
 };
+// The data loaded (copies, stored with a run's first autosave) and the data of the run in
+// progress: kept out of `state`, which tests read whole.
+let loads = [];
+let runLoads = null;
 // For the fault-handling test: make the worker panic.
 window.burnishDebug = { panic: () => send('debug_panic') };
 window.burnish = state;
@@ -49,6 +57,14 @@ function status(text) {
 function send(type, fields = {}, files = []) {
   const transfer = files.map((f) => f.bytes.buffer);
   worker.postMessage({ type, ...fields, files }, transfer);
+}
+
+// Load data into the worker, keeping a copy (the buffers are transferred) to store with a run's
+// autosave; it counts once the worker has taken it (`loaded`).
+const pendingLoads = {};
+function sendLoad(role, request, files) {
+  pendingLoads[role] = { role, request, files: files.map((f) => ({ path: f.path, bytes: f.bytes.slice() })) };
+  send('load', { role, request }, files);
 }
 
 function setPhase(phase) {
@@ -221,7 +237,7 @@ async function useFiles(list, role = 'train', fromFolder = false) {
       );
     }
     status(`Parsing ${names.length > 3 ? `${names.length} files` : names.join(', ')}\u2026`);
-    send('load', { role, request }, files);
+    sendLoad(role, request, files);
   } catch (err) {
     status('');
     showMessage(err.message || String(err));
@@ -235,7 +251,7 @@ async function loadDemo() {
     if (!response.ok) throw new Error(`the demo data is missing from the server (${response.status}); run \`cargo xtask serve\``);
     const bytes = new Uint8Array(await response.arrayBuffer());
     const request = { format: 'table', has_header: false, image: { shape: [1, 8, 8], max_value: 16 } };
-    send('load', { role: 'train', request }, [{ path: 'digits.csv.gz', bytes }]);
+    sendLoad('train', request, [{ path: 'digits.csv.gz', bytes }]);
     // The defaults, with room for early stopping. No augmentation: a one-pixel shift is an
     // eighth of these 8x8 images, and measured it costs 5 points of test accuracy.
     writeRecipe({ ...state.defaults, fit: { ...state.defaults.fit, epochs: 20 } });
@@ -360,6 +376,8 @@ function writeRecipe(recipe) {
 function presetFromUrl() {
   const epochs = Number(params.get('epochs'));
   if (Number.isInteger(epochs) && epochs > 0) $('recipe').elements['fit.epochs'].value = String(epochs);
+  const autosave = params.get('autosave');
+  if (autosave != null && Number.isInteger(Number(autosave)) && Number(autosave) >= 0) $('recipe').elements['fit.autosave_steps'].value = autosave;
 }
 
 // The recipe from the form's visible sections (each mode hides what it does not use; hidden
@@ -547,7 +565,8 @@ function draw() {
 // Worker events
 
 function onEvent(event) {
-  state.events.push(event);
+  // An autosave's bytes stay out of the event log (tests read the state whole).
+  state.events.push(event.type === 'autosaved' ? { ...event, data: undefined } : event);
   switch (event.type) {
     case 'crashed':
       restartWorker(event.message);
@@ -561,6 +580,12 @@ function onEvent(event) {
       setPhase('idle');
       $('progress-text').textContent = 'Ready. Load data (or the demo), then press Train.';
       if (params.get('demo') !== '0') loadDemo();
+      refreshRuns().then(() => {
+        const [latest] = state.runs;
+        if (latest && state.phase === 'idle') {
+          showMessage(`A run on ${latest.name} stopped at step ${latest.info.step} of ${latest.info.steps} before it finished. Resume it under Stored runs, or delete it there.`, false);
+        }
+      });
       break;
     case 'lm_loaded':
       state.lmPreview = event.preview;
@@ -600,9 +625,19 @@ function onEvent(event) {
       showGenerated(event);
       setPhase('done');
       break;
-    case 'loaded':
+    case 'loaded': {
+      const taken = pendingLoads[event.preview.role];
+      delete pendingLoads[event.preview.role];
+      if (taken) loads = [...(taken.role === 'train' ? [] : loads.filter((l) => l.role !== taken.role)), taken];
       showPreview(event.preview);
-      if (params.get('autostart') === '1' && state.phase === 'idle' && event.preview.role === 'train') start();
+      if (params.get('autostart') === '1' && state.phase === 'idle' && event.preview.role === 'train' && !state.resuming) start();
+      break;
+    }
+    case 'restored':
+      restoreCharts(event);
+      break;
+    case 'autosaved':
+      keepAutosave(event);
       break;
     case 'started':
       run = { steps: event.steps, epochs: event.epochs, perEpoch: event.steps_per_epoch, t0: performance.now() };
@@ -651,10 +686,14 @@ function onEvent(event) {
       setPhase('running');
       break;
     case 'report':
+      // A finished run needs no autosave; a cancelled one stays, to resume later.
+      if (state.runId && !event.report.cancelled) forgetRun(state.runId);
       showReport(event.report);
       $('progress-text').textContent = event.report.cancelled ? 'Cancelled; the best epoch so far is kept.' : `Done: ${event.report.epochs_run} epochs.`;
       break;
     case 'model':
+      state.resuming = null;
+      refreshRuns();
       showModel(event.info);
       setPhase('done');
       status(event.info.origin === 'imported' ? 'Model imported: try it below, or tick \u201cContinue from the current model\u201d and train on new data.' : $('load-status').textContent);
@@ -713,6 +752,10 @@ function onEvent(event) {
     case 'error':
       status('');
       showMessage(event.message);
+      if (state.resuming && state.phase === 'running') {
+        state.resuming = null;
+        refreshRuns();
+      }
       // A label that failed is not the label: show the one still in use.
       if (state.preview?.label) $('label-column').value = state.preview.label;
       if (state.phase === 'running' || state.phase === 'paused' || state.phase === 'generating') setPhase('idle');
@@ -747,7 +790,116 @@ function start() {
     send('train_text', { recipe, continue_training: $('continue').checked && !!state.textModel, limits: limits() });
     return;
   }
+  state.runId = `run-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 8)}`;
+  runLoads = loads;
+  state.resuming = null;
   send('train', { recipe, continue_training: $('continue').checked && !!state.model });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Stored runs (autosaves)
+
+let storing = Promise.resolve();
+function keepAutosave(event) {
+  const id = state.runId;
+  if (!id) return;
+  const entry = {
+    name: event.info.source,
+    info: event.info,
+    checkpoint: event.data,
+    history: { losses: state.losses.slice(), epochs: state.epochs.slice(), started: state.started },
+    loads: runLoads || loads,
+  };
+  // One write at a time, in order.
+  storing = storing.then(() => storeAutosave(id, entry)).then(() => {
+    state.autosaves.push({ id, step: event.info.step, reason: event.info.reason, size: event.size });
+    return refreshRuns();
+  }).catch((err) => {
+    state.storeErrors.push(String(err.message || err));
+    showMessage(`The autosave at step ${event.info.step} could not be stored (${err.message || err}); training goes on, but a reload would lose it.`);
+  });
+}
+
+function forgetRun(id) {
+  storing = storing.then(() => deleteRun(id)).then(refreshRuns).catch(() => {});
+}
+
+const mib = (n) => `${(n / 2 ** 20).toFixed(n < 2 ** 20 ? 2 : 1)} MiB`;
+
+async function refreshRuns() {
+  let runs;
+  try {
+    runs = await listRuns();
+  } catch (err) {
+    $('runs-usage').textContent = `Stored runs are unavailable here (${err.message || err}).`;
+    return;
+  }
+  state.runs = runs;
+  $('runs-section').hidden = runs.length === 0;
+  const body = $('runs').querySelector('tbody');
+  body.replaceChildren(...runs.map((r) => {
+    const resume = el('button', { type: 'button', 'data-run': r.id, class: 'resume-run' }, 'Resume');
+    resume.disabled = ['running', 'paused', 'generating', 'loading'].includes(state.phase);
+    resume.addEventListener('click', () => resumeRun(r.id));
+    const remove = el('button', { type: 'button', class: 'delete-run' }, 'Delete');
+    remove.addEventListener('click', () => {
+      if (r.id === state.runId && (state.phase === 'running' || state.phase === 'paused')) {
+        showMessage('This run is in progress; cancel it before deleting its autosave.');
+        return;
+      }
+      deleteRun(r.id).then(refreshRuns);
+    });
+    return el('tr', { 'data-run': r.id },
+      el('td', {}, r.name),
+      el('td', {}, `step ${r.info.step} of ${r.info.steps} (epoch ${r.info.epoch} of ${r.info.epochs}${r.info.reason === 'pause' ? ', paused' : ''})`),
+      el('td', {}, new Date(r.updated).toLocaleString()),
+      el('td', {}, `${mib(r.size)} + data ${mib(r.dataSize)}`),
+      el('td', {}, resume, ' ', remove));
+  }));
+  const total = runs.reduce((n, r) => n + r.size + r.dataSize, 0);
+  const estimate = await usage();
+  $('runs-usage').textContent = `${runs.length} stored run${runs.length === 1 ? '' : 's'}: ${mib(total)}` +
+    (estimate ? `; this site uses ${mib(estimate.usage)} of the ${mib(estimate.quota)} the browser allows it.` : '.');
+}
+
+// Continue a stored run: its data goes back to the worker, then its autosave.
+async function resumeRun(id) {
+  if (['running', 'paused', 'generating', 'loading'].includes(state.phase)) {
+    showMessage('A run is in progress: cancel it (or let it finish) before resuming another.');
+    return;
+  }
+  let stored;
+  try {
+    stored = await loadRun(id);
+  } catch (err) {
+    showMessage(`Cannot resume: ${err.message || err}`);
+    return;
+  }
+  setMode('features');
+  $('message').hidden = true;
+  const { checkpoint, ...meta } = stored.run;
+  state.resuming = meta;
+  state.runId = id;
+  runLoads = stored.loads;
+  for (const load of stored.loads) {
+    sendLoad(load.role, load.request, load.files.map((f) => ({ path: f.path, bytes: f.bytes.slice() })));
+  }
+  setPhase('running');
+  $('progress-text').textContent = `Resuming ${stored.run.name} from step ${stored.run.info.step}\u2026`;
+  send('resume_run', {}, [{ path: `the autosave of ${stored.run.name} (step ${stored.run.info.step})`, bytes: checkpoint.slice() }]);
+}
+
+// The charts as they were when the autosave was taken.
+function restoreCharts(event) {
+  const history = state.resuming?.history;
+  if (history) {
+    state.losses = history.losses.filter(([step]) => step <= event.step);
+    state.epochs = history.epochs.filter((e) => e.epoch < event.epoch);
+    const last = state.epochs.at(-1);
+    $('epoch-progress').value = last ? last.epoch : 0;
+  }
+  $('progress-text').textContent = `Resumed at step ${event.step} (epoch ${event.epoch}).`;
+  draw();
 }
 
 async function predictDrawing() {
@@ -778,7 +930,9 @@ function restartWorker(reason) {
   for (const key of ['preview', 'model', 'folder', 'textPreview', 'textModel', 'lmPreview', 'lmModel']) state[key] = null;
   setPhase('loading');
   startWorker();
-  showMessage(`The training worker crashed (${reason.replace(/\s+/g, ' ')}). A fresh worker has started; the loaded data and models were lost with the old one: load them again to go on.`);
+  const stored = state.runs.find((r) => r.id === state.runId);
+  showMessage(`The training worker crashed (${reason.replace(/\s+/g, ' ')}). A fresh worker has started; the loaded data and models were lost with the old one: load them again to go on` +
+    (stored ? `, or resume the run from its autosave at step ${stored.info.step} under Stored runs.` : '.'));
 }
 
 // The service worker (sw.js) keeps the app for offline use; `offlineReady` once it has stored it.
