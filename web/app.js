@@ -793,7 +793,7 @@ function start() {
   state.runId = `run-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 8)}`;
   runLoads = loads;
   state.resuming = null;
-  send('train', { recipe, continue_training: $('continue').checked && !!state.model });
+  send('train', { recipe, continue_training: $('continue').checked && !!state.model, limits: limits() });
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -886,7 +886,7 @@ async function resumeRun(id) {
   }
   setPhase('running');
   $('progress-text').textContent = `Resuming ${stored.run.name} from step ${stored.run.info.step}\u2026`;
-  send('resume_run', {}, [{ path: `the autosave of ${stored.run.name} (step ${stored.run.info.step})`, bytes: checkpoint.slice() }]);
+  send('resume_run', { limits: limits() }, [{ path: `the autosave of ${stored.run.name} (step ${stored.run.info.step})`, bytes: checkpoint.slice() }]);
 }
 
 // The charts as they were when the autosave was taken.

@@ -187,6 +187,7 @@ fn on_message(message: MessageEvent) {
         Command::Train {
             recipe,
             continue_training,
+            limits,
         } => {
             if active.is_some() {
                 return busy();
@@ -196,6 +197,9 @@ fn on_message(message: MessageEvent) {
                 let job = WORKSPACE
                     .with_borrow(|ws| ws.plan(&recipe, continue_training, &device))
                     .map_err(|e| e.to_string())?;
+                if let Some(limits) = limits {
+                    job.check_limits(&limits).map_err(|e| e.to_string())?;
+                }
                 let (export, _) = job
                     .run(&device, &control, &BrowserHost)
                     .await
@@ -206,7 +210,7 @@ fn on_message(message: MessageEvent) {
                 }))
             });
         }
-        Command::ResumeRun {} => {
+        Command::ResumeRun { limits } => {
             if active.is_some() {
                 return busy();
             }
@@ -218,6 +222,9 @@ fn on_message(message: MessageEvent) {
                 let job = WORKSPACE
                     .with_borrow(|ws| ws.plan_resume(&file.path, &file.bytes, &device))
                     .map_err(|e| e.to_string())?;
+                if let Some(limits) = limits {
+                    job.check_limits(&limits).map_err(|e| e.to_string())?;
+                }
                 drop(file);
                 let (export, _) = job
                     .run(&device, &control, &BrowserHost)

@@ -24,6 +24,27 @@ pub enum ModelConfig {
 /// A tensor's name and shape in the export, PyTorch's layout.
 pub type TensorSpec = (String, Vec<usize>);
 
+/// Floats per row of the widest buffer: the image and each convolution's unfolded input
+/// (`c_in x 9` per pixel) and output (each block halves height and width), and `widths`.
+fn widest(image: Option<[usize; 3]>, filters: &[usize], widths: &[&[usize]]) -> usize {
+    let mut most = widths
+        .iter()
+        .flat_map(|w| w.iter().copied())
+        .max()
+        .unwrap_or(1);
+    if let Some([mut channels, mut h, mut w]) = image {
+        most = most.max(channels * h * w);
+        for &f in filters {
+            most = most.max(channels * 9 * h * w).max(f * h * w);
+            channels = f;
+            h /= 2;
+            w /= 2;
+        }
+        most = most.max(channels * h * w);
+    }
+    most.max(1)
+}
+
 impl ModelConfig {
     /// Inputs per row.
     pub fn d_input(&self) -> usize {
@@ -39,6 +60,29 @@ impl ModelConfig {
             Self::Mlp(c) => c.n_classes,
             Self::Cnn(c) => c.n_classes,
         }
+    }
+
+    /// Floats per row of the largest single buffer a forward or backward pass holds: the input,
+    /// each convolution's unfolded input (`c_in x 9` per pixel) or output, each layer's output.
+    /// Times the rows of a batch and 4 bytes, it is what must fit one storage buffer.
+    pub fn widest_per_row(&self) -> usize {
+        match self {
+            Self::Mlp(c) => widest(None, &[], &[&[c.d_input, c.n_classes], &c.hidden]),
+            Self::Cnn(c) => widest(
+                Some(c.image_shape),
+                &c.filters,
+                &[&c.hidden, &[c.n_classes]],
+            ),
+        }
+    }
+
+    /// Values of the largest weight tensor.
+    pub fn largest_weight(&self) -> usize {
+        self.tensor_layout()
+            .iter()
+            .map(|(_, shape)| shape.iter().product::<usize>())
+            .max()
+            .unwrap_or(0)
     }
 
     /// Check every field.
@@ -203,6 +247,23 @@ impl Classifier {
         match self {
             Self::Mlp(m) => m.forward_with(input, masks),
             Self::Cnn(m) => m.forward_with(input, masks),
+        }
+    }
+
+    /// As [`ModelConfig::widest_per_row`], from the model itself.
+    pub fn widest_per_row(&self) -> usize {
+        let dims = |l: &burn::nn::Linear| l.weight.val().dims();
+        match self {
+            Self::Mlp(m) => {
+                let widths: Vec<usize> = m.layers().iter().flat_map(dims).collect();
+                widest(None, &[], &[&widths])
+            }
+            Self::Cnn(m) => {
+                let filters: Vec<usize> =
+                    m.convs().iter().map(|c| c.weight.val().dims()[0]).collect();
+                let widths: Vec<usize> = m.head().iter().flat_map(dims).collect();
+                widest(Some(m.image_shape()), &filters, &[&widths])
+            }
         }
     }
 

@@ -247,6 +247,11 @@ impl Cnn {
         self.image_shape.iter().product()
     }
 
+    /// `[channels, height, width]` of an input.
+    pub fn image_shape(&self) -> [usize; 3] {
+        self.image_shape
+    }
+
     /// The convolutions, input side first.
     pub fn convs(&self) -> &[Conv2d] {
         &self.convs

@@ -43,10 +43,17 @@ pub enum Command {
         /// Continue from the current (trained or imported) model instead of a fresh one.
         #[serde(default)]
         continue_training: bool,
+        /// The adapter's limits; a run that would not fit is refused with what to lower.
+        #[serde(default)]
+        limits: Option<DeviceLimits>,
     },
     /// Continue the autosaved run attached as the one file, on the loaded data (the data it
     /// was trained on, checked by fingerprint); a `restored` event, then as `train`.
-    ResumeRun {},
+    ResumeRun {
+        /// The adapter's limits, as for `train`.
+        #[serde(default)]
+        limits: Option<DeviceLimits>,
+    },
     /// Class probabilities for a row of `values`, or for the attached image; a `prediction`
     /// event follows.
     Predict {

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::checkpoint::{Checkpoint, fingerprint};
 use super::fit::{Autosave, FitPlan, fit};
+use super::memory::DeviceLimits;
 use super::protocol::Event;
 use super::recipe::{ModelKind, Recipe};
 use super::runner::{Control, Host};
@@ -838,6 +839,60 @@ impl TrainingJob {
         self.plan_steps()
     }
 
+    /// Refuse, before anything is allocated, a run whose largest buffer would exceed what the
+    /// adapter allows, saying what to lower.
+    ///
+    /// # Errors
+    /// [`Error::Config`] naming `train.batch_size` or the model's widths.
+    pub fn check_limits(&self, limits: &DeviceLimits) -> Result<()> {
+        let cap = limits
+            .max_storage_buffer_binding_size
+            .min(limits.max_buffer_size)
+            .max(1);
+        let mib = |b: u64| b as f64 / f64::from(1u32 << 20);
+        let shape = &self.plan.shape;
+        let per_row = 4 * shape.widest_per_row() as u64;
+        let batch = self.plan.train.batch_size as u64;
+        if batch * per_row > cap {
+            let images = matches!(shape, ModelConfig::Cnn(_));
+            return Err(Error::config(
+                "train.batch_size",
+                format!(
+                    "a batch of {batch} rows needs a {:.0} MiB buffer for its widest activation \
+                     ({} floats per row), and this GPU allows {:.0} MiB per buffer: lower the \
+                     batch size to at most {}{} (gradient accumulation keeps the effective batch)",
+                    mib(batch * per_row),
+                    per_row / 4,
+                    mib(cap),
+                    cap / per_row,
+                    if images {
+                        ", or use smaller images or fewer filters in the first block"
+                    } else {
+                        ""
+                    }
+                ),
+            ));
+        }
+        let weight = 4 * shape.largest_weight() as u64;
+        if weight > cap {
+            return Err(Error::config(
+                "model.hidden",
+                format!(
+                    "the largest weight matrix needs {:.0} MiB and this GPU allows {:.0} MiB per \
+                     buffer: use narrower hidden layers{}",
+                    mib(weight),
+                    mib(cap),
+                    if shape.d_input() > 4096 {
+                        " (with this many inputs, the first layer is the large one)"
+                    } else {
+                        ""
+                    }
+                ),
+            ));
+        }
+        Ok(())
+    }
+
     /// Rows of each split, for the page.
     pub fn split_sizes(&self) -> [usize; 3] {
         let s = &self.plan.splits;
@@ -1215,6 +1270,59 @@ mod tests {
             .expect_err("nothing loaded")
             .to_string();
         assert!(err.contains("load a training file"), "{err}");
+    }
+
+    #[test]
+    fn runs_that_exceed_the_adapters_buffers_are_refused_with_what_to_lower() {
+        let mut ws = Workspace::new();
+        // 64x64 RGB images as table rows: 12,288 features.
+        let mut text = (0..12_288).map(|i| format!("p{i},")).collect::<String>() + "kind\n";
+        for r in 0..6 {
+            text += &"1,".repeat(12_288);
+            text += if r % 2 == 0 { "a\n" } else { "b\n" };
+        }
+        ws.load(
+            Role::Train,
+            &LoadRequest::Table {
+                label: None,
+                has_header: true,
+                image: Some(TableImage {
+                    shape: [3, 64, 64],
+                    max_value: 1.0,
+                }),
+            },
+            &[file("big.csv", text)],
+        )
+        .expect("load");
+        let mut recipe = quick(1);
+        recipe.train.batch_size = 512;
+        let job = ws.plan(&recipe, false, &Device::flex()).expect("plan");
+        // The second block unfolds 16 x 9 x 32 x 32 = 147,456 floats per row: 288 MiB for 512.
+        let err = job
+            .check_limits(&DeviceLimits::default())
+            .expect_err("too big")
+            .to_string();
+        assert!(
+            err.contains("train.batch_size")
+                && err.contains("288 MiB")
+                && err.contains("at most 227")
+                && err.contains("smaller images"),
+            "{err}"
+        );
+        recipe.train.batch_size = 200;
+        let job = ws.plan(&recipe, false, &Device::flex()).expect("plan");
+        job.check_limits(&DeviceLimits::default()).expect("fits");
+        recipe.model.kind = ModelKind::Mlp;
+        recipe.model.hidden = vec![4096];
+        let job = ws.plan(&recipe, false, &Device::flex()).expect("plan");
+        let err = job
+            .check_limits(&DeviceLimits::default())
+            .expect_err("a 192 MiB matrix")
+            .to_string();
+        assert!(
+            err.contains("model.hidden") && err.contains("192 MiB"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -60,6 +60,16 @@ pub struct Evaluation {
 /// Rows per forward pass when evaluating, to bound device memory on large data sets.
 const EVAL_BATCH: usize = 1024;
 
+/// Bytes an evaluation batch may put in its largest buffer (under WebGPU's default 128 MiB per
+/// storage binding, with room to spare).
+const EVAL_BUFFER_BYTES: usize = 32 << 20;
+
+/// Rows per evaluation batch for `config`: up to [`EVAL_BATCH`], fewer when a row's widest
+/// activation is large (big images).
+pub fn eval_rows(widest_per_row: usize) -> usize {
+    (EVAL_BUFFER_BYTES / (4 * widest_per_row.max(1))).clamp(1, EVAL_BATCH)
+}
+
 /// Trains a [`Classifier`], one optimizer step per call, with the optimizer, schedule,
 /// gradient accumulation and clipping of its [`TrainConfig`].
 ///
@@ -358,13 +368,14 @@ pub async fn evaluate(
             "expected at least one row, found none",
         ));
     }
+    let rows_per_batch = eval_rows(model.widest_per_row());
     let model = model.valid();
     let device = device.clone().without_autodiff();
     let loss_fn = CrossEntropyLossConfig::new().init(&device);
     let mut predicted = Vec::with_capacity(data.len());
     let mut loss_sum: Option<Tensor<1>> = None;
-    for start in (0..data.len()).step_by(EVAL_BATCH) {
-        let indices: Vec<usize> = (start..(start + EVAL_BATCH).min(data.len())).collect();
+    for start in (0..data.len()).step_by(rows_per_batch) {
+        let indices: Vec<usize> = (start..(start + rows_per_batch).min(data.len())).collect();
         let (features, labels) = data.gather(&indices);
         let rows = indices.len();
         let x = Tensor::<2>::from_data(TensorData::new(features, [rows, data.n_features]), &device);
