@@ -84,6 +84,12 @@ fn load(loader: &str, files: Vec<FolderFile>) -> Result<(), String> {
     let device = Device::flex();
     let s = |e: burnish_core::Error| e.to_string();
     match loader {
+        "checkpoint" => {
+            let f = &files[0];
+            burnish_core::session::checkpoint::Checkpoint::from_bytes(&f.path, &f.bytes)
+                .map(drop)
+                .map_err(s)
+        }
         "classifier" => {
             let f = &files[0];
             Workspace::new()

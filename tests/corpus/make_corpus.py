@@ -367,6 +367,30 @@ case("adapter: for a classifier", "lm_adapter", adapter("seqcls", {**LORA, "task
      ["SEQ_CLS"])
 case("adapter: weights not safetensors", "lm_adapter", adapter("notst", LORA, b"\x00" * 7), ["adapter_model.safetensors"])
 
+# --- autosaves (checkpoints of classifier runs) ---------------------------------------------
+CKPT = {**META, "format": "burnish.checkpoint.v1"}
+MODEL = [("model." + n, d, sh, b) for n, d, sh, b in GOOD]
+STATE = {"recipe": {}, "fingerprint": "0", "source": "a.csv", "steps": 4, "step": 2,
+         "fit": {"epoch": 1, "step_in_epoch": 2, "loss_sum": 1.0, "epochs_run": 0, "since_best": 0, "best": None},
+         "optimizer": [[2, True], [2, True]], "batches": {"rng": 1, "order": [1, 0], "cursor": 2},
+         "augment_rng": None, "dropout_rng": 3}
+case("autosave: truncated", "checkpoint", write("autosaves/truncated.ckpt", safetensors(MODEL, {**CKPT, "state": json.dumps(STATE)})[:90]),
+     ["truncated.ckpt", "not a valid safetensors file"])
+case("autosave: an export, not an autosave", "checkpoint", write("autosaves/export.ckpt", safetensors(GOOD, META)),
+     ["export.ckpt", "burnish autosave"])
+case("autosave: no state", "checkpoint", write("autosaves/nostate.ckpt", safetensors(MODEL, CKPT)), ["nostate.ckpt", "no `state`"])
+case("autosave: state not JSON", "checkpoint", write("autosaves/badstate.ckpt", safetensors(MODEL, {**CKPT, "state": "{step: 2"})),
+     ["badstate.ckpt", "metadata `state`"])
+case("autosave: optimizer moments missing", "checkpoint",
+     write("autosaves/nomoments.ckpt", safetensors(MODEL, {**CKPT, "state": json.dumps(STATE)})), ["nomoments.ckpt", "optim.0.first"])
+case("autosave: a moment of the wrong dtype", "checkpoint",
+     write("autosaves/dtype.ckpt", safetensors(MODEL + [("optim.0.first", "F16", [4], b"\0" * 8), ("optim.0.second", "F32", [4], f32(4))],
+                                                {**CKPT, "state": json.dumps(STATE)})), ["dtype.ckpt", "optim.0.first", "F16"])
+case("autosave: epoch past the run", "checkpoint",
+     write("autosaves/epoch.ckpt", safetensors(MODEL + [(f"optim.{i}.{m}", "F32", [n], f32(n)) for i, n in [(0, 4), (1, 2)] for m in ["first", "second"]],
+                                                {**CKPT, "state": json.dumps({**STATE, "recipe": {"fit": {"epochs": 1}}, "fit": {**STATE["fit"], "epoch": 3}})})),
+     ["epoch.ckpt", "epoch 3"])
+
 # --- recipes ----------------------------------------------------------------------------------
 case("recipe: not JSON", "recipe", write("recipes/garbage.json", "{\"train\": {\"learning_rate\": 0.1,}"), ["line 1"])
 case("recipe: a misspelt field", "recipe", write("recipes/typo.json", '{"train": {"learnig_rate": 0.1}}'), ["learnig_rate"])

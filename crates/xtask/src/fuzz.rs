@@ -28,6 +28,7 @@ const TARGETS: &[(&str, &[(&str, &str, Option<u8>)])] = &[
         &[
             ("safetensors", ".safetensors", Some(0)),
             ("adapters", "adapter_model.safetensors", Some(2)),
+            ("autosaves", ".ckpt", Some(3)),
         ],
     ),
     ("conll", &[("conll", ".conll", None)]),

@@ -1,5 +1,5 @@
 //! Safetensors files: a classifier export through the page's import, and PEFT adapter weights
-//! onto a tiny BERT and a tiny GPT (the first byte picks which).
+//! onto a tiny BERT and a tiny GPT, and autosaves of runs (the first byte picks which).
 #![no_main]
 
 use burnish_core::model::bert::BertConfig;
@@ -16,7 +16,10 @@ fuzz_target!(|data: &[u8]| {
     let Some((&pick, bytes)) = data.split_first() else {
         return;
     };
-    match pick % 3 {
+    match pick % 4 {
+        3 => {
+            let _ = burnish_core::session::checkpoint::Checkpoint::from_bytes("autosave", bytes);
+        }
         0 => {
             let _ = Workspace::new().import("model.safetensors", bytes);
         }
