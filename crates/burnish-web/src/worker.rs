@@ -1,6 +1,7 @@
 //! The Web Worker entry: the wasm start function, the message handler and the browser [`Host`].
 
 use std::cell::RefCell;
+use std::collections::HashMap;
 
 use burn::prelude::Device;
 use wasm_bindgen::prelude::*;
@@ -11,7 +12,7 @@ use burnish_core::session::checkpoint::CheckpointInfo;
 use burnish_core::session::lm;
 use burnish_core::session::recipe::Recipe;
 use burnish_core::session::text_session::predict_text;
-use burnish_core::session::workspace::predict;
+use burnish_core::session::workspace::{evaluate_model, predict};
 use burnish_core::session::{Command, Control, Event, Host, RunState, Workspace, run_demo};
 
 #[cfg(target_family = "wasm")]
@@ -25,10 +26,11 @@ unsafe extern "C" {
 thread_local! {
     /// The burn device, created on the first run and kept: a wgpu runtime initialises once.
     static DEVICE: RefCell<Option<Device>> = const { RefCell::new(None) };
-    /// The control of the run in progress, if any.
-    static ACTIVE: RefCell<Option<Control>> = const { RefCell::new(None) };
-    /// The user's data and model.
-    static WORKSPACE: RefCell<Workspace> = RefCell::new(Workspace::new());
+    /// The control of each session's run in progress.
+    static ACTIVE: RefCell<HashMap<u32, Control>> = RefCell::new(HashMap::new());
+    /// Each session's data and model (the page uses session 0; every trainer of the JS API has
+    /// its own, all on the one device of this worker).
+    static WORKSPACES: RefCell<HashMap<u32, Workspace>> = RefCell::new(HashMap::new());
 }
 
 /// The wasm start function: constructors, panic hook, and, inside a dedicated worker, the
@@ -42,19 +44,25 @@ pub fn start() {
         // A panic leaves the module unusable: say so to the page (which starts a fresh worker)
         // before the wasm traps, then log it as console_error_panic_hook does.
         std::panic::set_hook(Box::new(|info| {
-            post(Event::Crashed {
-                message: info.to_string(),
-            });
+            post(
+                ALL,
+                Event::Crashed {
+                    message: info.to_string(),
+                },
+            );
             console_error_panic_hook::hook(info);
         }));
         let handler = Closure::<dyn FnMut(MessageEvent)>::new(on_message);
         scope.set_onmessage(Some(handler.as_ref().unchecked_ref()));
         handler.forget();
-        post(Event::Ready {
-            defaults: Box::default(),
-            text_defaults: Box::new(Recipe::transformer()),
-            lm_defaults: Box::default(),
-        });
+        post(
+            ALL,
+            Event::Ready {
+                defaults: Box::default(),
+                text_defaults: Box::new(Recipe::transformer()),
+                lm_defaults: Box::default(),
+            },
+        );
     }
 }
 
@@ -62,16 +70,42 @@ fn scope() -> DedicatedWorkerGlobalScope {
     js_sys::global().unchecked_into()
 }
 
-fn post(event: Event) {
+/// Session `u32::MAX` addresses every session (a crash ends them all).
+const ALL: u32 = u32::MAX;
+
+/// `session`'s workspace, made on first use.
+fn with_ws<T>(session: u32, f: impl FnOnce(&Workspace) -> T) -> T {
+    WORKSPACES.with_borrow_mut(|all| f(all.entry(session).or_default()))
+}
+
+fn with_ws_mut<T>(session: u32, f: impl FnOnce(&mut Workspace) -> T) -> T {
+    WORKSPACES.with_borrow_mut(|all| f(all.entry(session).or_default()))
+}
+
+/// The event as a JS object, tagged with its session (`-1`: all).
+fn encode(session: u32, event: &Event) -> Option<JsValue> {
     let serializer = serde_wasm_bindgen::Serializer::json_compatible();
-    match serde::Serialize::serialize(&event, &serializer) {
+    match serde::Serialize::serialize(event, &serializer) {
         Ok(value) => {
-            if let Err(err) = scope().post_message(&value) {
-                web_sys::console::error_2(&"burnish: postMessage failed".into(), &err);
-            }
+            let tag = if session == ALL {
+                -1.0
+            } else {
+                f64::from(session)
+            };
+            let _ = js_sys::Reflect::set(&value, &"session".into(), &tag.into());
+            Some(value)
         }
         Err(err) => {
-            web_sys::console::error_1(&format!("burnish: cannot encode {event:?}: {err}").into())
+            web_sys::console::error_1(&format!("burnish: cannot encode {event:?}: {err}").into());
+            None
+        }
+    }
+}
+
+fn post(session: u32, event: Event) {
+    if let Some(value) = encode(session, &event) {
+        if let Err(err) = scope().post_message(&value) {
+            web_sys::console::error_2(&"burnish: postMessage failed".into(), &err);
         }
     }
 }
@@ -110,49 +144,79 @@ fn take_files(data: &JsValue) -> Result<Vec<FolderFile>, String> {
         .collect()
 }
 
-fn error(message: impl ToString) {
-    post(Event::Error {
-        message: message.to_string(),
-    });
+fn error(session: u32, message: impl ToString) {
+    post(
+        session,
+        Event::Error {
+            message: message.to_string(),
+        },
+    );
 }
 
 /// Post the events a command's `result` makes, or its error.
 fn reply<T, E: IntoIterator<Item = Event>>(
+    session: u32,
     result: burnish_core::Result<T>,
     events: impl FnOnce(T) -> E,
 ) {
     match result {
-        Ok(value) => events(value).into_iter().for_each(post),
-        Err(e) => error(e),
+        Ok(value) => events(value).into_iter().for_each(|e| post(session, e)),
+        Err(e) => error(session, e),
     }
+}
+
+/// The `session` a message is for (default 0), taken off it so the rest parses as a
+/// [`Command`].
+fn take_session(data: &JsValue) -> Result<u32, String> {
+    let key = JsValue::from_str("session");
+    let value = js_sys::Reflect::get(data, &key).unwrap_or(JsValue::UNDEFINED);
+    if let Some(object) = data.dyn_ref::<js_sys::Object>() {
+        let _ = js_sys::Reflect::delete_property(object, &key);
+    }
+    if value.is_undefined() || value.is_null() {
+        return Ok(0);
+    }
+    value
+        .as_f64()
+        .filter(|v| v.fract() == 0.0 && (0.0..f64::from(u32::MAX)).contains(v))
+        .map(|v| v as u32)
+        .ok_or_else(|| "`session` must be a whole number from 0".to_string())
 }
 
 fn on_message(message: MessageEvent) {
     let data = message.data();
+    let session = match take_session(&data) {
+        Ok(session) => session,
+        Err(message) => return error(0, message),
+    };
     let files = match take_files(&data) {
         Ok(files) => files,
-        Err(message) => return error(message),
+        Err(message) => return error(session, message),
     };
     let command: Command = match serde_wasm_bindgen::from_value(data) {
         Ok(command) => command,
         Err(err) => {
-            return error(format!(
-                "the worker got a message it does not understand: {err}"
-            ));
+            return error(
+                session,
+                format!("the worker got a message it does not understand: {err}"),
+            );
         }
     };
-    let active = ACTIVE.with_borrow(Clone::clone);
+    let active = ACTIVE.with_borrow(|a| a.get(&session).cloned());
     let busy = || {
-        error("a training run is in progress: wait for it, or cancel it first");
+        error(
+            session,
+            "a training run is in progress: wait for it, or cancel it first",
+        );
     };
     match command {
         Command::StartDemo { request } => {
             if active.is_some() {
                 return busy();
             }
-            spawn_run(move |control| async move {
+            spawn_run(session, move |control| async move {
                 let device = device().await?;
-                run_demo(&request, &device, &control, &BrowserHost)
+                run_demo(&request, &device, &control, &BrowserHost(session))
                     .await
                     .map_err(|e| e.to_string())?;
                 Ok(None)
@@ -163,7 +227,8 @@ fn on_message(message: MessageEvent) {
                 return busy();
             }
             reply(
-                WORKSPACE.with_borrow_mut(|ws| ws.load(role, &request, &files)),
+                session,
+                with_ws_mut(session, |ws| ws.load(role, &request, &files)),
                 |preview| {
                     [Event::Loaded {
                         preview: Box::new(preview),
@@ -176,7 +241,8 @@ fn on_message(message: MessageEvent) {
                 return busy();
             }
             reply(
-                WORKSPACE.with_borrow_mut(|ws| ws.set_label(&label)),
+                session,
+                with_ws_mut(session, |ws| ws.set_label(&label)),
                 |previews| {
                     previews.into_iter().map(|preview| Event::Loaded {
                         preview: Box::new(preview),
@@ -192,19 +258,18 @@ fn on_message(message: MessageEvent) {
             if active.is_some() {
                 return busy();
             }
-            spawn_run(move |control| async move {
+            spawn_run(session, move |control| async move {
                 let device = device().await?;
-                let job = WORKSPACE
-                    .with_borrow(|ws| ws.plan(&recipe, continue_training, &device))
+                let job = with_ws(session, |ws| ws.plan(&recipe, continue_training, &device))
                     .map_err(|e| e.to_string())?;
                 if let Some(limits) = limits {
                     job.check_limits(&limits).map_err(|e| e.to_string())?;
                 }
                 let (export, _) = job
-                    .run(&device, &control, &BrowserHost)
+                    .run(&device, &control, &BrowserHost(session))
                     .await
                     .map_err(|e| e.to_string())?;
-                let info = WORKSPACE.with_borrow_mut(|ws| ws.set_model(export, "trained"));
+                let info = with_ws_mut(session, |ws| ws.set_model(export, "trained"));
                 Ok(Some(Event::Model {
                     info: Box::new(info),
                 }))
@@ -215,37 +280,38 @@ fn on_message(message: MessageEvent) {
                 return busy();
             }
             let Some(file) = files.into_iter().next() else {
-                return error("resume_run: attach the autosave as the one file");
+                return error(session, "resume_run: attach the autosave as the one file");
             };
-            spawn_run(move |control| async move {
+            spawn_run(session, move |control| async move {
                 let device = device().await?;
-                let job = WORKSPACE
-                    .with_borrow(|ws| ws.plan_resume(&file.path, &file.bytes, &device))
-                    .map_err(|e| e.to_string())?;
+                let job = with_ws(session, |ws| {
+                    ws.plan_resume(&file.path, &file.bytes, &device)
+                })
+                .map_err(|e| e.to_string())?;
                 if let Some(limits) = limits {
                     job.check_limits(&limits).map_err(|e| e.to_string())?;
                 }
                 drop(file);
                 let (export, _) = job
-                    .run(&device, &control, &BrowserHost)
+                    .run(&device, &control, &BrowserHost(session))
                     .await
                     .map_err(|e| e.to_string())?;
-                let info = WORKSPACE.with_borrow_mut(|ws| ws.set_model(export, "trained"));
+                let info = with_ws_mut(session, |ws| ws.set_model(export, "trained"));
                 Ok(Some(Event::Model {
                     info: Box::new(info),
                 }))
             });
         }
         Command::Predict { values } => {
-            let prepared = WORKSPACE.with_borrow(|ws| {
+            let prepared = with_ws(session, |ws| {
                 let row = ws.input(values, files.first())?;
                 Ok::<_, burnish_core::Error>((row, ws.model().cloned()))
             });
             let (row, Some(model)) = (match prepared {
                 Ok(p) => p,
-                Err(e) => return error(e),
+                Err(e) => return error(session, e),
             }) else {
-                return error("there is no trained or imported model yet");
+                return error(session, "there is no trained or imported model yet");
             };
             wasm_bindgen_futures::spawn_local(async move {
                 let outcome = async {
@@ -256,27 +322,59 @@ fn on_message(message: MessageEvent) {
                 }
                 .await;
                 match outcome {
-                    Ok(prediction) => post(Event::Prediction { prediction }),
-                    Err(message) => error(message),
+                    Ok(prediction) => post(session, Event::Prediction { prediction }),
+                    Err(message) => error(session, message),
                 }
             });
         }
-        Command::Export => match WORKSPACE.with_borrow(Workspace::export) {
-            Ok(bytes) => post_export(&bytes),
-            Err(e) => error(e),
+        Command::Evaluate => {
+            let prepared = with_ws(session, Workspace::evaluation);
+            let (model, data, split) = match prepared {
+                Ok(p) => p,
+                Err(e) => return error(session, e),
+            };
+            wasm_bindgen_futures::spawn_local(async move {
+                let outcome = async {
+                    let device = device().await?;
+                    evaluate_model(&model, &data, &split, &device)
+                        .await
+                        .map_err(|e| e.to_string())
+                }
+                .await;
+                match outcome {
+                    Ok(report) => post(
+                        session,
+                        Event::Evaluated {
+                            report: Box::new(report),
+                        },
+                    ),
+                    Err(message) => error(session, message),
+                }
+            });
+        }
+        Command::Close => {
+            if let Some(control) = active {
+                control.cancel();
+            }
+            WORKSPACES.with_borrow_mut(|all| all.remove(&session));
+        }
+        Command::Export => match with_ws(session, Workspace::export) {
+            Ok(bytes) => post_export(session, &bytes),
+            Err(e) => error(session, e),
         },
         Command::Import => {
             if active.is_some() {
                 return busy();
             }
             let [file] = files.as_slice() else {
-                return error(format!(
-                    "import expects one .safetensors file, got {}",
-                    files.len()
-                ));
+                return error(
+                    session,
+                    format!("import expects one .safetensors file, got {}", files.len()),
+                );
             };
             reply(
-                WORKSPACE.with_borrow_mut(|ws| ws.import(&file.path, &file.bytes)),
+                session,
+                with_ws_mut(session, |ws| ws.import(&file.path, &file.bytes)),
                 |info| {
                     [Event::Model {
                         info: Box::new(info),
@@ -291,16 +389,18 @@ fn on_message(message: MessageEvent) {
             wasm_bindgen_futures::spawn_local(async move {
                 let outcome = async {
                     let device = device().await?;
-                    WORKSPACE
-                        .with_borrow_mut(|ws| ws.lm.load_model(&files, &device))
+                    with_ws_mut(session, |ws| ws.lm.load_model(&files, &device))
                         .map_err(|e| e.to_string())
                 }
                 .await;
                 match outcome {
-                    Ok(info) => post(Event::LmModel {
-                        info: Box::new(info),
-                    }),
-                    Err(message) => error(message),
+                    Ok(info) => post(
+                        session,
+                        Event::LmModel {
+                            info: Box::new(info),
+                        },
+                    ),
+                    Err(message) => error(session, message),
                 }
             });
         }
@@ -309,7 +409,8 @@ fn on_message(message: MessageEvent) {
                 return busy();
             }
             reply(
-                WORKSPACE.with_borrow_mut(|ws| ws.lm.load_text(&files)),
+                session,
+                with_ws_mut(session, |ws| ws.lm.load_text(&files)),
                 |preview| {
                     [Event::LmLoaded {
                         preview: Box::new(preview),
@@ -324,9 +425,9 @@ fn on_message(message: MessageEvent) {
             if active.is_some() {
                 return busy();
             }
-            spawn_run(move |control| async move {
+            spawn_run(session, move |control| async move {
                 let device = device().await?;
-                let (data, start) = WORKSPACE.with_borrow(|ws| {
+                let (data, start) = with_ws(session, |ws| {
                     let start = continue_training.then(|| ws.lm.model().cloned()).flatten();
                     (ws.lm.data().cloned(), start)
                 });
@@ -334,11 +435,17 @@ fn on_message(message: MessageEvent) {
                 if continue_training && start.is_none() {
                     return Err("there is no language model to continue from".into());
                 }
-                let (trained, _) =
-                    lm::train_lm(&data, &recipe, start, &device, &control, &BrowserHost)
-                        .await
-                        .map_err(|e| e.to_string())?;
-                let info = WORKSPACE.with_borrow_mut(|ws| ws.lm.set_model(trained, "trained"));
+                let (trained, _) = lm::train_lm(
+                    &data,
+                    &recipe,
+                    start,
+                    &device,
+                    &control,
+                    &BrowserHost(session),
+                )
+                .await
+                .map_err(|e| e.to_string())?;
+                let info = with_ws_mut(session, |ws| ws.lm.set_model(trained, "trained"));
                 Ok(Some(Event::LmModel {
                     info: Box::new(info),
                 }))
@@ -348,21 +455,20 @@ fn on_message(message: MessageEvent) {
             if active.is_some() {
                 return busy();
             }
-            spawn_run(move |control| async move {
+            spawn_run(session, move |control| async move {
                 let device = device().await?;
-                let model = WORKSPACE
-                    .with_borrow(|ws| ws.lm.model().cloned())
+                let model = with_ws(session, |ws| ws.lm.model().cloned())
                     .ok_or("train or load a language model first")?;
-                let start = BrowserHost.now_ms();
+                let start = BrowserHost(session).now_ms();
                 let mut tokens = 0usize;
                 let text = lm::sample_text(&model, &prompt, &sampling, &device, |piece| {
                     tokens += 1;
-                    post(Event::LmToken { text: piece.into() });
+                    post(session, Event::LmToken { text: piece.into() });
                     control.get() != RunState::Cancelled
                 })
                 .await
                 .map_err(|e| e.to_string())?;
-                let seconds = (BrowserHost.now_ms() - start) / 1e3;
+                let seconds = (BrowserHost(session).now_ms() - start) / 1e3;
                 Ok(Some(Event::Generated {
                     text,
                     tokens,
@@ -376,20 +482,21 @@ fn on_message(message: MessageEvent) {
             });
         }
         Command::ExportLm { adapter } => {
-            let Some(model) = WORKSPACE.with_borrow(|ws| ws.lm.model().cloned()) else {
-                return error("train or load a language model first");
+            let Some(model) = with_ws(session, |ws| ws.lm.model().cloned()) else {
+                return error(session, "train or load a language model first");
             };
             wasm_bindgen_futures::spawn_local(async move {
                 let files = if adapter {
                     // The session's adapter export reads the model it holds; `model` is a
                     // clone of it, so reading either is the same.
-                    let base = WORKSPACE.with_borrow(|ws| ws.lm.base().to_string());
+                    let base = with_ws(session, |ws| ws.lm.base().to_string());
                     burnish_core::model::peft::export_gpt_adapter(&model.model, &base).await
                 } else {
                     lm::export_lm(&model).await
                 };
                 match files {
                     Ok(files) => post_folder(
+                        session,
                         files,
                         if adapter {
                             "burnish-gpt-lora"
@@ -397,7 +504,7 @@ fn on_message(message: MessageEvent) {
                             "burnish-gpt"
                         },
                     ),
-                    Err(e) => error(e.to_string()),
+                    Err(e) => error(session, e.to_string()),
                 }
             });
         }
@@ -406,7 +513,8 @@ fn on_message(message: MessageEvent) {
                 return busy();
             }
             reply(
-                WORKSPACE.with_borrow_mut(|ws| ws.text.load_model(&files)),
+                session,
+                with_ws_mut(session, |ws| ws.text.load_model(&files)),
                 |info| {
                     [Event::Folder {
                         info: Box::new(info),
@@ -423,7 +531,8 @@ fn on_message(message: MessageEvent) {
                 return busy();
             }
             reply(
-                WORKSPACE.with_borrow_mut(|ws| ws.text.load(role, conll, columns, &files)),
+                session,
+                with_ws_mut(session, |ws| ws.text.load(role, conll, columns, &files)),
                 |preview| {
                     [Event::TextLoaded {
                         preview: Box::new(preview),
@@ -436,7 +545,8 @@ fn on_message(message: MessageEvent) {
                 return busy();
             }
             reply(
-                WORKSPACE.with_borrow_mut(|ws| ws.text.set_columns(&columns)),
+                session,
+                with_ws_mut(session, |ws| ws.text.set_columns(&columns)),
                 |previews| {
                     previews.into_iter().map(|preview| Event::TextLoaded {
                         preview: Box::new(preview),
@@ -445,18 +555,21 @@ fn on_message(message: MessageEvent) {
             );
         }
         Command::Estimate { recipe, limits } => {
-            match WORKSPACE.with_borrow(|ws| ws.text.estimate(&recipe)) {
+            match with_ws(session, |ws| ws.text.estimate(&recipe)) {
                 Ok(estimate) => {
-                    let problem = WORKSPACE.with_borrow(|ws| {
+                    let problem = with_ws(session, |ws| {
                         let folder = ws.text.folder()?;
                         estimate.problem(limits.as_ref()?, &folder.config)
                     });
-                    post(Event::Memory {
-                        estimate: Box::new(estimate),
-                        problem,
-                    });
+                    post(
+                        session,
+                        Event::Memory {
+                            estimate: Box::new(estimate),
+                            problem,
+                        },
+                    );
                 }
-                Err(e) => error(e),
+                Err(e) => error(session, e),
             }
         }
         Command::TrainText {
@@ -467,19 +580,18 @@ fn on_message(message: MessageEvent) {
             if active.is_some() {
                 return busy();
             }
-            spawn_run(move |control| async move {
+            spawn_run(session, move |control| async move {
                 let device = device().await?;
-                let job = WORKSPACE
-                    .with_borrow(|ws| {
-                        ws.text
-                            .plan(&recipe, continue_training, limits.as_ref(), &device)
-                    })
-                    .map_err(|e| e.to_string())?;
+                let job = with_ws(session, |ws| {
+                    ws.text
+                        .plan(&recipe, continue_training, limits.as_ref(), &device)
+                })
+                .map_err(|e| e.to_string())?;
                 let (trained, _, _) = job
-                    .run(&device, &control, &BrowserHost)
+                    .run(&device, &control, &BrowserHost(session))
                     .await
                     .map_err(|e| e.to_string())?;
-                let info = WORKSPACE.with_borrow_mut(|ws| ws.text.set_model(trained));
+                let info = with_ws_mut(session, |ws| ws.text.set_model(trained));
                 Ok(Some(Event::TextModel {
                     info: Box::new(info),
                 }))
@@ -489,8 +601,7 @@ fn on_message(message: MessageEvent) {
             wasm_bindgen_futures::spawn_local(async move {
                 let outcome = async {
                     let device = device().await?;
-                    let model = WORKSPACE
-                        .with_borrow_mut(|ws| ws.text.current(&device))
+                    let model = with_ws_mut(session, |ws| ws.text.current(&device))
                         .map_err(|e| e.to_string())?;
                     predict_text(&model, &text, pair.as_deref(), &device)
                         .await
@@ -498,10 +609,13 @@ fn on_message(message: MessageEvent) {
                 }
                 .await;
                 match outcome {
-                    Ok(prediction) => post(Event::TextPrediction {
-                        prediction: Box::new(prediction),
-                    }),
-                    Err(message) => error(message),
+                    Ok(prediction) => post(
+                        session,
+                        Event::TextPrediction {
+                            prediction: Box::new(prediction),
+                        },
+                    ),
+                    Err(message) => error(session, message),
                 }
             });
         }
@@ -512,16 +626,18 @@ fn on_message(message: MessageEvent) {
             wasm_bindgen_futures::spawn_local(async move {
                 let outcome = async {
                     let device = device().await?;
-                    WORKSPACE
-                        .with_borrow_mut(|ws| ws.lm.load_adapter(&files, &device))
+                    with_ws_mut(session, |ws| ws.lm.load_adapter(&files, &device))
                         .map_err(|e| e.to_string())
                 }
                 .await;
                 match outcome {
-                    Ok(info) => post(Event::LmModel {
-                        info: Box::new(info),
-                    }),
-                    Err(message) => error(message),
+                    Ok(info) => post(
+                        session,
+                        Event::LmModel {
+                            info: Box::new(info),
+                        },
+                    ),
+                    Err(message) => error(session, message),
                 }
             });
         }
@@ -532,16 +648,18 @@ fn on_message(message: MessageEvent) {
             wasm_bindgen_futures::spawn_local(async move {
                 let outcome = async {
                     let device = device().await?;
-                    WORKSPACE
-                        .with_borrow_mut(|ws| ws.text.load_adapter(&files, &device))
+                    with_ws_mut(session, |ws| ws.text.load_adapter(&files, &device))
                         .map_err(|e| e.to_string())
                 }
                 .await;
                 match outcome {
-                    Ok(info) => post(Event::TextModel {
-                        info: Box::new(info),
-                    }),
-                    Err(message) => error(message),
+                    Ok(info) => post(
+                        session,
+                        Event::TextModel {
+                            info: Box::new(info),
+                        },
+                    ),
+                    Err(message) => error(session, message),
                 }
             });
         }
@@ -549,8 +667,7 @@ fn on_message(message: MessageEvent) {
             wasm_bindgen_futures::spawn_local(async move {
                 let outcome = async {
                     let device = device().await?;
-                    let model = WORKSPACE
-                        .with_borrow_mut(|ws| ws.text.current(&device))
+                    let model = with_ws_mut(session, |ws| ws.text.current(&device))
                         .map_err(|e| e.to_string())?;
                     let folder = if adapter {
                         model.export_adapter().await
@@ -562,6 +679,7 @@ fn on_message(message: MessageEvent) {
                 .await;
                 match outcome {
                     Ok(folder) => post_folder(
+                        session,
                         folder.files,
                         if adapter {
                             "burnish-lora-adapter"
@@ -569,7 +687,7 @@ fn on_message(message: MessageEvent) {
                             "burnish-text-model"
                         },
                     ),
-                    Err(message) => error(message),
+                    Err(message) => error(session, message),
                 }
             });
         }
@@ -580,46 +698,44 @@ fn on_message(message: MessageEvent) {
                 Command::Resume => control.resume(),
                 _ => control.cancel(),
             },
-            None => error("no run is in progress"),
+            None => error(session, "no run is in progress"),
         },
     }
 }
 
 /// Start a run: a fresh [`Control`] becomes the active one (so `pause`/`cancel` reach it), `run`
 /// is spawned, and when it ends the control is cleared and its event (if any) or error posted.
-fn spawn_run<F, Fut>(run: F)
+fn spawn_run<F, Fut>(session: u32, run: F)
 where
     F: FnOnce(Control) -> Fut + 'static,
     Fut: std::future::Future<Output = Result<Option<Event>, String>> + 'static,
 {
     let control = Control::default();
-    ACTIVE.set(Some(control.clone()));
+    ACTIVE.with_borrow_mut(|a| a.insert(session, control.clone()));
     wasm_bindgen_futures::spawn_local(async move {
         let outcome = run(control).await;
-        ACTIVE.set(None);
+        ACTIVE.with_borrow_mut(|a| a.remove(&session));
         match outcome {
-            Ok(Some(event)) => post(event),
+            Ok(Some(event)) => post(session, event),
             Ok(None) => {}
-            Err(message) => error(message),
+            Err(message) => error(session, message),
         }
     });
 }
 
 /// Post the `exported` event with the bytes attached as `data` (a transferred `Uint8Array`).
-fn post_export(bytes: &[u8]) {
+fn post_export(session: u32, bytes: &[u8]) {
     let event = Event::Exported {
         name: "burnish-model.safetensors".into(),
         size: bytes.len(),
     };
-    post_with_bytes(event, bytes);
+    post_with_bytes(session, event, bytes);
 }
 
 /// Post `event` with `bytes` attached as `data` (a transferred `Uint8Array`).
-fn post_with_bytes(event: Event, bytes: &[u8]) {
-    let serializer = serde_wasm_bindgen::Serializer::json_compatible();
-    let value = match serde::Serialize::serialize(&event, &serializer) {
-        Ok(v) => v,
-        Err(e) => return error(format!("cannot encode the export: {e}")),
+fn post_with_bytes(session: u32, event: Event, bytes: &[u8]) {
+    let Some(value) = encode(session, &event) else {
+        return error(session, "cannot encode the export");
     };
     let array = js_sys::Uint8Array::from(bytes);
     let _ = js_sys::Reflect::set(&value, &"data".into(), &array);
@@ -631,15 +747,13 @@ fn post_with_bytes(event: Event, bytes: &[u8]) {
 
 /// Post the `exported_folder` event with the files' bytes attached as `data` (transferred
 /// `Uint8Array`s, in the order of `files`).
-fn post_folder(files: Vec<(String, Vec<u8>)>, name: &str) {
+fn post_folder(session: u32, files: Vec<(String, Vec<u8>)>, name: &str) {
     let event = Event::ExportedFolder {
         name: name.into(),
         files: files.iter().map(|(n, b)| (n.clone(), b.len())).collect(),
     };
-    let serializer = serde_wasm_bindgen::Serializer::json_compatible();
-    let value = match serde::Serialize::serialize(&event, &serializer) {
-        Ok(v) => v,
-        Err(e) => return error(format!("cannot encode the export: {e}")),
+    let Some(value) = encode(session, &event) else {
+        return error(session, "cannot encode the export");
     };
     let data = js_sys::Array::new();
     let transfer = js_sys::Array::new();
@@ -672,7 +786,7 @@ async fn device() -> Result<Device, String> {
 }
 
 /// The browser side of [`Host`]: `performance.now()`, `postMessage` and `setTimeout`.
-struct BrowserHost;
+struct BrowserHost(u32);
 
 impl Host for BrowserHost {
     fn now_ms(&self) -> f64 {
@@ -682,7 +796,7 @@ impl Host for BrowserHost {
     }
 
     fn post(&self, event: Event) {
-        post(event);
+        post(self.0, event);
     }
 
     fn autosaves(&self) -> bool {
@@ -691,6 +805,7 @@ impl Host for BrowserHost {
 
     fn autosave(&self, info: CheckpointInfo, bytes: Vec<u8>) {
         post_with_bytes(
+            self.0,
             Event::Autosaved {
                 info,
                 size: bytes.len(),
@@ -711,5 +826,5 @@ impl Host for BrowserHost {
 /// Whether a run is in progress (for the page's JS and tests).
 #[wasm_bindgen(js_name = isRunning)]
 pub fn is_running() -> bool {
-    ACTIVE.with_borrow(|a| a.as_ref().is_some_and(|c| c.get() != RunState::Cancelled))
+    ACTIVE.with_borrow(|a| a.values().any(|c| c.get() != RunState::Cancelled))
 }

@@ -54,6 +54,11 @@ pub enum Command {
         #[serde(default)]
         limits: Option<DeviceLimits>,
     },
+    /// Evaluate the current model on the loaded test file (else validation, else training
+    /// data); an `evaluated` event follows.
+    Evaluate,
+    /// Forget this session's data and models (an embedded trainer that is gone).
+    Close,
     /// Class probabilities for a row of `values`, or for the attached image; a `prediction`
     /// event follows.
     Predict {
@@ -367,6 +372,11 @@ pub enum Event {
     /// Training ended; the final evaluation.
     Report {
         /// The held-out report.
+        report: Box<FinalReport>,
+    },
+    /// The current model's report on data (`evaluate`).
+    Evaluated {
+        /// The report.
         report: Box<FinalReport>,
     },
     /// There is a current model (trained or imported).

@@ -625,6 +625,43 @@ impl Workspace {
         })
     }
 
+    /// The current model and the data to evaluate it on: the loaded test file, else the
+    /// validation file, else the training data, in the model's classes and normalisation.
+    ///
+    /// # Errors
+    /// No model; no data; data that does not fit the model.
+    pub fn evaluation(&self) -> Result<(ExportedClassifier, ClassificationDataset, String)> {
+        let model = self.model().ok_or_else(|| {
+            Error::config("evaluate", "there is no trained or imported model yet")
+        })?;
+        let (loaded, split) = [
+            (&self.test, "test"),
+            (&self.validation, "validation"),
+            (&self.train, "train"),
+        ]
+        .into_iter()
+        .find_map(|(slot, name)| slot.as_ref().map(|l| (l, name)))
+        .ok_or_else(|| Error::data("data", "load data to evaluate the model on"))?;
+        let mut data = loaded.dataset.clone();
+        if model.image_shape != data.image_shape || model.config.d_input() != data.n_features {
+            return Err(Error::data(
+                &data.source_name,
+                format!(
+                    "the model reads {} inputs{}, this data has {} features{}",
+                    model.config.d_input(),
+                    shape_text(model.image_shape),
+                    data.n_features,
+                    shape_text(data.image_shape)
+                ),
+            ));
+        }
+        data = data.with_classes(&model.classes)?;
+        if let Some(n) = &model.normalizer {
+            n.apply(&mut data)?;
+        }
+        Ok((model.clone(), data, split.to_string()))
+    }
+
     /// Make `model` the current one (after training or import) and describe it.
     pub fn set_model(&mut self, model: ExportedClassifier, origin: &str) -> ModelInfo {
         let info = ModelInfo {
@@ -706,6 +743,34 @@ impl Workspace {
         }
         Ok(row)
     }
+}
+
+/// The report of `model` on `data` (already in its classes and normalisation) as a
+/// [`FinalReport`] of `split`.
+///
+/// # Errors
+/// Read-back failures.
+pub async fn evaluate_model(
+    model: &ExportedClassifier,
+    data: &ClassificationDataset,
+    split: &str,
+    device: &Device,
+) -> Result<FinalReport> {
+    let device = device.clone().without_autodiff();
+    let net = model.to_model(&device)?;
+    let e = crate::train::evaluate(&net, &device, data).await?;
+    Ok(FinalReport {
+        split: split.into(),
+        loss: e.loss,
+        text: e.report.to_text(),
+        report: e.report,
+        entities: None,
+        best_epoch: 0,
+        epochs_run: 0,
+        stopped_early: false,
+        cancelled: false,
+        peak_memory: None,
+    })
 }
 
 /// Class probabilities of `model` for one raw row (normalised here as in training).
@@ -1270,6 +1335,32 @@ mod tests {
             .expect_err("nothing loaded")
             .to_string();
         assert!(err.contains("load a training file"), "{err}");
+    }
+
+    #[test]
+    fn the_current_model_evaluates_on_the_loaded_test_file() {
+        let device = Device::flex();
+        let mut ws = Workspace::new();
+        assert!(ws.evaluation().is_err(), "no model");
+        ws.load(
+            Role::Train,
+            &table(None),
+            &[file("b.csv", blobs(60, false))],
+        )
+        .expect("load");
+        let job = ws.plan(&quick(3), false, &device).expect("plan");
+        let (model, _) =
+            pollster::block_on(job.run(&device, &Control::default(), &Recorder::default()))
+                .expect("run");
+        ws.set_model(model, "trained");
+        ws.load(Role::Test, &table(None), &[file("t.csv", blobs(20, true))])
+            .expect("test file");
+        let (model, data, split) = ws.evaluation().expect("evaluation");
+        assert_eq!((split.as_str(), data.len()), ("test", 20));
+        let report =
+            pollster::block_on(evaluate_model(&model, &data, &split, &device)).expect("report");
+        assert_eq!(report.report.total, 20);
+        assert!(report.report.accuracy > 0.9, "{}", report.text);
     }
 
     #[test]
