@@ -6,7 +6,7 @@
 
 const CACHE = 'burnish-v1';
 const APP = [
-  './', './index.html', './app.js', './ui.js', './text.js', './lm.js', './runs.js', './style.css',
+  './', './index.html', './app.js', './ui.js', './text.js', './lm.js', './runs.js', './burnish.js', './burnish-trainer.js', './style.css',
   './burnish-web.js', './burnish-web_bg.wasm', './burnish-web_loader.js',
   './digits.csv.gz', './tinyshakespeare.txt', './movie_sentiment.csv',
 ];
