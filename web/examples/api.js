@@ -22,8 +22,14 @@ function blobs(n, seed) {
 async function main() {
   const result = { events: { started: 0, progress: 0, epoch: 0 }, errors: [] };
   const trainer = await createTrainer({ data: blobs(200, 1) });
+  // From opening the page to a trainer with its data (the worker's wasm compiled and started).
+  result.trainerMs = performance.now();
   trainer.on('started', () => { result.events.started += 1; });
-  trainer.on('progress', () => { result.events.progress += 1; });
+  trainer.on('progress', () => {
+    result.events.progress += 1;
+    // Milliseconds from opening the page (navigation start) to the first training step done.
+    result.firstStepMs ??= performance.now();
+  });
   trainer.on('epoch', () => { result.events.epoch += 1; });
   log(`trainer ${trainer.session} loaded 200 rows`);
 
