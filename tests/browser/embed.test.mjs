@@ -6,6 +6,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { BASE_URL, launch } from './harness.mjs';
+import { tinyFiles } from './tiny-bert.mjs';
 
 async function poll(page, read, predicate, timeout, what, record) {
   const deadline = Date.now() + timeout;
@@ -62,6 +63,48 @@ test('a page using only the public JS API trains, evaluates, predicts, exports a
     await page.goto(`${BASE_URL}examples/api.html`);
     const warm = await poll(page, () => window.apiResult ?? null, (v) => v, 240_000, 'the API example again', record);
     console.log(`JS API: page open to first training step ${warm.firstStepMs.toFixed(0)} ms (warm cache; trainer with data at ${warm.trainerMs.toFixed(0)} ms)`);
+    assert.deepEqual(record.foreign, []);
+    assert.deepEqual(record.errors, []);
+  } finally {
+    await browser.close();
+  }
+});
+
+test('the JS API fine-tunes a text model with LoRA, predicts text and exports the adapter', { timeout: 300_000 }, async () => {
+  const { browser, page, record } = await launch();
+  try {
+    await page.goto(`${BASE_URL}examples/api.html`);
+    await poll(page, () => window.apiResult ?? null, (v) => v, 240_000, 'the API example', record);
+    const files = Object.entries(tinyFiles()).map(([name, bytes]) => ({ path: `tiny-bert/${name}`, bytes: [...bytes] }));
+    const texts = [['the good film', 'pos'], ['great fine film', 'pos'], ['the bad film', 'neg'], ['awful poor film', 'neg']];
+    const csv = `text,label\n${Array.from({ length: 32 }, (_, k) => texts[k % 4].join(',')).join('\n')}\n`;
+    const r = await page.evaluate(async ({ files, csv }) => {
+      const { createTrainer } = await import(new URL('../burnish.js', location.href).href);
+      const trainer = await createTrainer({ model: { files: files.map((f) => ({ path: f.path, bytes: new Uint8Array(f.bytes) })) } });
+      const preview = await trainer.load(new File([csv], 'reviews.csv'));
+      const recipe = {
+        fit: { epochs: 3, patience: null },
+        train: { learning_rate: 0.01, batch_size: 8 },
+        text: { max_length: 16, dropout: 0, tuning: { strategy: 'lora', lora: { rank: 4, alpha: 8 } } },
+      };
+      const { report, model } = await trainer.train({ recipe });
+      const prediction = await trainer.predict('the good film');
+      const adapter = await trainer.export({ adapter: true });
+      const folder = await trainer.export();
+      return {
+        kind: trainer.kind, rows: preview.rows, epochs: report.epochs_run, accuracy: report.report.accuracy,
+        trainable: model.trainable ?? null, adapterInfo: model.adapter ?? null, prediction,
+        adapter: adapter.map((f) => f.name).sort(), folder: folder.map((f) => f.name).sort(),
+      };
+    }, { files, csv });
+    assert.equal(r.kind, 'text');
+    assert.equal(r.rows, 32);
+    assert.equal(r.epochs, 3);
+    assert.equal(r.adapterInfo, 'LoRA r=4 alpha=8 on query, value');
+    assert.deepEqual(r.adapter, ['adapter_config.json', 'adapter_model.safetensors', 'burnish_adapter.json']);
+    assert.ok(r.folder.includes('config.json') && r.folder.includes('model.safetensors') && r.folder.includes('tokenizer.json'), r.folder.join(', '));
+    assert.deepEqual(r.prediction.classes.classes, ['neg', 'pos']);
+    assert.ok(Math.abs(r.prediction.classes.probabilities.reduce((a, b) => a + b, 0) - 1) < 1e-5);
     assert.deepEqual(record.foreign, []);
     assert.deepEqual(record.errors, []);
   } finally {
