@@ -21,6 +21,8 @@ commands:
                      tests, the release wasm build, and the browser tests in headless Chromium
   fuzz [--seconds N] run every fuzz target (tests/fuzz/) for N seconds (default 60), seeded with
                      the bad-input corpus; prints executions and crashes
+  bench              benchmarks side by side (native flex and wgpu, the page in Chromium, TF.js in
+                     the same browser): prints a table, writes bench-results/results.{md,json}
   build-web          build the page into dist/ with Trunk
   setup [--web]      install what is missing (all, or only what building the page needs), and
                      fetch the test data sets into .assets/";
@@ -35,6 +37,7 @@ fn main() -> ExitCode {
             serve::serve(&root().join("dist"), port, true)
         }),
         Some("test") => test(),
+        Some("bench") => bench(),
         Some("fuzz") => seconds_arg(&args[1..]).and_then(fuzz::fuzz),
         Some("build-web") => setup::web()
             .and_then(|()| setup::assets())
@@ -192,6 +195,56 @@ fn test() -> Result {
         browser_start.elapsed().as_secs_f64()
     );
     outcome
+}
+
+/// The benchmarks: the release CLI natively, the page and TF.js in Chromium, one run.
+fn bench() -> Result {
+    setup::web()?;
+    setup::test()?;
+    setup::assets()?;
+    run("cargo", &["build", "--release", "-p", "burnish-cli"])?;
+    build_web()?;
+    // TF.js (pinned in tests/bench/package-lock.json) and its reference page, served with the app.
+    let bench = root().join("tests/bench");
+    if !bench.join("node_modules/@tensorflow/tfjs/package.json").exists() {
+        setup::npm_ci(&bench)?;
+    }
+    let out = root().join("dist/bench");
+    std::fs::create_dir_all(&out).map_err(|e| format!("cannot create {}: {e}", out.display()))?;
+    for (from, to) in [
+        ("tests/bench/tfjs.html", "tfjs.html"),
+        ("tests/bench/tfjs.js", "tfjs.js"),
+        ("tests/bench/node_modules/@tensorflow/tfjs/dist/tf.min.js", "tf.min.js"),
+        (
+            "tests/bench/node_modules/@tensorflow/tfjs-backend-webgpu/dist/tf-backend-webgpu.min.js",
+            "tf-backend-webgpu.min.js",
+        ),
+    ] {
+        std::fs::copy(root().join(from), out.join(to))
+            .map_err(|e| format!("cannot copy {from}: {e}"))?;
+    }
+    let server = serve::spawn(&root().join("dist"))?;
+    let url = format!("http://127.0.0.1:{}/", server.port);
+    let target =
+        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root().join("target"), PathBuf::from);
+    let cli = target.join("release/burnish");
+    let paths = [
+        cli.to_string_lossy().into_owned(),
+        root().join(".assets").to_string_lossy().into_owned(),
+        root().join("dist").to_string_lossy().into_owned(),
+        root().join("bench-results").to_string_lossy().into_owned(),
+    ];
+    run_with_env(
+        "node",
+        &["tests/bench/bench.mjs"],
+        &[
+            ("BURNISH_URL", url.as_str()),
+            ("BURNISH_CLI", &paths[0]),
+            ("BURNISH_ASSETS", &paths[1]),
+            ("BURNISH_DIST", &paths[2]),
+            ("BURNISH_BENCH_OUT", &paths[3]),
+        ],
+    )
 }
 
 /// [`run`] with extra environment variables.

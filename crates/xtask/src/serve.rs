@@ -14,6 +14,13 @@ const CSP: &str = "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; wor
     connect-src 'self'; img-src 'self' data: blob:; style-src 'self'; object-src 'none'; \
     base-uri 'none'; form-action 'none'";
 
+/// The benchmark's TF.js reference pages (`/bench/`, copied into dist/ only by `cargo xtask
+/// bench`, never shipped): TF.js evaluates code (`new Function`), so they also allow
+/// 'unsafe-eval'. The app itself keeps [`CSP`].
+const BENCH_CSP: &str = "default-src 'self'; script-src 'self' 'unsafe-eval' 'wasm-unsafe-eval'; \
+    worker-src 'self'; connect-src 'self'; img-src 'self' data: blob:; style-src 'self'; \
+    object-src 'none'; base-uri 'none'; form-action 'none'";
+
 /// A server running on a background thread.
 pub struct Server {
     /// The port it listens on.
@@ -104,12 +111,17 @@ fn handle(stream: TcpStream, dir: &Path) -> std::io::Result<()> {
         );
     }
     match resolve(dir, target).and_then(|f| std::fs::read(&f).ok().map(|b| (f, b))) {
-        Some((file, body)) => respond(
+        Some((file, body)) => respond_with(
             &mut stream,
             "200 OK",
             content_type(&file),
             &body,
             method == "GET",
+            if target.starts_with("/bench/") {
+                BENCH_CSP
+            } else {
+                CSP
+            },
         ),
         None => respond(
             &mut stream,
@@ -128,9 +140,20 @@ fn respond(
     body: &[u8],
     with_body: bool,
 ) -> std::io::Result<()> {
+    respond_with(stream, status, kind, body, with_body, CSP)
+}
+
+fn respond_with(
+    stream: &mut TcpStream,
+    status: &str,
+    kind: &str,
+    body: &[u8],
+    with_body: bool,
+    csp: &str,
+) -> std::io::Result<()> {
     let head = format!(
         "HTTP/1.1 {status}\r\nContent-Type: {kind}\r\nContent-Length: {}\r\n\
-         Content-Security-Policy: {CSP}\r\nCross-Origin-Opener-Policy: same-origin\r\n\
+         Content-Security-Policy: {csp}\r\nCross-Origin-Opener-Policy: same-origin\r\n\
          Cross-Origin-Embedder-Policy: require-corp\r\nX-Content-Type-Options: nosniff\r\n\
          Cache-Control: no-cache\r\nConnection: close\r\n\r\n",
         body.len()

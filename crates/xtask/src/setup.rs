@@ -181,6 +181,11 @@ pub fn test() -> Result {
     Ok(())
 }
 
+/// `npm ci` in `dir` (its package-lock.json pins every package).
+pub fn npm_ci(dir: &std::path::Path) -> Result {
+    run_in(dir, "npm", &["ci", "--no-audit", "--no-fund"])
+}
+
 fn run_in(dir: &std::path::Path, program: &str, args: &[&str]) -> Result {
     eprintln!(
         "xtask: $ (cd {}) {program} {}",

@@ -1,0 +1,138 @@
+// `cargo xtask bench`: the benchmark figures, measured side by side in one run and written as a
+// Markdown and a JSON table (bench-results/). Native: the burnish CLI (release) trains the digits
+// CNN on flex and on wgpu (whatever Vulkan adapter there is: a GPU, or lavapipe on the CPU),
+// trains the GPT on Tiny Shakespeare and generates. Browser: headless Chromium opens the real page
+// and trains the same CNN in the worker on WebGPU; TF.js 4.22 trains the same CNN in the same
+// browser on its WebGPU and WebGL backends; the JS API example measures page-open to first step.
+// Figures are medians of steady-state steps (the first steps compile shaders).
+
+import { execFileSync, spawnSync } from 'node:child_process';
+import { mkdirSync, writeFileSync, readFileSync, statSync } from 'node:fs';
+import { gzipSync } from 'node:zlib';
+import os from 'node:os';
+import { BASE_URL, launch } from '../browser/harness.mjs';
+
+const CLI = process.env.BURNISH_CLI;
+const ASSETS = process.env.BURNISH_ASSETS;
+const DIST = process.env.BURNISH_DIST;
+const OUT = process.env.BURNISH_BENCH_OUT;
+const EPOCHS = 2;
+
+const median = (xs) => { const s = [...xs].sort((a, b) => a - b); return s[Math.floor(s.length / 2)]; };
+
+function cli(args) {
+  const out = execFileSync(CLI, args, { encoding: 'utf8', maxBuffer: 1 << 28, stdio: ['ignore', 'pipe', 'pipe'] });
+  return out.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l));
+}
+
+function cnnNative(device) {
+  const recipe = `${OUT}/cnn-recipe.json`;
+  writeFileSync(recipe, JSON.stringify({ fit: { epochs: EPOCHS, patience: null, autosave_steps: 0 } }));
+  const events = cli(['train', `${ASSETS}/digits.csv.gz`, '--no-header', '--image-shape', '1,8,8', '--max-value', '16',
+    '--recipe', recipe, '--out', `${OUT}/cnn-${device}.safetensors`, '--device', device, '--json']);
+  const started = events.find((e) => e.type === 'started');
+  const progress = events.filter((e) => e.type === 'progress');
+  // `ms_per_step` is the mean of every step but the first (shader compiles), evaluation left out.
+  return { device: started.device, parameters: started.parameters, steps: progress.length, msPerStep: progress.at(-1).ms_per_step, batch: 64 };
+}
+
+function gpt() {
+  const events = cli(['lm', `${ASSETS}/tinyshakespeare.txt`, '--steps', '20', '--out', `${OUT}/gpt`, '--json']);
+  const report = events.find((e) => e.type === 'lm_report').report;
+  const progress = events.filter((e) => e.type === 'progress');
+  const gen = spawnSync(CLI, ['generate', '--model', `${OUT}/gpt`, '--max-tokens', '300', '--prompt', 'A', '--seed', '1'], { encoding: 'utf8' });
+  const m = /(\d+) tokens in ([\d.]+) s \(([\d.]+) tokens\/s\)/.exec(`${gen.stdout}${gen.stderr}`);
+  return {
+    trainingTokensPerSecond: report.tokens_per_second,
+    msPerStep: progress.at(-1).ms_per_step,
+    generationTokensPerSecond: m ? Number(m[3]) : null,
+  };
+}
+
+async function poll(page, read, timeout, what) {
+  const deadline = Date.now() + timeout;
+  for (;;) {
+    const v = await page.evaluate(read);
+    if (v) return v;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 250));
+  }
+}
+
+async function browserFigures() {
+  const { browser, page } = await launch();
+  const out = {};
+  try {
+    await page.goto(`${BASE_URL}?demo=1&autostart=1&epochs=${EPOCHS}&autosave=0`);
+    const gpu = await poll(page, () => window.burnish?.adapter, 60_000, 'the adapter');
+    out.adapter = gpu;
+    const s = await poll(page, () => (window.burnish?.report && window.burnish.model ? window.burnish : null), 600_000, 'the digits run');
+    const times = s.stepTimes.slice(1).map((t, i) => t - s.stepTimes[i]);
+    out.burnishCnn = { parameters: s.model.parameters, steps: s.losses.length, msPerStep: median(times.slice(2)), batch: 64 };
+    for (const backend of ['webgpu', 'webgl']) {
+      await page.goto(`${BASE_URL}bench/tfjs.html?backend=${backend}&steps=40`);
+      out[`tfjs_${backend}`] = await poll(page, () => window.tfjsResult, 600_000, `TF.js on ${backend}`);
+    }
+    await page.goto(`${BASE_URL}examples/api.html`);
+    const api = await poll(page, () => window.apiResult, 300_000, 'the API example');
+    out.firstStepMs = api.firstStepMs;
+    await page.goto(`${BASE_URL}examples/api.html`);
+    out.firstStepWarmMs = (await poll(page, () => window.apiResult, 300_000, 'the API example again')).firstStepMs;
+  } finally {
+    await browser.close();
+  }
+  return out;
+}
+
+const fmt = (x, d = 1) => (x == null || Number.isNaN(x) ? '–' : x.toFixed(d));
+
+async function main() {
+  mkdirSync(OUT, { recursive: true });
+  const native = { flex: cnnNative('flex') };
+  try {
+    native.wgpu = cnnNative('wgpu');
+  } catch (err) {
+    native.wgpu = { error: String(err.stderr || err.message).trim().split('\n').pop() };
+  }
+  native.gpt = gpt();
+  const browser = await browserFigures();
+  const wasm = readFileSync(`${DIST}/burnish-web_bg.wasm`);
+  const result = {
+    date: new Date().toISOString(),
+    machine: `${os.cpus().length} x ${os.cpus()[0]?.model ?? 'CPU'}, ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB, ${os.platform()} ${os.release()}`,
+    adapter: browser.adapter,
+    native, browser,
+    wasm: { raw: wasm.length, gzip: gzipSync(wasm, { level: 9 }).length },
+  };
+  const sps = (ms, batch) => (ms ? (1000 / ms) * batch : null);
+  const b = browser.burnishCnn;
+  const rows = [
+    ['burnish, native flex (CPU)', native.flex.msPerStep, native.flex.device],
+    ['burnish, native wgpu', native.wgpu.msPerStep, native.wgpu.device ?? native.wgpu.error],
+    ['burnish, Chromium WebGPU (page + worker)', b.msPerStep, [browser.adapter?.vendor, browser.adapter?.architecture].filter(Boolean).join(' / ') || 'WebGPU'],
+    ['TF.js 4.22, Chromium WebGPU', browser.tfjs_webgpu.msPerStep, browser.tfjs_webgpu.error ?? browser.tfjs_webgpu.backend],
+    ['TF.js 4.22, Chromium WebGL', browser.tfjs_webgl.msPerStep, browser.tfjs_webgl.error ?? browser.tfjs_webgl.backend],
+  ];
+  const tfBest = Math.min(...[browser.tfjs_webgpu.msPerStep, browser.tfjs_webgl.msPerStep].filter((x) => x > 0), Infinity);
+  const md = [
+    `# burnish benchmarks (${result.date})`, '',
+    `Machine: ${result.machine}. Browser adapter: ${JSON.stringify(browser.adapter?.info ?? browser.adapter ?? {})}.`, '',
+    `## Digits CNN (${b.parameters.toLocaleString()} parameters, batch 64; TF.js model ${browser.tfjs_webgpu.parameters ?? '?'} parameters)`, '',
+    '| where | ms/step | samples/s | device |', '|---|---|---|---|',
+    ...rows.map(([w, ms, d]) => `| ${w} | ${fmt(ms)} | ${fmt(sps(ms, 64), 0)} | ${d} |`), '',
+    `Ratios measured in this run: browser / native flex speed ${fmt(native.flex.msPerStep / b.msPerStep, 2)}x; ` +
+      `browser / native wgpu ${fmt(native.wgpu.msPerStep / b.msPerStep, 2)}x; ` +
+      `burnish in the browser / TF.js's fastest backend ${fmt(tfBest / b.msPerStep, 2)}x (samples/s).`, '',
+    '## GPT (Tiny Shakespeare, 4 x 128, context 128, batch 32; native flex)', '',
+    `Training ${fmt(native.gpt.trainingTokensPerSecond, 0)} tokens/s (${fmt(native.gpt.msPerStep, 0)} ms/step); generation ${fmt(native.gpt.generationTokensPerSecond, 0)} tokens/s (KV cache, 300 tokens).`, '',
+    '## Start-up and size', '',
+    `Page open to first training step (JS API example): ${fmt(browser.firstStepMs, 0)} ms cold, ${fmt(browser.firstStepWarmMs, 0)} ms warm cache.`,
+    `Wasm: ${(result.wasm.raw / 1e6).toFixed(2)} MB raw, ${(result.wasm.gzip / 1e6).toFixed(2)} MB gzipped.`, '',
+  ].join('\n');
+  writeFileSync(`${OUT}/results.json`, `${JSON.stringify(result, null, 1)}\n`);
+  writeFileSync(`${OUT}/results.md`, md);
+  console.log(md);
+  statSync(`${OUT}/results.md`);
+}
+
+main().catch((err) => { console.error(err); process.exit(1); });
