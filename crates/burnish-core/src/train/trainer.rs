@@ -272,6 +272,17 @@ impl Trainer {
     /// [`Error::Readback`] when the device fails to return the loss, [`Error::Diverged`] when it
     /// is not finite (the model is then left as it was after the update).
     pub async fn step(&mut self) -> Result<StepReport> {
+        let (loss, learning_rate) = self.step_unread()?;
+        step_report(Some(loss), self.step, learning_rate).await
+    }
+
+    /// Take one optimizer step as [`Self::step`] does, without reading its loss back: the mean
+    /// loss stays on the device (so several steps can be queued before one read) with the
+    /// learning rate used.
+    ///
+    /// # Errors
+    /// [`Error::Config`] when the config has no micro-batch.
+    pub fn step_unread(&mut self) -> Result<(Tensor<1>, f64)> {
         let micro = self.config.grad_accumulation;
         let model = self
             .model
@@ -306,7 +317,9 @@ impl Trainer {
         let learning_rate = self.config.learning_rate_at(self.step);
         self.model = Some(self.optim.step(learning_rate, model, grads));
         self.step += 1;
-        step_report(total_loss, self.step, learning_rate).await
+        let loss = total_loss
+            .ok_or_else(|| Error::config("grad_accumulation", "expected at least 1 micro-batch"))?;
+        Ok((loss, learning_rate))
     }
 }
 
