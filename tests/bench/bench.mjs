@@ -49,6 +49,33 @@ function gpt() {
   };
 }
 
+// MiniLM fine-tuning on the first 256 movie snippets (mean pooling, length 64, batch 16, one
+// epoch), full and LoRA r=8, by burnish on flex and by PyTorch on the CPU where it imports.
+function minilm() {
+  const lines = readFileSync(`${ASSETS}/movie_sentiment.csv`, 'utf8').split('\n');
+  const data = `${OUT}/movie256.csv`;
+  writeFileSync(data, `${lines.slice(0, 257).join('\n')}\n`);
+  const recipe = `${OUT}/minilm-recipe.json`;
+  writeFileSync(recipe, JSON.stringify({ fit: { epochs: 1, patience: null }, train: { batch_size: 16 } }));
+  const one = (extra) => {
+    const events = cli(['text', data, '--model', `${ASSETS}/minilm`, '--max-length', '64', '--pooling', 'mean',
+      '--recipe', recipe, '--out', `${OUT}/minilm-out`, '--json', ...extra]);
+    const started = events.find((e) => e.type === 'started');
+    return { msPerStep: events.filter((e) => e.type === 'progress').at(-1).ms_per_step, trainable: started.parameters };
+  };
+  const out = { full: one([]), lora: one(['--tuning', 'lora', '--lora-rank', '8']) };
+  const py = spawnSync('python3', ['tests/bench/minilm_torch.py', `${ASSETS}/minilm`, data, String(os.cpus().length)], {
+    encoding: 'utf8',
+    env: { ...process.env, HF_HUB_OFFLINE: '1', PYTHONPATH: process.env.BURNISH_TORCH_PYTHONPATH ?? process.env.PYTHONPATH ?? '' },
+  });
+  try {
+    out.torch = JSON.parse(py.stdout.trim().split('\n').pop());
+  } catch {
+    out.torch = { error: `the PyTorch script failed: ${(py.stderr || '').trim().split('\n').pop()}` };
+  }
+  return out;
+}
+
 async function poll(page, read, timeout, what) {
   const deadline = Date.now() + timeout;
   for (;;) {
@@ -95,6 +122,7 @@ async function main() {
     native.wgpu = { error: String(err.stderr || err.message).trim().split('\n').pop() };
   }
   native.gpt = gpt();
+  native.minilm = minilm();
   const browser = await browserFigures();
   const wasm = readFileSync(`${DIST}/burnish-web_bg.wasm`);
   const result = {
@@ -125,6 +153,14 @@ async function main() {
       `burnish in the browser / TF.js's fastest backend ${fmt(tfBest / b.msPerStep, 2)}x (samples/s).`, '',
     '## GPT (Tiny Shakespeare, 4 x 128, context 128, batch 32; native flex)', '',
     `Training ${fmt(native.gpt.trainingTokensPerSecond, 0)} tokens/s (${fmt(native.gpt.msPerStep, 0)} ms/step); generation ${fmt(native.gpt.generationTokensPerSecond, 0)} tokens/s (KV cache, 300 tokens).`, '',
+    '## MiniLM fine-tuning (all-MiniLM-L6-v2, batch 16, length 64, mean pooling; CPU, every core)', '',
+    '| | burnish (flex) ms/step | PyTorch ms/step | burnish / PyTorch speed |', '|---|---|---|---|',
+    ...['full', 'lora'].map((k) => {
+      const ours = native.minilm[k].msPerStep;
+      const theirs = native.minilm.torch?.[k]?.ms_per_step;
+      return `| ${k === 'full' ? `full (${native.minilm.full.trainable.toLocaleString()} trainable)` : `LoRA r=8 q,v (${native.minilm.lora.trainable.toLocaleString()} trainable)`} | ${fmt(ours, 0)} | ${theirs ? fmt(theirs, 0) : native.minilm.torch?.error ?? '–'} | ${theirs ? `${fmt(theirs / ours, 2)}x` : '–'} |`;
+    }),
+    native.minilm.torch?.torch ? `PyTorch ${native.minilm.torch.torch}, ${native.minilm.torch.threads} threads.` : '', '',
     '## Start-up and size', '',
     `Page open to first training step (JS API example): ${fmt(browser.firstStepMs, 0)} ms cold, ${fmt(browser.firstStepWarmMs, 0)} ms warm cache.`,
     `Wasm: ${(result.wasm.raw / 1e6).toFixed(2)} MB raw, ${(result.wasm.gzip / 1e6).toFixed(2)} MB gzipped.`, '',
