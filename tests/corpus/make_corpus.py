@@ -177,6 +177,8 @@ case("tokenizer larger than the embedding", "text_model",
 # --- tables (CSV, TSV, JSON Lines) ------------------------------------------------------------
 case("empty CSV", "table", write("tables/empty.csv", ""), ["empty.csv"])
 case("header only", "table", write("tables/header-only.csv", "x,y,label\n"), ["header-only.csv"])
+case("JSON Lines: an empty first object (found by the fuzzer)", "table", write("tables/empty-first.jsonl", '{}\n{"label": "b"}\n\n'),
+     ["empty-first.jsonl", "line 1: an empty object"])
 case("ragged row", "table", write("tables/ragged.csv", "x,y,label\n1,2,a\n3,b\n5,6,b\n"), ["ragged.csv", "line 3"])
 case("text in a feature column", "table",
      write("tables/not-a-number.csv", "x,y,label\n1,2,a\n3,four,b\n5,6,a\n7,8,b\n"), ["not-a-number.csv", "four"])

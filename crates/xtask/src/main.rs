@@ -206,7 +206,10 @@ fn bench() -> Result {
     build_web()?;
     // TF.js (pinned in tests/bench/package-lock.json) and its reference page, served with the app.
     let bench = root().join("tests/bench");
-    if !bench.join("node_modules/@tensorflow/tfjs/package.json").exists() {
+    if !bench
+        .join("node_modules/@tensorflow/tfjs/package.json")
+        .exists()
+    {
         setup::npm_ci(&bench)?;
     }
     let out = root().join("dist/bench");
@@ -214,7 +217,10 @@ fn bench() -> Result {
     for (from, to) in [
         ("tests/bench/tfjs.html", "tfjs.html"),
         ("tests/bench/tfjs.js", "tfjs.js"),
-        ("tests/bench/node_modules/@tensorflow/tfjs/dist/tf.min.js", "tf.min.js"),
+        (
+            "tests/bench/node_modules/@tensorflow/tfjs/dist/tf.min.js",
+            "tf.min.js",
+        ),
         (
             "tests/bench/node_modules/@tensorflow/tfjs-backend-webgpu/dist/tf-backend-webgpu.min.js",
             "tf-backend-webgpu.min.js",

@@ -348,6 +348,14 @@ fn jsonl(source: &str, text: &str) -> Result<Table> {
         };
         if header.is_empty() {
             header = object.keys().cloned().collect();
+            if header.is_empty() {
+                // Found by the fuzzer: `{}` first left the header to the next line, with an
+                // empty row before it.
+                return Err(Error::data(
+                    source,
+                    format!("line {line}: an empty object; the first line's keys name the columns"),
+                ));
+            }
             check_header(source, line, &header)?;
         }
         if let Some(extra) = object.keys().find(|k| !header.contains(k)) {
@@ -496,6 +504,11 @@ mod tests {
                 Table::parse("t.csv", b"a,y\n1,\xff\n", TableFormat::Csv)
                     .and_then(|t| t.to_dataset("y", None)),
                 "line 2: the file is not UTF-8",
+            ),
+            (
+                Table::parse("t.jsonl", b"{}\n{\"label\": \"b\"}\n", TableFormat::Jsonl)
+                    .and_then(|t| t.to_dataset("label", None)),
+                "line 1: an empty object",
             ),
             (
                 Table::parse("t.jsonl", b"{\"a\":1}\n[1]\n", TableFormat::Jsonl)

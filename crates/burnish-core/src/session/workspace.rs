@@ -236,7 +236,8 @@ fn default_label(table: &Table) -> String {
         table
             .rows
             .iter()
-            .all(|r| r[c].trim().is_empty() || r[c].trim().parse::<f64>().is_ok())
+            .filter_map(|r| r.get(c))
+            .all(|v| v.trim().is_empty() || v.trim().parse::<f64>().is_ok())
     };
     (0..table.header.len())
         .rev()
