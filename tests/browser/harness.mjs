@@ -130,3 +130,17 @@ export async function downloadOf(page, selector) {
   for await (const c of stream) chunks.push(c);
   return { name: download.suggestedFilename(), bytes: Buffer.concat(chunks) };
 }
+
+/// The next error the page shows (taken off its list, so later waits do not fail on it).
+export async function nextError(page, what, timeout = 30_000) {
+  const deadline = Date.now() + timeout;
+  for (;;) {
+    const errors = await page.evaluate(() => window.burnish.errors.slice());
+    if (errors.length) {
+      await page.evaluate(() => { window.burnish.errors.length = 0; });
+      return errors.join('; ');
+    }
+    if (Date.now() > deadline) throw new Error(`no error shown for ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}

@@ -6,26 +6,13 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { BASE_URL, launch, waitFor } from './harness.mjs';
+import { BASE_URL, launch, nextError, waitFor } from './harness.mjs';
 
 const EPOCHS = 2;
 const EVERY = 10;
 const idle = (s) => s.phase === 'idle' || s.phase === 'done';
 const finished = (s) => s.report && s.model && idle(s);
 
-// The next error the page shows (taken off its list, so later waits do not fail on it).
-async function nextError(page, what) {
-  const deadline = Date.now() + 60_000;
-  for (;;) {
-    const errors = await page.evaluate(() => window.burnish.errors.slice());
-    if (errors.length) {
-      await page.evaluate(() => { window.burnish.errors.length = 0; });
-      return errors.join('; ');
-    }
-    if (Date.now() > deadline) throw new Error(`no error shown for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
 
 test('a reloaded run resumes from its autosave and continues the uninterrupted loss curve', { timeout: 600_000 }, async () => {
   const { browser, page, record } = await launch();
@@ -97,7 +84,7 @@ test('pause autosaves, a worker panic offers the autosave, and stored runs can b
     assert.deepEqual(s.autosaves.map((a) => [a.step, a.reason]), [[paused.step, 'pause']]);
     // The worker dies: the page says the run can be resumed from its autosave.
     await page.evaluate(() => window.burnishDebug.panic());
-    const message = await nextError(page, 'the panic');
+    const message = await nextError(page, 'the panic', 60_000);
     assert.match(message, new RegExp(`resume the run from its autosave at step ${paused.step} under Stored runs`));
     await waitFor(page, record, (st) => idle(st) && st.runs.length === 1, 60_000, 'the fresh worker');
     await page.click('#runs .resume-run');

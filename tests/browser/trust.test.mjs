@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join } from 'node:path';
-import { BASE_URL, downloadOf, launch, waitFor } from './harness.mjs';
+import { BASE_URL, downloadOf, launch, nextError, waitFor } from './harness.mjs';
 
 const CORPUS = new URL('../corpus/', import.meta.url).pathname;
 const idle = (s) => s.phase === 'idle' || s.phase === 'done';
@@ -24,18 +24,6 @@ function blobsCsv(n) {
   return `${lines.join('\n')}\n`;
 }
 
-async function nextError(page, what) {
-  const deadline = Date.now() + 30_000;
-  for (;;) {
-    const errors = await page.evaluate(() => window.burnish.errors.slice());
-    if (errors.length) {
-      await page.evaluate(() => { window.burnish.errors.length = 0; });
-      return errors.join('; ');
-    }
-    if (Date.now() > deadline) throw new Error(`no error shown for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
 
 test('CSP, no request after load, the bad-input corpus through the real inputs, then training', { timeout: 600_000 }, async () => {
   const cases = JSON.parse(readFileSync(join(CORPUS, 'cases.json'), 'utf8')).filter((c) => INPUTS[c.loader]);

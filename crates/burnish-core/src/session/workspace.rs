@@ -540,18 +540,7 @@ impl Workspace {
             self.test.as_ref().map(|l| l.dataset.clone()),
         ];
         if let Some(model) = start {
-            if model.image_shape != data.image_shape || model.config.d_input() != data.n_features {
-                return Err(Error::data(
-                    &data.source_name,
-                    format!(
-                        "the model reads {} inputs{}, this data has {} features{}",
-                        model.config.d_input(),
-                        shape_text(model.image_shape),
-                        data.n_features,
-                        shape_text(data.image_shape)
-                    ),
-                ));
-            }
+            model_fits(model, &data)?;
             data = data.with_classes(&model.classes)?;
             for d in extra.iter_mut().flatten() {
                 *d = d.clone().with_classes(&model.classes)?;
@@ -644,18 +633,7 @@ impl Workspace {
         .find_map(|(slot, name)| slot.as_ref().map(|l| (l, name)))
         .ok_or_else(|| Error::data("data", "load data to evaluate the model on"))?;
         let mut data = loaded.dataset.clone();
-        if model.image_shape != data.image_shape || model.config.d_input() != data.n_features {
-            return Err(Error::data(
-                &data.source_name,
-                format!(
-                    "the model reads {} inputs{}, this data has {} features{}",
-                    model.config.d_input(),
-                    shape_text(model.image_shape),
-                    data.n_features,
-                    shape_text(data.image_shape)
-                ),
-            ));
-        }
+        model_fits(model, &data)?;
         data = data.with_classes(&model.classes)?;
         if let Some(n) = &model.normalizer {
             n.apply(&mut data)?;
@@ -815,6 +793,23 @@ pub async fn predict(
         probabilities,
         best,
     })
+}
+
+/// Whether `data`'s rows are what `model` reads.
+fn model_fits(model: &ExportedClassifier, data: &ClassificationDataset) -> Result<()> {
+    if model.image_shape != data.image_shape || model.config.d_input() != data.n_features {
+        return Err(Error::data(
+            &data.source_name,
+            format!(
+                "the model reads {} inputs{}, this data has {} features{}",
+                model.config.d_input(),
+                shape_text(model.image_shape),
+                data.n_features,
+                shape_text(data.image_shape)
+            ),
+        ));
+    }
+    Ok(())
 }
 
 fn shape_text(shape: Option<[usize; 3]>) -> String {
