@@ -230,7 +230,8 @@ class Trainer {
     }
     if (type === 'error') {
       const pending = this._pending.shift();
-      const err = new BurnishError(/in progress/.test(event.message) ? 'busy' : 'bad_input', event.message);
+      const code = /in progress/.test(event.message) ? 'busy' : /could not start WebGPU/.test(event.message) ? 'no_webgpu' : 'bad_input';
+      const err = new BurnishError(code, event.message);
       if (pending) pending.reject(err);
       this._emit('error', err);
       return;
@@ -363,9 +364,16 @@ export async function supported() {
 }
 
 /// A trainer, with `data` loaded when given (see `Trainer.load` for its forms and options).
+let adapterChecked = null;
+
 export async function createTrainer({ model, data, dataOptions, validation, test } = {}) {
   if (!navigator.gpu) {
     throw new BurnishError('no_webgpu', 'this browser has no WebGPU (navigator.gpu): use Chrome or Edge 113+, Safari 26+ or Firefox 141+ on Windows');
+  }
+  adapterChecked ??= navigator.gpu.requestAdapter().then((a) => !!a, () => false);
+  if (!(await adapterChecked)) {
+    adapterChecked = null;
+    throw new BurnishError('no_webgpu', 'WebGPU is present but offers no GPU adapter (blocked, or no supported GPU); on Linux, Chromium may need --enable-unsafe-webgpu');
   }
   const state = await connect();
   const trainer = new Trainer(nextSession++, state.worker);
