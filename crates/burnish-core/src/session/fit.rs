@@ -308,13 +308,20 @@ async fn autosave<T: EpochTrainer>(
     stopping: &EarlyStopping<'_, T::Model>,
     steps: usize,
     reason: &str,
+    best_read: &mut Option<(usize, Vec<Vec<f32>>)>,
     host: &impl Host,
 ) -> Result<()> {
     let Some(state) = trainer.save_state().await? else {
         return Ok(());
     };
+    // The best epoch's weights change only when a better epoch comes: read them once per best.
     let best = match stopping.best() {
-        Some((_, _, model)) => Some(T::model_weights(model).await?),
+        Some((_, epoch, model)) => {
+            if best_read.as_ref().is_none_or(|(e, _)| *e != epoch) {
+                *best_read = Some((epoch, T::model_weights(model).await?));
+            }
+            best_read.as_ref().map(|(_, w)| w.clone())
+        }
         None => None,
     };
     let mut model = saver.model.clone();
@@ -384,6 +391,7 @@ pub(crate) async fn run_epochs<T: EpochTrainer>(
     };
     let saver = saver.filter(|_| host.autosaves());
     let mut saved_at = trainer.steps_done();
+    let mut best_read = None;
     let (mut stopped_early, mut cancelled) = (false, false);
     'epochs: for epoch in first_epoch..=fit.epochs {
         let mut loss_sum = std::mem::take(&mut first_loss);
@@ -407,7 +415,17 @@ pub(crate) async fn run_epochs<T: EpochTrainer>(
                     since_best: stopping.since_best(),
                     best: stopping.best().map(|(v, e, _)| (v, e)),
                 };
-                autosave(trainer, saver, position, &stopping, steps, reason, host).await?;
+                autosave(
+                    trainer,
+                    saver,
+                    position,
+                    &stopping,
+                    steps,
+                    reason,
+                    &mut best_read,
+                    host,
+                )
+                .await?;
                 saved_at = done;
             }
             if !control.checkpoint(host, trainer.steps_done()).await {
