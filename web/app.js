@@ -59,12 +59,21 @@ function send(type, fields = {}, files = []) {
   worker.postMessage({ type, ...fields, files }, transfer);
 }
 
-// Load data into the worker, keeping a copy (the buffers are transferred) to store with a run's
-// autosave; it counts once the worker has taken it (`loaded`).
+// Load data into the worker, keeping the files as Blobs to store with a run's autosave: the
+// user's File objects themselves (no copy in memory), or a copy of bytes fetched here (the
+// buffers sent are transferred). It counts once the worker has taken it (`loaded`).
 const pendingLoads = {};
-function sendLoad(role, request, files) {
-  pendingLoads[role] = { role, request, files: files.map((f) => ({ path: f.path, bytes: f.bytes.slice() })) };
+function sendLoad(role, request, files, sources = null) {
+  pendingLoads[role] = {
+    role, request,
+    files: files.map((f, i) => ({ path: f.path, blob: sources?.[i] ?? new Blob([f.bytes]) })),
+  };
   send('load', { role, request }, files);
+}
+
+// The bytes of a stored file (a Blob; autosaves of an earlier version kept bytes).
+async function storedBytes(file) {
+  return file.blob ? new Uint8Array(await file.blob.arrayBuffer()) : file.bytes.slice();
 }
 
 function setPhase(phase) {
@@ -237,7 +246,7 @@ async function useFiles(list, role = 'train', fromFolder = false) {
       );
     }
     status(`Parsing ${names.length > 3 ? `${names.length} files` : names.join(', ')}\u2026`);
-    sendLoad(role, request, files);
+    sendLoad(role, request, files, entries.map(([f]) => f));
   } catch (err) {
     status('');
     showMessage(err.message || String(err));
@@ -878,12 +887,17 @@ async function resumeRun(id) {
   setMode('features');
   $('message').hidden = true;
   const { checkpoint, ...meta } = stored.run;
+  let loadsBytes;
+  try {
+    loadsBytes = await Promise.all(stored.loads.map(async (l) => Promise.all(l.files.map(async (f) => ({ path: f.path, bytes: await storedBytes(f) })))));
+  } catch (err) {
+    showMessage(`Cannot resume: the stored data of ${stored.run.name} cannot be read (${err.message || err}); delete the run.`);
+    return;
+  }
   state.resuming = meta;
   state.runId = id;
   runLoads = stored.loads;
-  for (const load of stored.loads) {
-    sendLoad(load.role, load.request, load.files.map((f) => ({ path: f.path, bytes: f.bytes.slice() })));
-  }
+  stored.loads.forEach((load, i) => sendLoad(load.role, load.request, loadsBytes[i], load.files.map((f) => f.blob ?? null)));
   setPhase('running');
   $('progress-text').textContent = `Resuming ${stored.run.name} from step ${stored.run.info.step}\u2026`;
   send('resume_run', { limits: limits() }, [{ path: `the autosave of ${stored.run.name} (step ${stored.run.info.step})`, bytes: checkpoint.slice() }]);

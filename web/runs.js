@@ -44,9 +44,10 @@ const request = (r) => new Promise((resolve, reject) => {
   r.onerror = () => reject(r.error);
 });
 
-const bytesOf = (loads) => loads.reduce((n, l) => n + l.files.reduce((m, f) => m + f.bytes.byteLength, 0), 0);
+const bytesOf = (loads) => loads.reduce((n, l) => n + l.files.reduce((m, f) => m + (f.blob?.size ?? f.bytes.byteLength), 0), 0);
 
-// Keep the latest autosave of run `id`; `loads` (the data, [{role, request, files}]) is written
+// Keep the latest autosave of run `id`; `loads` (the data, [{role, request, files: [{path,
+// blob}]}]) is written
 // with the first one.
 export async function storeAutosave(id, { name, info, checkpoint, history, loads }) {
   return transaction(['runs', 'data'], 'readwrite', async ({ runs, data }) => {
