@@ -387,6 +387,10 @@ function presetFromUrl() {
   if (Number.isInteger(epochs) && epochs > 0) $('recipe').elements['fit.epochs'].value = String(epochs);
   const autosave = params.get('autosave');
   if (autosave != null && Number.isInteger(Number(autosave)) && Number(autosave) >= 0) $('recipe').elements['fit.autosave_steps'].value = autosave;
+  // The bench compares the speed work against the same run without it.
+  if (params.get('kernels') === '0') $('recipe').elements['train.fused_kernels'].checked = false;
+  const lossRead = params.get('lossread');
+  if (lossRead != null && Number(lossRead) >= 0) $('recipe').elements['fit.loss_read_ms'].value = lossRead;
 }
 
 // The recipe from the form's visible sections (each mode hides what it does not use; hidden
@@ -663,6 +667,7 @@ function onEvent(event) {
     case 'progress': {
       state.losses.push([event.step, event.loss]);
       state.stepTimes.push(performance.now());
+      state.msPerStep = event.ms_per_step;
       const inEpoch = ((event.step - 1) % run.perEpoch) + 1;
       const epoch = Math.ceil(event.step / run.perEpoch);
       $('progress').value = inEpoch;

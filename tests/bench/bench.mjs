@@ -26,15 +26,27 @@ function cli(args) {
   return out.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l));
 }
 
-function cnnNative(device) {
-  const recipe = `${OUT}/cnn-recipe.json`;
-  writeFileSync(recipe, JSON.stringify({ fit: { epochs: EPOCHS, patience: null, autosave_steps: 0 } }));
+// `variant`: what the speed work changed, so each change is measured against the same run without
+// it: `base` (burn's composed optimizer, the loss read after every step), `fused` (the fused
+// Adam kernel) and the default (fused + losses read every ~100 ms).
+function cnnNative(device, variant = 'default') {
+  const recipe = `${OUT}/cnn-recipe-${variant}.json`;
+  const train = variant === 'default' ? {} : { fused_kernels: variant !== 'base' };
+  const fit = { epochs: EPOCHS, patience: null, autosave_steps: 0, ...(variant === 'default' ? {} : { loss_read_ms: 0 }) };
+  writeFileSync(recipe, JSON.stringify({ fit, train }));
   const events = cli(['train', `${ASSETS}/digits.csv.gz`, '--no-header', '--image-shape', '1,8,8', '--max-value', '16',
-    '--recipe', recipe, '--out', `${OUT}/cnn-${device}.safetensors`, '--device', device, '--json']);
+    '--recipe', recipe, '--out', `${OUT}/cnn-${device}-${variant}.safetensors`, '--device', device, '--json']);
   const started = events.find((e) => e.type === 'started');
   const progress = events.filter((e) => e.type === 'progress');
   // `ms_per_step` is the mean of every step but the first (shader compiles), evaluation left out.
   return { device: started.device, parameters: started.parameters, steps: progress.length, msPerStep: progress.at(-1).ms_per_step, batch: 64 };
+}
+
+// The optimizer step alone, fused kernel vs composed (tests/benches/optimizer.rs), as its table.
+function optimizerBench() {
+  const run = spawnSync('cargo', ['bench', '--quiet', '-p', 'burnish-tests', '--bench', 'optimizer'], { encoding: 'utf8' });
+  const table = run.stdout.split('\n').filter((l) => l.startsWith('|')).join('\n');
+  return table || `not run: ${(run.stderr || '').trim().split('\n').pop()}`;
 }
 
 function gpt() {
@@ -91,12 +103,16 @@ async function browserFigures() {
   const { browser, page } = await launch();
   const out = {};
   try {
-    await page.goto(`${BASE_URL}?demo=1&autostart=1&epochs=${EPOCHS}&autosave=0`);
-    const gpu = await poll(page, () => window.burnish?.adapter, 60_000, 'the adapter');
-    out.adapter = gpu;
-    const s = await poll(page, () => (window.burnish?.report && window.burnish.model ? window.burnish : null), 600_000, 'the digits run');
-    const times = s.stepTimes.slice(1).map((t, i) => t - s.stepTimes[i]);
-    out.burnishCnn = { parameters: s.model.parameters, steps: s.losses.length, msPerStep: median(times.slice(2)), batch: 64 };
+    // The digits CNN through the page, first without the speed work (burn's composed optimizer,
+    // the loss read after every step), then as shipped.
+    for (const [key, extra] of [['burnishCnnBase', '&kernels=0&lossread=0'], ['burnishCnn', '']]) {
+      await page.goto(`${BASE_URL}?demo=1&autostart=1&epochs=${EPOCHS}&autosave=0${extra}`);
+      out.adapter = await poll(page, () => window.burnish?.adapter, 60_000, 'the adapter');
+      const s = await poll(page, () => (window.burnish?.report && window.burnish.model ? window.burnish : null), 600_000, 'the digits run');
+      // The worker's own mean over every step but the first (shader compiles), evaluation left
+      // out, as the CLI reports it natively (steps read together arrive together on the page).
+      out[key] = { parameters: s.model.parameters, steps: s.losses.length, msPerStep: s.msPerStep, batch: 64 };
+    }
     for (const backend of ['webgpu', 'webgl']) {
       await page.goto(`${BASE_URL}bench/tfjs.html?backend=${backend}&steps=40`);
       out[`tfjs_${backend}`] = await poll(page, () => window.tfjsResult, 600_000, `TF.js on ${backend}`);
@@ -136,10 +152,13 @@ async function main() {
   mkdirSync(OUT, { recursive: true });
   const native = { flex: cnnNative('flex') };
   try {
+    native.wgpuBase = cnnNative('wgpu', 'base');
+    native.wgpuFused = cnnNative('wgpu', 'fused');
     native.wgpu = cnnNative('wgpu');
   } catch (err) {
     native.wgpu = { error: String(err.stderr || err.message).trim().split('\n').pop() };
   }
+  native.optimizer = optimizerBench();
   native.gpt = gpt();
   native.minilm = minilm();
   const browser = await browserFigures();
@@ -155,7 +174,10 @@ async function main() {
   const b = browser.burnishCnn;
   const rows = [
     ['burnish, native flex (CPU)', native.flex.msPerStep, native.flex.device],
-    ['burnish, native wgpu', native.wgpu.msPerStep, native.wgpu.device ?? native.wgpu.error],
+    ['burnish, native wgpu: composed optimizer, loss read every step', native.wgpuBase?.msPerStep, native.wgpuBase?.device],
+    ['burnish, native wgpu: fused Adam kernel, loss read every step', native.wgpuFused?.msPerStep, native.wgpuFused?.device],
+    ['burnish, native wgpu (default: fused kernel, losses read every ~100 ms)', native.wgpu.msPerStep, native.wgpu.device ?? native.wgpu.error],
+    ['burnish, Chromium WebGPU (page + worker): composed optimizer, loss read every step', browser.burnishCnnBase?.msPerStep, 'same'],
     ['burnish, Chromium WebGPU (page + worker)', b.msPerStep, [browser.adapter?.vendor, browser.adapter?.architecture].filter(Boolean).join(' / ') || 'WebGPU'],
     ['TF.js 4.22, Chromium WebGPU', browser.tfjs_webgpu.msPerStep, browser.tfjs_webgpu.error ?? browser.tfjs_webgpu.backend],
     ['TF.js 4.22, Chromium WebGL', browser.tfjs_webgl.msPerStep, browser.tfjs_webgl.error ?? browser.tfjs_webgl.backend],
@@ -170,6 +192,10 @@ async function main() {
     `Ratios measured in this run: browser / native flex speed ${fmt(native.flex.msPerStep / b.msPerStep, 2)}x; ` +
       `browser / native wgpu ${fmt(native.wgpu.msPerStep / b.msPerStep, 2)}x; ` +
       `burnish in the browser / TF.js's fastest backend ${fmt(tfBest / b.msPerStep, 2)}x (samples/s).`, '',
+    `Native wgpu: the fused Adam kernel ${fmt(native.wgpuBase?.msPerStep / native.wgpuFused?.msPerStep, 2)}x the composed optimizer's speed; ` +
+      `reading losses every ~100 ms instead of every step a further ${fmt(native.wgpuFused?.msPerStep / native.wgpu.msPerStep, 2)}x. ` +
+      `In the browser, both together: ${fmt(browser.burnishCnnBase?.msPerStep / b.msPerStep, 2)}x.`, '',
+    '## The optimizer step alone (wgpu; tests/benches/optimizer.rs)', '', native.optimizer, '',
     '## GPT (Tiny Shakespeare, 4 x 128, context 128, batch 32)', '',
     '| where | training tokens/s | generation tokens/s |', '|---|---|---|',
     `| native flex (20 steps; 300 tokens) | ${fmt(native.gpt.trainingTokensPerSecond, 0)} | ${fmt(native.gpt.generationTokensPerSecond, 0)} |`,

@@ -13,6 +13,7 @@ pub mod error;
 pub mod eval;
 pub mod export;
 pub mod generate;
+mod kernels;
 pub mod model;
 pub mod rng;
 pub mod session;

@@ -2,6 +2,7 @@
 //! each, early stopping on a chosen metric with patience, the best checkpoint restored at the
 //! end, and a final report on the test split.
 
+use burn::prelude::Tensor;
 use serde::{Deserialize, Serialize};
 
 use super::checkpoint::{Checkpoint, FitPosition};
@@ -70,7 +71,15 @@ pub struct FitConfig {
     /// autosaves (the page: IndexedDB; the CLI: `--autosave FILE`); 0 saves only on pause
     /// (default 50). Classifier runs (tables, images) only.
     pub autosave_steps: usize,
+    /// Read training losses back about this often, in milliseconds (default 100): fast steps
+    /// are queued on the device, up to 32 at a time, and their losses read together in one
+    /// read-back, so the host does not wait for the device after every step. 0 reads after
+    /// every step. Progress events still come one per step, in order.
+    pub loss_read_ms: f64,
 }
+
+/// Most steps queued before their losses are read.
+const MAX_QUEUED_STEPS: usize = 32;
 
 impl Default for FitConfig {
     fn default() -> Self {
@@ -81,6 +90,7 @@ impl Default for FitConfig {
             min_delta: 0.0,
             restore_best: true,
             autosave_steps: 50,
+            loss_read_ms: 100.0,
         }
     }
 }
@@ -240,6 +250,11 @@ pub(crate) trait EpochTrainer {
     type Data;
     /// One optimizer step.
     async fn step(&mut self) -> Result<StepReport>;
+    /// One optimizer step without reading its loss back: the loss stays on the device with the
+    /// learning rate used. `None` for a trainer that reads as it steps (then [`Self::step`]).
+    fn step_unread(&mut self) -> Option<Result<(Tensor<1>, f64)>> {
+        None
+    }
     /// Steps taken.
     fn steps_done(&self) -> usize;
     /// The model as it is now.
@@ -261,6 +276,9 @@ impl EpochTrainer for Trainer {
     type Data = crate::data::ClassificationDataset;
     async fn step(&mut self) -> Result<StepReport> {
         Trainer::step(self).await
+    }
+    fn step_unread(&mut self) -> Option<Result<(Tensor<1>, f64)>> {
+        Some(Trainer::step_unread(self))
     }
     fn steps_done(&self) -> usize {
         Trainer::steps_done(self)
@@ -341,6 +359,74 @@ async fn autosave<T: EpochTrainer>(
     Ok(())
 }
 
+/// Steps taken whose losses are still on the device.
+#[derive(Default)]
+struct LossQueue {
+    /// Loss, 1-based step and learning rate of each queued step.
+    steps: Vec<(Tensor<1>, usize, f64)>,
+    /// When the first queued step started (host clock, ms).
+    since_ms: f64,
+}
+
+impl LossQueue {
+    fn push(&mut self, loss: Tensor<1>, step: usize, learning_rate: f64, started_ms: f64) {
+        if self.steps.is_empty() {
+            self.since_ms = started_ms;
+        }
+        self.steps.push((loss, step, learning_rate));
+    }
+
+    /// Whether to read now: as many steps as take about `fit.loss_read_ms` at the mean step
+    /// time so far (1 until a step has been timed), at most [`MAX_QUEUED_STEPS`].
+    fn full(&self, fit: &FitConfig, timer: &StepTimer) -> bool {
+        let mean = timer.mean();
+        let batch = if fit.loss_read_ms > 0.0 && mean > 0.0 && timer.rest > 0 {
+            ((fit.loss_read_ms / mean) as usize).clamp(1, MAX_QUEUED_STEPS)
+        } else {
+            1
+        };
+        self.steps.len() >= batch
+    }
+
+    /// Read every queued loss in one read-back, time the steps (the span split evenly) and post
+    /// a `progress` event for each, in order. Returns the sum of the losses.
+    ///
+    /// # Errors
+    /// [`Error::Readback`]; [`Error::Diverged`] naming the first step whose loss is not finite.
+    async fn read(&mut self, timer: &mut StepTimer, steps: usize, host: &impl Host) -> Result<f64> {
+        if self.steps.is_empty() {
+            return Ok(0.0);
+        }
+        let queued = std::mem::take(&mut self.steps);
+        let losses: Vec<f32> = Tensor::cat(queued.iter().map(|(l, _, _)| l.clone()).collect(), 0)
+            .into_data_async()
+            .await
+            .map_err(Error::readback("training loss"))?
+            .try_to_vec()
+            .map_err(|e| Error::Readback {
+                what: "training loss",
+                reason: format!("{e:?}"),
+            })?;
+        let ms = (host.now_ms() - self.since_ms) / queued.len() as f64;
+        let mut sum = 0.0;
+        for ((_, step, learning_rate), loss) in queued.into_iter().zip(losses) {
+            if !loss.is_finite() {
+                return Err(Error::Diverged { step, loss });
+            }
+            let ms_per_step = timer.record(step, ms);
+            sum += f64::from(loss);
+            host.post(Event::Progress {
+                step,
+                steps,
+                loss,
+                learning_rate,
+                ms_per_step,
+            });
+        }
+        Ok(sum)
+    }
+}
+
 /// How a run of epochs ended.
 #[derive(Debug)]
 pub(crate) struct Epochs<M> {
@@ -392,6 +478,7 @@ pub(crate) async fn run_epochs<T: EpochTrainer>(
     let saver = saver.filter(|_| host.autosaves());
     let mut saved_at = trainer.steps_done();
     let mut best_read = None;
+    let mut queue = LossQueue::default();
     let (mut stopped_early, mut cancelled) = (false, false);
     'epochs: for epoch in first_epoch..=fit.epochs {
         let mut loss_sum = std::mem::take(&mut first_loss);
@@ -433,16 +520,32 @@ pub(crate) async fn run_epochs<T: EpochTrainer>(
                 break 'epochs;
             }
             let before = host.now_ms();
-            let report = trainer.step().await?;
-            let ms_per_step = timer.record(report.step, host.now_ms() - before);
-            loss_sum += f64::from(report.loss);
-            host.post(Event::Progress {
-                step: report.step,
-                steps,
-                loss: report.loss,
-                learning_rate: report.learning_rate,
-                ms_per_step,
-            });
+            match trainer.step_unread() {
+                Some(queued) => {
+                    let (loss, learning_rate) = queued?;
+                    queue.push(loss, trainer.steps_done(), learning_rate, before);
+                    let last = in_epoch + 1 == steps_per_epoch;
+                    let pausing = control.get() != RunState::Running;
+                    let upcoming = trainer.steps_done();
+                    let saving = fit.autosave_steps > 0
+                        && upcoming.is_multiple_of(fit.autosave_steps);
+                    if last || pausing || saving || queue.full(fit, &timer) {
+                        loss_sum += queue.read(&mut timer, steps, host).await?;
+                    }
+                }
+                None => {
+                    let report = trainer.step().await?;
+                    let ms_per_step = timer.record(report.step, host.now_ms() - before);
+                    loss_sum += f64::from(report.loss);
+                    host.post(Event::Progress {
+                        step: report.step,
+                        steps,
+                        loss: report.loss,
+                        learning_rate: report.learning_rate,
+                        ms_per_step,
+                    });
+                }
+            }
         }
         let eval = trainer.evaluate(validation).await?;
         let train_loss = loss_sum / steps_per_epoch as f64;

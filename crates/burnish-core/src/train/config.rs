@@ -34,6 +34,10 @@ pub struct TrainConfig {
     pub steps: usize,
     /// Seed of weight initialisation and batch order; the same seed repeats a run on one backend (default 42).
     pub seed: u64,
+    /// Use burnish's hand-written WGSL kernels where the device is wgpu (default true): today
+    /// the fused Adam/AdamW step. `false` runs burn's composed operations only, which compute
+    /// the same thing; it exists to compare the two (`cargo xtask bench`).
+    pub fused_kernels: bool,
 }
 
 impl Default for TrainConfig {
@@ -49,6 +53,7 @@ impl Default for TrainConfig {
             batch_size: 64,
             steps: 300,
             seed: 42,
+            fused_kernels: true,
         }
     }
 }

@@ -98,7 +98,7 @@ impl LmTrainer {
         } else {
             config.weight_decay
         };
-        let optim = build(config.optimizer, decay, config.momentum);
+        let optim = build(&config, decay);
         Ok(Self {
             model: Some(model),
             optim,

@@ -17,6 +17,10 @@ use burn::optim::GradientsParams;
 use burn::prelude::*;
 
 use super::optimizer::OptimizerKind;
+use crate::kernels::{
+    self,
+    adam::{AdamStep, AdamUniform},
+};
 use crate::{Error, Result};
 
 const BETA_1: f32 = 0.9;
@@ -52,6 +56,9 @@ pub struct Optimizer {
     weight_decay: f32,
     momentum: f64,
     states: HashMap<ParamId, Moments>,
+    /// Run Adam and AdamW as one fused WGSL kernel per parameter where the device allows
+    /// (`shaders/adam.wgsl`); off, burn's composed operations only.
+    fused: bool,
 }
 
 impl Optimizer {
@@ -63,7 +70,14 @@ impl Optimizer {
             weight_decay,
             momentum,
             states: HashMap::new(),
+            fused: true,
         }
+    }
+
+    /// Whether Adam and AdamW may use the fused kernel (default yes). The composed operations
+    /// compute the same update; this switch exists to compare the two.
+    pub fn set_fused_kernels(&mut self, fused: bool) {
+        self.fused = fused;
     }
 
     /// Tensors of state held (two per updated parameter for Adam/AdamW, one for SGD with
@@ -242,6 +256,10 @@ impl Optimizer {
         mut grad: Tensor<1>,
         state: Option<Moments>,
     ) -> (Tensor<1>, Option<Moments>) {
+        let adaptive = matches!(self.kind, OptimizerKind::Adam | OptimizerKind::Adamw);
+        if adaptive && self.fused && kernels::adam::applies(&value, &grad) {
+            return self.fused_adam(lr, value, grad, state);
+        }
         match self.kind {
             OptimizerKind::Adamw => {
                 let state = adaptive_moments(grad, state);
@@ -296,6 +314,69 @@ impl Optimizer {
                 (value - step.mul_scalar(lr), state)
             }
         }
+    }
+}
+
+impl Optimizer {
+    /// Adam / AdamW as one kernel per parameter (`shaders/adam.wgsl`), with the scalars the
+    /// composed update uses, computed the same way on the host.
+    fn fused_adam(
+        &self,
+        lr: f64,
+        value: Tensor<1>,
+        grad: Tensor<1>,
+        state: Option<Moments>,
+    ) -> (Tensor<1>, Option<Moments>) {
+        let (time, first, second) = match state {
+            Some(s) => (
+                s.time + 1,
+                s.first,
+                s.second.expect("Adam keeps a second moment"),
+            ),
+            None => {
+                // Zero moments make the first step exact: 0 * beta + x = x.
+                let n = value.shape().num_elements();
+                let device = value.device();
+                (
+                    1,
+                    Tensor::zeros([n], &device),
+                    Tensor::zeros([n], &device),
+                )
+            }
+        };
+        let t = time as i32;
+        let decoupled = self.kind == OptimizerKind::Adamw;
+        let adam_correction_2 = (1.0 - BETA_2.powi(t)).sqrt();
+        let step = AdamStep {
+            decoupled,
+            uniform: AdamUniform {
+                len: 0,
+                lr: lr as f32,
+                decay_factor: (1.0 - lr * f64::from(self.weight_decay)) as f32,
+                weight_decay: if decoupled { 0.0 } else { self.weight_decay },
+                beta_1: BETA_1,
+                one_minus_beta_1: 1.0 - BETA_1,
+                beta_2: BETA_2,
+                one_minus_beta_2: 1.0 - BETA_2,
+                correction_1: 1f32 - BETA_1.powi(t),
+                correction_2: 1f32 - BETA_2.powi(t),
+                moment_factor: adam_correction_2 / (1.0 - BETA_1.powi(t)),
+                epsilon: if decoupled {
+                    EPSILON
+                } else {
+                    EPSILON * adam_correction_2
+                },
+            },
+        };
+        let (value, first, second) = kernels::adam::step(&step, value, grad, first, second);
+        (
+            value,
+            Some(Moments {
+                time,
+                first,
+                second: Some(second),
+            }),
+        )
     }
 }
 
@@ -457,5 +538,119 @@ mod tests {
             .restore(&layer, sized, &device)
             .expect_err("no second moment");
         assert!(e.to_string().contains("tensor 0"), "{e}");
+    }
+}
+
+/// The fused Adam/AdamW kernel (`shaders/adam.wgsl`) against the composed update it replaces,
+/// on a wgpu device (CI: Debian's lavapipe).
+#[cfg(all(test, feature = "wgpu"))]
+mod fused_tests {
+    use burn::module::Module;
+
+    use super::*;
+    use crate::rng::Rng;
+
+    #[derive(Module, Debug)]
+    struct Weights {
+        w: Param<Tensor<1>>,
+    }
+
+    fn random(rng: &mut Rng, n: usize, scale: f32) -> Vec<f32> {
+        (0..n).map(|_| (rng.next_f32() * 2.0 - 1.0) * scale).collect()
+    }
+
+    fn read(t: Tensor<1>) -> Vec<f32> {
+        pollster::block_on(t.into_data_async())
+            .expect("read")
+            .try_to_vec()
+            .expect("f32")
+    }
+
+    /// Run `steps` steps with the kernel on or off from the same weights and gradients;
+    /// `keep` holds a clone of the weights across each step (as the best epoch's copy does), so
+    /// the kernel must not write in place.
+    fn run(
+        kind: OptimizerKind,
+        fused: bool,
+        keep: bool,
+        n: usize,
+        steps: usize,
+        device: &Device,
+    ) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+        let mut rng = Rng::new(n as u64);
+        let start = random(&mut rng, n, 1.0);
+        let mut weights = Weights {
+            w: Param::from_tensor(Tensor::<1>::from_floats(start.as_slice(), device)),
+        };
+        let mut optim = Optimizer::new(kind, 0.05, 0.0);
+        optim.set_fused_kernels(fused);
+        let mut kept = Vec::new();
+        for i in 0..steps {
+            let g = Tensor::<1>::from_floats(random(&mut rng, n, 0.5).as_slice(), device);
+            let mut grads = GradientsParams::new();
+            grads.register(weights.w.id, g);
+            if keep {
+                kept.push(weights.w.val());
+            }
+            let lr = 0.01 * (1.0 + i as f64 / 4.0);
+            weights = optim.step(lr, weights, grads);
+        }
+        // A kept copy must still hold the values it had when kept.
+        if keep {
+            assert_eq!(read(kept.swap_remove(0)), start, "{kind:?}: the weights were written in place");
+        }
+        let state = optim.states.values().next().expect("state").clone();
+        (
+            read(weights.w.val()),
+            read(state.first),
+            read(state.second.expect("second moment")),
+        )
+    }
+
+    fn assert_close(what: &str, fused: &[f32], composed: &[f32]) {
+        assert_eq!(fused.len(), composed.len(), "{what}: lengths");
+        let worst = fused
+            .iter()
+            .zip(composed)
+            .enumerate()
+            .map(|(i, (a, b))| (i, (a - b).abs() / b.abs().max(1e-3)))
+            .fold((0, 0.0f32), |w, d| if d.1 > w.1 { d } else { w });
+        println!("{what}: max relative difference {:.2e} at index {}", worst.1, worst.0);
+        assert!(
+            worst.1 <= 1e-5,
+            "{what}: index {} differs: fused {} vs composed {} (relative {:.2e})",
+            worst.0,
+            fused[worst.0],
+            composed[worst.0],
+            worst.1
+        );
+    }
+
+    #[test]
+    fn fused_adam_matches_the_composed_update() {
+        let device = Device::wgpu_options().init().unwrap_or_else(|err| {
+            panic!("no wgpu adapter ({err}); `cargo xtask test` installs Mesa's lavapipe")
+        });
+        // Sizes around the workgroup (256) and, last, one past 65,535 workgroups: the 2-D grid.
+        let sizes = [(1, 8), (255, 8), (256, 8), (257, 8), (10_007, 8), (65_535 * 256 + 3, 2)];
+        for kind in [OptimizerKind::Adamw, OptimizerKind::Adam] {
+            for (n, steps) in sizes {
+                for keep in [false, true] {
+                    let fused = run(kind, true, keep, n, steps, &device);
+                    let composed = run(kind, false, keep, n, steps, &device);
+                    let what = format!("{kind:?}, {n} values, {steps} steps, kept copy {keep}");
+                    assert_close(&format!("{what}: weights"), &fused.0, &composed.0);
+                    assert_close(&format!("{what}: first moment"), &fused.1, &composed.1);
+                    assert_close(&format!("{what}: second moment"), &fused.2, &composed.2);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_kernel_is_not_used_off_wgpu() {
+        let device = Device::flex();
+        let t = Tensor::<1>::zeros([4], &device);
+        assert!(!kernels::adam::applies(&t, &t));
     }
 }

@@ -8,6 +8,7 @@
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::optim::GradientsParams;
 
+use super::config::TrainConfig;
 use super::optim::Optimizer;
 use burn::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -25,9 +26,12 @@ pub enum OptimizerKind {
     Sgd,
 }
 
-/// Build the optimizer. `momentum` is used by SGD only (0 turns it off).
-pub(crate) fn build(kind: OptimizerKind, weight_decay: f32, momentum: f64) -> Optimizer {
-    Optimizer::new(kind, weight_decay, momentum)
+/// Build the optimizer of `config`, with `weight_decay` (the text trainers decay matrices by
+/// hand and pass 0).
+pub(crate) fn build(config: &TrainConfig, weight_decay: f32) -> Optimizer {
+    let mut optim = Optimizer::new(config.optimizer, weight_decay, config.momentum);
+    optim.set_fused_kernels(config.fused_kernels);
+    optim
 }
 
 /// Sum of squares of every gradient of `module`'s parameters, as a device tensor `[1]`.

@@ -182,7 +182,7 @@ impl TextTrainer {
         } else {
             config.weight_decay
         };
-        let optim = build(config.optimizer, decay, config.momentum);
+        let optim = build(&config, decay);
         let mut rng = Rng::new(config.seed);
         let _ = rng.next_u64();
         Ok(Self {

@@ -144,7 +144,7 @@ impl Trainer {
         let mut rng = Rng::new(config.seed);
         let init_seed = rng.next_u64();
         let model = model.init(init_seed, &device)?;
-        let optim = build(config.optimizer, config.weight_decay, config.momentum);
+        let optim = build(&config, config.weight_decay);
         Ok(Self {
             model: Some(model),
             optim,

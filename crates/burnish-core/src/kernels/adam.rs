@@ -1,0 +1,110 @@
+//! The fused Adam / AdamW step (`shaders/adam.wgsl`): one dispatch per parameter instead of
+//! burn's dozen element-wise kernels, each a full pass over the parameter's memory.
+
+use burn::prelude::*;
+
+use super::uniform;
+
+uniform!(
+    /// The uniform block of `shaders/adam.wgsl`.
+    AdamUniform {
+        /// Elements of the parameter.
+        len: u32,
+        /// Learning rate of this step.
+        lr: f32,
+        /// AdamW's decoupled decay as a factor, `1 - lr * wd`.
+        decay_factor: f32,
+        /// Adam's L2 penalty, added to the gradient.
+        weight_decay: f32,
+        beta_1: f32,
+        one_minus_beta_1: f32,
+        beta_2: f32,
+        one_minus_beta_2: f32,
+        /// AdamW: `1 - beta_1^t`, dividing the first moment.
+        correction_1: f32,
+        /// AdamW: `1 - beta_2^t`, dividing the second moment.
+        correction_2: f32,
+        /// Adam: `sqrt(1 - beta_2^t) / (1 - beta_1^t)`, multiplying the first moment.
+        moment_factor: f32,
+        /// The denominator's epsilon (Adam: scaled by `sqrt(1 - beta_2^t)`).
+        epsilon: f32,
+    }
+);
+
+/// One step's settings, shared by every parameter of the step.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct AdamStep {
+    /// AdamW (decoupled decay) or Adam (L2 penalty).
+    pub decoupled: bool,
+    pub uniform: AdamUniform,
+}
+
+/// Whether the fused step can run on these tensors: `f32` on a wgpu device.
+pub(crate) fn applies(value: &Tensor<1>, grad: &Tensor<1>) -> bool {
+    #[cfg(feature = "wgpu")]
+    {
+        use burn::backend::DispatchDevice;
+        use burn::tensor::DType;
+        let on_wgpu = |t: &Tensor<1>| matches!(t.device().as_dispatch(), DispatchDevice::Cube(_));
+        value.dtype() == DType::F32 && grad.dtype() == DType::F32 && on_wgpu(value) && on_wgpu(grad)
+    }
+    #[cfg(not(feature = "wgpu"))]
+    {
+        let _ = (value, grad);
+        false
+    }
+}
+
+/// The fused step: `value`, `first` and `second` updated in place where nothing else holds
+/// them (else on a copy). Call only where [`applies`] said yes.
+pub(crate) fn step(
+    step: &AdamStep,
+    value: Tensor<1>,
+    grad: Tensor<1>,
+    first: Tensor<1>,
+    second: Tensor<1>,
+) -> (Tensor<1>, Tensor<1>, Tensor<1>) {
+    #[cfg(feature = "wgpu")]
+    {
+        use super::registry::{Launch, WgslKernel, burn_tensor, cube_tensor};
+        use burn_wgpu::into_contiguous;
+
+        let len = value.shape().num_elements();
+        // Writable buffers must be contiguous and held by nobody else.
+        let owned = |t: Tensor<1>| {
+            let t = cube_tensor(t);
+            let t = if t.is_contiguous() {
+                t
+            } else {
+                into_contiguous(t)
+            };
+            if t.can_mut() { t } else { t.copy() }
+        };
+        let value = owned(value);
+        let first = owned(first);
+        let second = owned(second);
+        let grad = cube_tensor(grad);
+        let grad = if grad.is_contiguous() {
+            grad
+        } else {
+            into_contiguous(grad)
+        };
+        let kernel = WgslKernel::new("adam.wgsl", include_str!("../../../../shaders/adam.wgsl"))
+            .uniform::<AdamUniform>()
+            .item("decoupled", step.decoupled.to_string());
+        let mut uniform = step.uniform;
+        uniform.len = u32::try_from(len).expect("a parameter of fewer than 2^32 elements");
+        Launch::new(kernel, len)
+            .buffer(&value)
+            .buffer(&grad)
+            .buffer(&first)
+            .buffer(&second)
+            .run(&uniform);
+        (burn_tensor(value), burn_tensor(first), burn_tensor(second))
+    }
+    #[cfg(not(feature = "wgpu"))]
+    {
+        let _ = (step, grad, first, second);
+        unreachable!("the fused Adam step needs the wgpu feature; `applies` said no: {value:?}")
+    }
+}

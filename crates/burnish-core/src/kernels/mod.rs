@@ -1,0 +1,56 @@
+//! burnish's hand-written WGSL kernels (`shaders/*.wgsl`), for hot paths where burn's generated
+//! kernels leave speed on the table.
+//!
+//! Each kernel is one `.wgsl` file, loaded with `include_str!` here and nowhere else, and
+//! specialised with template items (`{{ name }}`): the uniform struct generated from its Rust
+//! definition (so the two layouts cannot drift), the workgroup size and constants such as a mode.
+//! CubeCL compiles a kernel once per kernel id, which is keyed by the kernel's
+//! name and every template item, and caches the pipeline under it.
+//!
+//! A kernel runs only on tensors that live on a wgpu device (the browser's WebGPU, or wgpu
+//! natively), are `f32` and contiguous; otherwise the caller falls back to burn's composed
+//! operations, which compute the same thing. Every kernel has that composed reference beside it
+//! and tests comparing the two (`tests/kernels.rs`, on wgpu).
+//!
+//! Without the `wgpu` feature nothing here launches and every entry point answers "not here".
+
+pub(crate) mod adam;
+#[cfg(feature = "wgpu")]
+mod registry;
+#[cfg(feature = "wgpu")]
+pub(crate) use registry::Uniform;
+
+/// Defines a uniform block shared by Rust and WGSL from one field list: a `#[repr(C)]` Rust
+/// struct, its WGSL declaration (`WGSL`) and its bytes as CubeCL's info words. Fields are 4-byte
+/// scalars (`f32`, `u32`), so the two layouts agree field for field; the byte size is padded to
+/// WGSL's 16-byte uniform alignment.
+macro_rules! uniform {
+    ($(#[$meta:meta])* $name:ident { $($(#[$fmeta:meta])* $field:ident : $ty:ident),* $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, Default, PartialEq)]
+        #[repr(C)]
+        pub(crate) struct $name {
+            $($(#[$fmeta])* pub $field: $ty),*
+        }
+
+        const _: () = {
+            $(assert!(::core::mem::size_of::<$ty>() == 4);)*
+        };
+
+        #[cfg(feature = "wgpu")]
+        impl $crate::kernels::Uniform for $name {
+            const WGSL: &'static str = concat!(
+                "struct ", stringify!($name), " {\n",
+                $("    ", stringify!($field), ": ", stringify!($ty), ",\n",)*
+                "}\n"
+            );
+
+            fn bytes(&self) -> Vec<u8> {
+                let mut bytes = Vec::with_capacity(::core::mem::size_of::<Self>());
+                $(bytes.extend_from_slice(&self.$field.to_le_bytes());)*
+                bytes
+            }
+        }
+    };
+}
+pub(crate) use uniform;

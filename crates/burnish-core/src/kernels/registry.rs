@@ -1,0 +1,152 @@
+//! Loading, specialising and launching the WGSL kernels on a wgpu device.
+
+use burn::prelude::*;
+use burn::tensor::DType;
+use burn_wgpu::{CubeBackend, CubeTensor, KernelSource, SourceKernel, SourceTemplate};
+use cubecl::server::{KernelArguments, MetadataBindingInfo};
+use cubecl::prelude::KernelId;
+use cubecl::{CubeCount, CubeDim};
+
+/// Threads per workgroup of the element-wise kernels (WebGPU guarantees 256).
+pub(crate) const WORKGROUP: u32 = 256;
+/// WebGPU's default `maxComputeWorkgroupsPerDimension`.
+const MAX_GROUPS: u32 = 65_535;
+
+/// A uniform block declared once for Rust and WGSL (see the `uniform!` macro).
+pub(crate) trait Uniform {
+    /// The WGSL struct declaration.
+    const WGSL: &'static str;
+    /// The fields' bytes, in declaration order.
+    fn bytes(&self) -> Vec<u8>;
+
+    /// The bytes as CubeCL's info words (`u64`), padded to WGSL's 16-byte uniform size.
+    fn words(&self) -> Vec<u64> {
+        let mut bytes = self.bytes();
+        bytes.resize(bytes.len().div_ceil(16) * 16, 0);
+        bytes
+            .chunks_exact(8)
+            .map(|c| u64::from_le_bytes(c.try_into().expect("8 bytes")))
+            .collect()
+    }
+}
+
+/// One kernel file specialised with its template items: what CubeCL compiles and caches.
+#[derive(Debug, Clone)]
+pub(crate) struct WgslKernel {
+    /// The file name under `shaders/`, for the id and error messages.
+    name: &'static str,
+    template: &'static str,
+    /// Template items, in a fixed order so equal kernels have equal ids.
+    items: Vec<(&'static str, String)>,
+}
+
+impl WgslKernel {
+    /// The kernel `name` with its source text (`include_str!` of `shaders/{name}`).
+    pub(crate) fn new(name: &'static str, template: &'static str) -> Self {
+        Self {
+            name,
+            template,
+            items: vec![("workgroup_size", WORKGROUP.to_string())],
+        }
+    }
+
+    /// Set a template item.
+    pub(crate) fn item(mut self, key: &'static str, value: impl Into<String>) -> Self {
+        self.items.retain(|(k, _)| *k != key);
+        self.items.push((key, value.into()));
+        self.items.sort_by_key(|(k, _)| *k);
+        self
+    }
+
+    /// The uniform block's declaration as the `uniform` item.
+    pub(crate) fn uniform<U: Uniform>(self) -> Self {
+        self.item("uniform", U::WGSL)
+    }
+
+    /// The complete WGSL text.
+    pub(crate) fn text(&self) -> String {
+        self.items
+            .iter()
+            .fold(SourceTemplate::new(self.template), |t, (k, v)| {
+                t.register(*k, v.as_str())
+            })
+            .complete()
+    }
+}
+
+impl KernelSource for WgslKernel {
+    fn source(&self) -> SourceTemplate {
+        SourceTemplate::new(self.text())
+    }
+
+    fn id(&self) -> KernelId {
+        KernelId::new::<Self>().info((self.name, self.items.clone()))
+    }
+
+    fn lang(&self) -> &'static str {
+        "wgsl"
+    }
+}
+
+/// The CubeCL tensor behind a burn tensor on a wgpu device.
+///
+/// # Panics
+/// When the tensor is not on a wgpu device or not `f32`: callers check first.
+pub(crate) fn cube_tensor<const D: usize>(tensor: Tensor<D>) -> CubeTensor {
+    let cube = tensor
+        .try_into_primitive::<CubeBackend>()
+        .expect("the caller checked that the tensor lives on a wgpu device");
+    assert_eq!(cube.dtype, DType::F32, "the caller checked the dtype");
+    cube
+}
+
+/// A launch of an element-wise kernel over `len` elements: its buffers in binding order, then
+/// the uniform block as the last binding.
+pub(crate) struct Launch {
+    kernel: WgslKernel,
+    len: usize,
+    buffers: Vec<CubeTensor>,
+}
+
+impl Launch {
+    pub(crate) fn new(kernel: WgslKernel, len: usize) -> Self {
+        Self {
+            kernel,
+            len,
+            buffers: Vec::new(),
+        }
+    }
+
+    /// The next binding.
+    pub(crate) fn buffer(mut self, tensor: &CubeTensor) -> Self {
+        self.buffers.push(tensor.clone());
+        self
+    }
+
+    /// Enqueue the kernel with `uniform` as its last binding. Errors (a shader that does not
+    /// compile) surface when an output is read, as CubeCL reports them.
+    pub(crate) fn run<U: Uniform>(self, uniform: &U) {
+        let Some(first) = self.buffers.first() else {
+            return;
+        };
+        let client = first.client.clone();
+        let groups = (self.len as u32).div_ceil(WORKGROUP).max(1);
+        let x = groups.min(MAX_GROUPS);
+        let y = groups.div_ceil(x);
+        let arguments = self
+            .buffers
+            .into_iter()
+            .fold(KernelArguments::new(), |a, t| a.with_buffer(t.handle.binding()))
+            .with_info(MetadataBindingInfo::custom(uniform.words()));
+        client.launch(
+            Box::new(SourceKernel::new(self.kernel, CubeDim::new_1d(WORKGROUP))),
+            CubeCount::Static(x, y, 1),
+            arguments,
+        );
+    }
+}
+
+/// Wrap a CubeCL tensor back into a burn tensor.
+pub(crate) fn burn_tensor<const D: usize>(cube: CubeTensor) -> Tensor<D> {
+    Tensor::from_primitive::<CubeBackend>(cube)
+}
