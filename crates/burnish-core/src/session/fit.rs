@@ -527,8 +527,8 @@ pub(crate) async fn run_epochs<T: EpochTrainer>(
                     let last = in_epoch + 1 == steps_per_epoch;
                     let pausing = control.get() != RunState::Running;
                     let upcoming = trainer.steps_done();
-                    let saving = fit.autosave_steps > 0
-                        && upcoming.is_multiple_of(fit.autosave_steps);
+                    let saving =
+                        fit.autosave_steps > 0 && upcoming.is_multiple_of(fit.autosave_steps);
                     if last || pausing || saving || queue.full(fit, &timer) {
                         loss_sum += queue.read(&mut timer, steps, host).await?;
                     }
@@ -786,6 +786,78 @@ mod tests {
         assert_eq!(
             restored.report.accuracy, best,
             "the restored model scores the best validation accuracy"
+        );
+    }
+
+    /// A host whose clock moves 1 ms each time it is read, counting the reads.
+    #[derive(Default)]
+    struct Ticking(Recorder, std::cell::Cell<u32>);
+
+    impl Host for Ticking {
+        fn now_ms(&self) -> f64 {
+            self.1.set(self.1.get() + 1);
+            f64::from(self.1.get())
+        }
+        fn post(&self, event: Event) {
+            self.0.post(event);
+        }
+        async fn sleep(&self, _ms: u32) {}
+    }
+
+    /// Losses read in batches give the same progress events, one per step and in order, as
+    /// losses read after every step, with fewer waits on the device.
+    #[test]
+    fn losses_read_in_batches_match_losses_read_every_step() {
+        let run = |loss_read_ms: f64| {
+            let host = Ticking::default();
+            let outcome = pollster::block_on(fit(
+                FitPlan {
+                    shape: ModelConfig::Mlp(MlpConfig::new(2, 3).with_hidden(vec![16])),
+                    start: None,
+                    train: TrainConfig {
+                        batch_size: 32,
+                        ..TrainConfig::default()
+                    },
+                    fit: FitConfig {
+                        epochs: 3,
+                        patience: None,
+                        loss_read_ms,
+                        ..FitConfig::default()
+                    },
+                    augment: AugmentConfig::default(),
+                    splits: splits(),
+                    autosave: None,
+                    resume: None,
+                },
+                &Device::flex(),
+                &Control::default(),
+                &host,
+            ))
+            .expect("fit");
+            let progress: Vec<(usize, f32)> = host
+                .0
+                .0
+                .borrow()
+                .iter()
+                .filter_map(|e| match e {
+                    Event::Progress { step, loss, .. } => Some((*step, *loss)),
+                    _ => None,
+                })
+                .collect();
+            (progress, host.1.get(), outcome.test.report.accuracy)
+        };
+        let (each, each_reads, each_accuracy) = run(0.0);
+        let (batched, batched_reads, batched_accuracy) = run(10.0);
+        assert_eq!(each.len(), 3 * splits().train.len().div_ceil(32));
+        assert!(
+            each.iter().enumerate().all(|(i, p)| p.0 == i + 1),
+            "{each:?}"
+        );
+        assert_eq!(batched, each, "same steps, same losses, same order");
+        assert_eq!(batched_accuracy, each_accuracy);
+        assert!(
+            f64::from(batched_reads) < 0.75 * f64::from(each_reads),
+            "batched reads should consult the clock less: {batched_reads} vs {each_reads}"
         );
     }
 
