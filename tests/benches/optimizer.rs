@@ -1,4 +1,4 @@
-//! The optimizer step alone, fused WGSL kernel (`shaders/adam.wgsl`) against burn's composed
+//! The optimizer step alone, fused WGSL kernels (`shaders/adam.wgsl`, `shaders/sgd.wgsl`) against burn's composed
 //! operations, side by side in one run, on parameters shaped like all-MiniLM-L6-v2 (22.7 M
 //! values in 100 tensors) and like the digits CNN (30 k values in 8 tensors). Prints ms per
 //! optimizer step and the ratio. Run by `cargo xtask bench` (or
@@ -22,7 +22,13 @@ fn stack(shapes: &[[usize; 2]], device: &Device) -> Stack {
     Stack {
         params: shapes
             .iter()
-            .map(|&s| Param::from_tensor(Tensor::random(s, burn::tensor::Distribution::Default, device)))
+            .map(|&s| {
+                Param::from_tensor(Tensor::random(
+                    s,
+                    burn::tensor::Distribution::Default,
+                    device,
+                ))
+            })
             .collect(),
     }
 }
@@ -40,14 +46,23 @@ fn grads(model: &Stack, device: &Device) -> GradientsParams {
     model.visit(&mut ids);
     let mut grads = GradientsParams::new();
     for (id, shape) in ids.0 {
-        grads.register(id, Tensor::<2>::random(shape, burn::tensor::Distribution::Default, device));
+        grads.register(
+            id,
+            Tensor::<2>::random(shape, burn::tensor::Distribution::Default, device),
+        );
     }
     grads
 }
 
 /// Mean ms per optimizer step over `steps` steps after two warm-up steps (shader compiles),
 /// ending with one read so the device has finished.
-fn time(shapes: &[[usize; 2]], kind: OptimizerKind, fused: bool, steps: usize, device: &Device) -> f64 {
+fn time(
+    shapes: &[[usize; 2]],
+    kind: OptimizerKind,
+    fused: bool,
+    steps: usize,
+    device: &Device,
+) -> f64 {
     let mut model = stack(shapes, device);
     let mut optim = Optimizer::new(kind, 0.01, 0.9);
     optim.set_fused_kernels(fused);
@@ -76,14 +91,32 @@ fn minilm() -> Vec<[usize; 2]> {
         for _ in 0..4 {
             shapes.extend([[384, 384], [1, 384]]);
         }
-        shapes.extend([[1, 384], [1, 384], [384, 1536], [1, 1536], [1536, 384], [1, 384], [1, 384], [1, 384]]);
+        shapes.extend([
+            [1, 384],
+            [1, 384],
+            [384, 1536],
+            [1, 1536],
+            [1536, 384],
+            [1, 384],
+            [1, 384],
+            [1, 384],
+        ]);
     }
     shapes.extend([[384, 2], [1, 2]]);
     shapes
 }
 
 fn cnn() -> Vec<[usize; 2]> {
-    vec![[16, 9], [1, 16], [32, 144], [1, 32], [128, 64], [1, 64], [64, 10], [1, 10]]
+    vec![
+        [16, 9],
+        [1, 16],
+        [32, 144],
+        [1, 32],
+        [128, 64],
+        [1, 64],
+        [64, 10],
+        [1, 10],
+    ]
 }
 
 fn main() {
@@ -98,7 +131,11 @@ fn main() {
     println!("|---|---|---|---|---|");
     for (name, shapes, steps) in [("digits CNN", cnn(), 50), ("all-MiniLM-L6-v2", minilm(), 5)] {
         let values: usize = shapes.iter().map(|s| s[0] * s[1]).sum();
-        for kind in [OptimizerKind::Adamw, OptimizerKind::Adam] {
+        for kind in [
+            OptimizerKind::Adamw,
+            OptimizerKind::Adam,
+            OptimizerKind::Sgd,
+        ] {
             let composed = time(&shapes, kind, false, steps, &device);
             let fused = time(&shapes, kind, true, steps, &device);
             println!(

@@ -33,30 +33,15 @@ uniform!(
 
 /// One step's settings, shared by every parameter of the step.
 #[derive(Debug, Clone, Copy)]
+#[cfg_attr(not(feature = "wgpu"), allow(dead_code))]
 pub(crate) struct AdamStep {
     /// AdamW (decoupled decay) or Adam (L2 penalty).
     pub decoupled: bool,
     pub uniform: AdamUniform,
 }
 
-/// Whether the fused step can run on these tensors: `f32` on a wgpu device.
-pub(crate) fn applies(value: &Tensor<1>, grad: &Tensor<1>) -> bool {
-    #[cfg(feature = "wgpu")]
-    {
-        use burn::backend::DispatchDevice;
-        use burn::tensor::DType;
-        let on_wgpu = |t: &Tensor<1>| matches!(t.device().as_dispatch(), DispatchDevice::Cube(_));
-        value.dtype() == DType::F32 && grad.dtype() == DType::F32 && on_wgpu(value) && on_wgpu(grad)
-    }
-    #[cfg(not(feature = "wgpu"))]
-    {
-        let _ = (value, grad);
-        false
-    }
-}
-
 /// The fused step: `value`, `first` and `second` updated in place where nothing else holds
-/// them (else on a copy). Call only where [`applies`] said yes.
+/// them (else on a copy). Call only where [`super::applies`] said yes.
 pub(crate) fn step(
     step: &AdamStep,
     value: Tensor<1>,
@@ -66,29 +51,13 @@ pub(crate) fn step(
 ) -> (Tensor<1>, Tensor<1>, Tensor<1>) {
     #[cfg(feature = "wgpu")]
     {
-        use super::registry::{Launch, WgslKernel, burn_tensor, cube_tensor};
-        use burn_wgpu::into_contiguous;
+        use super::registry::{Launch, WgslKernel, burn_tensor, input, owned};
 
         let len = value.shape().num_elements();
-        // Writable buffers must be contiguous and held by nobody else.
-        let owned = |t: Tensor<1>| {
-            let t = cube_tensor(t);
-            let t = if t.is_contiguous() {
-                t
-            } else {
-                into_contiguous(t)
-            };
-            if t.can_mut() { t } else { t.copy() }
-        };
         let value = owned(value);
         let first = owned(first);
         let second = owned(second);
-        let grad = cube_tensor(grad);
-        let grad = if grad.is_contiguous() {
-            grad
-        } else {
-            into_contiguous(grad)
-        };
+        let grad = input(grad);
         let kernel = WgslKernel::new("adam.wgsl", include_str!("../../../../shaders/adam.wgsl"))
             .uniform::<AdamUniform>()
             .item("decoupled", step.decoupled.to_string());

@@ -17,8 +17,30 @@
 pub(crate) mod adam;
 #[cfg(feature = "wgpu")]
 mod registry;
+pub(crate) mod sgd;
+#[cfg(all(test, feature = "wgpu"))]
+pub(crate) use registry::LAUNCHES;
 #[cfg(feature = "wgpu")]
 pub(crate) use registry::Uniform;
+
+use burn::prelude::*;
+
+/// Whether the kernels can run on these tensors: all `f32` on a wgpu device.
+pub(crate) fn applies(tensors: &[&Tensor<1>]) -> bool {
+    #[cfg(feature = "wgpu")]
+    {
+        use burn::backend::DispatchDevice;
+        use burn::tensor::DType;
+        tensors.iter().all(|t| {
+            t.dtype() == DType::F32 && matches!(t.device().as_dispatch(), DispatchDevice::Cube(_))
+        })
+    }
+    #[cfg(not(feature = "wgpu"))]
+    {
+        let _ = tensors;
+        false
+    }
+}
 
 /// Defines a uniform block shared by Rust and WGSL from one field list: a `#[repr(C)]` Rust
 /// struct, its WGSL declaration (`WGSL`) and its bytes as CubeCL's info words. Fields are 4-byte

@@ -1,11 +1,20 @@
 //! Loading, specialising and launching the WGSL kernels on a wgpu device.
 
+use std::cell::Cell;
+
 use burn::prelude::*;
 use burn::tensor::DType;
-use burn_wgpu::{CubeBackend, CubeTensor, KernelSource, SourceKernel, SourceTemplate};
-use cubecl::server::{KernelArguments, MetadataBindingInfo};
+use burn_wgpu::{
+    CubeBackend, CubeTensor, KernelSource, SourceKernel, SourceTemplate, into_contiguous,
+};
 use cubecl::prelude::KernelId;
+use cubecl::server::{KernelArguments, MetadataBindingInfo};
 use cubecl::{CubeCount, CubeDim};
+
+thread_local! {
+    /// Kernels launched from this thread so far (tests check that a fused path really ran).
+    pub(crate) static LAUNCHES: Cell<usize> = const { Cell::new(0) };
+}
 
 /// Threads per workgroup of the element-wise kernels (WebGPU guarantees 256).
 pub(crate) const WORKGROUP: u32 = 256;
@@ -100,6 +109,23 @@ pub(crate) fn cube_tensor<const D: usize>(tensor: Tensor<D>) -> CubeTensor {
     cube
 }
 
+/// A tensor a kernel only reads, contiguous.
+pub(crate) fn input<const D: usize>(tensor: Tensor<D>) -> CubeTensor {
+    let t = cube_tensor(tensor);
+    if t.is_contiguous() {
+        t
+    } else {
+        into_contiguous(t)
+    }
+}
+
+/// A tensor a kernel writes in place: contiguous and held by nobody else (else a copy, so a
+/// clone kept elsewhere, such as the best epoch's weights, keeps its values).
+pub(crate) fn owned<const D: usize>(tensor: Tensor<D>) -> CubeTensor {
+    let t = input(tensor);
+    if t.can_mut() { t } else { t.copy() }
+}
+
 /// A launch of an element-wise kernel over `len` elements: its buffers in binding order, then
 /// the uniform block as the last binding.
 pub(crate) struct Launch {
@@ -136,8 +162,11 @@ impl Launch {
         let arguments = self
             .buffers
             .into_iter()
-            .fold(KernelArguments::new(), |a, t| a.with_buffer(t.handle.binding()))
+            .fold(KernelArguments::new(), |a, t| {
+                a.with_buffer(t.handle.binding())
+            })
             .with_info(MetadataBindingInfo::custom(uniform.words()));
+        LAUNCHES.with(|n| n.set(n.get() + 1));
         client.launch(
             Box::new(SourceKernel::new(self.kernel, CubeDim::new_1d(WORKGROUP))),
             CubeCount::Static(x, y, 1),

@@ -20,6 +20,7 @@ use super::optimizer::OptimizerKind;
 use crate::kernels::{
     self,
     adam::{AdamStep, AdamUniform},
+    sgd::SgdUniform,
 };
 use crate::{Error, Result};
 
@@ -256,9 +257,13 @@ impl Optimizer {
         mut grad: Tensor<1>,
         state: Option<Moments>,
     ) -> (Tensor<1>, Option<Moments>) {
-        let adaptive = matches!(self.kind, OptimizerKind::Adam | OptimizerKind::Adamw);
-        if adaptive && self.fused && kernels::adam::applies(&value, &grad) {
-            return self.fused_adam(lr, value, grad, state);
+        if self.fused && kernels::applies(&[&value, &grad]) {
+            return match self.kind {
+                OptimizerKind::Adam | OptimizerKind::Adamw => {
+                    self.fused_adam(lr, value, grad, state)
+                }
+                OptimizerKind::Sgd => self.fused_sgd(lr, value, grad, state),
+            };
         }
         match self.kind {
             OptimizerKind::Adamw => {
@@ -318,6 +323,36 @@ impl Optimizer {
 }
 
 impl Optimizer {
+    /// SGD as one kernel per parameter (`shaders/sgd.wgsl`).
+    fn fused_sgd(
+        &self,
+        lr: f64,
+        value: Tensor<1>,
+        grad: Tensor<1>,
+        state: Option<Moments>,
+    ) -> (Tensor<1>, Option<Moments>) {
+        let velocity = (self.momentum > 0.0).then(|| match state {
+            Some(s) => s.first,
+            // A zero velocity makes the first step exact: g + m * 0 = g.
+            None => Tensor::zeros([value.shape().num_elements()], &value.device()),
+        });
+        let uniform = SgdUniform {
+            len: 0,
+            lr: lr as f32,
+            weight_decay: self.weight_decay,
+            momentum: self.momentum as f32,
+        };
+        let (value, velocity) = kernels::sgd::step(uniform, value, grad, velocity);
+        (
+            value,
+            velocity.map(|first| Moments {
+                time: 0,
+                first,
+                second: None,
+            }),
+        )
+    }
+
     /// Adam / AdamW as one kernel per parameter (`shaders/adam.wgsl`), with the scalars the
     /// composed update uses, computed the same way on the host.
     fn fused_adam(
@@ -337,11 +372,7 @@ impl Optimizer {
                 // Zero moments make the first step exact: 0 * beta + x = x.
                 let n = value.shape().num_elements();
                 let device = value.device();
-                (
-                    1,
-                    Tensor::zeros([n], &device),
-                    Tensor::zeros([n], &device),
-                )
+                (1, Tensor::zeros([n], &device), Tensor::zeros([n], &device))
             }
         };
         let t = time as i32;
@@ -541,7 +572,8 @@ mod tests {
     }
 }
 
-/// The fused Adam/AdamW kernel (`shaders/adam.wgsl`) against the composed update it replaces,
+/// The fused optimizer kernels (`shaders/adam.wgsl`, `shaders/sgd.wgsl`) against the composed
+/// updates they replace,
 /// on a wgpu device (CI: Debian's lavapipe).
 #[cfg(all(test, feature = "wgpu"))]
 mod fused_tests {
@@ -556,7 +588,9 @@ mod fused_tests {
     }
 
     fn random(rng: &mut Rng, n: usize, scale: f32) -> Vec<f32> {
-        (0..n).map(|_| (rng.next_f32() * 2.0 - 1.0) * scale).collect()
+        (0..n)
+            .map(|_| (rng.next_f32() * 2.0 - 1.0) * scale)
+            .collect()
     }
 
     fn read(t: Tensor<1>) -> Vec<f32> {
@@ -570,7 +604,7 @@ mod fused_tests {
     /// `keep` holds a clone of the weights across each step (as the best epoch's copy does), so
     /// the kernel must not write in place.
     fn run(
-        kind: OptimizerKind,
+        (kind, momentum): (OptimizerKind, f64),
         fused: bool,
         keep: bool,
         n: usize,
@@ -582,7 +616,7 @@ mod fused_tests {
         let mut weights = Weights {
             w: Param::from_tensor(Tensor::<1>::from_floats(start.as_slice(), device)),
         };
-        let mut optim = Optimizer::new(kind, 0.05, 0.0);
+        let mut optim = Optimizer::new(kind, 0.05, momentum);
         optim.set_fused_kernels(fused);
         let mut kept = Vec::new();
         for i in 0..steps {
@@ -597,14 +631,20 @@ mod fused_tests {
         }
         // A kept copy must still hold the values it had when kept.
         if keep {
-            assert_eq!(read(kept.swap_remove(0)), start, "{kind:?}: the weights were written in place");
+            assert_eq!(
+                read(kept.swap_remove(0)),
+                start,
+                "{kind:?}: the weights were written in place"
+            );
         }
-        let state = optim.states.values().next().expect("state").clone();
-        (
-            read(weights.w.val()),
-            read(state.first),
-            read(state.second.expect("second moment")),
-        )
+        let (first, second) = match optim.states.values().next() {
+            Some(s) => (
+                read(s.first.clone()),
+                s.second.clone().map(read).unwrap_or_default(),
+            ),
+            None => (Vec::new(), Vec::new()),
+        };
+        (read(weights.w.val()), first, second)
     }
 
     fn assert_close(what: &str, fused: &[f32], composed: &[f32]) {
@@ -615,7 +655,10 @@ mod fused_tests {
             .enumerate()
             .map(|(i, (a, b))| (i, (a - b).abs() / b.abs().max(1e-3)))
             .fold((0, 0.0f32), |w, d| if d.1 > w.1 { d } else { w });
-        println!("{what}: max relative difference {:.2e} at index {}", worst.1, worst.0);
+        println!(
+            "{what}: max relative difference {:.2e} at index {}",
+            worst.1, worst.0
+        );
         assert!(
             worst.1 <= 1e-5,
             "{what}: index {} differs: fused {} vs composed {} (relative {:.2e})",
@@ -627,17 +670,35 @@ mod fused_tests {
     }
 
     #[test]
-    fn fused_adam_matches_the_composed_update() {
+    fn fused_optimizers_match_the_composed_update() {
         let device = Device::wgpu_options().init().unwrap_or_else(|err| {
             panic!("no wgpu adapter ({err}); `cargo xtask test` installs Mesa's lavapipe")
         });
         // Sizes around the workgroup (256) and, last, one past 65,535 workgroups: the 2-D grid.
-        let sizes = [(1, 8), (255, 8), (256, 8), (257, 8), (10_007, 8), (65_535 * 256 + 3, 2)];
-        for kind in [OptimizerKind::Adamw, OptimizerKind::Adam] {
+        let sizes = [
+            (1, 8),
+            (255, 8),
+            (256, 8),
+            (257, 8),
+            (10_007, 8),
+            (65_535 * 256 + 3, 2),
+        ];
+        let kinds = [
+            (OptimizerKind::Adamw, 0.0),
+            (OptimizerKind::Adam, 0.0),
+            (OptimizerKind::Sgd, 0.9),
+            (OptimizerKind::Sgd, 0.0),
+        ];
+        for kind in kinds {
             for (n, steps) in sizes {
                 for keep in [false, true] {
+                    let launched = || kernels::LAUNCHES.with(|n| n.get());
+                    let before = launched();
                     let fused = run(kind, true, keep, n, steps, &device);
+                    assert_eq!(launched() - before, steps, "{kind:?}: one kernel per step");
+                    let before = launched();
                     let composed = run(kind, false, keep, n, steps, &device);
+                    assert_eq!(launched(), before, "{kind:?}: no kernel when switched off");
                     let what = format!("{kind:?}, {n} values, {steps} steps, kept copy {keep}");
                     assert_close(&format!("{what}: weights"), &fused.0, &composed.0);
                     assert_close(&format!("{what}: first moment"), &fused.1, &composed.1);
@@ -651,6 +712,6 @@ mod fused_tests {
     fn the_kernel_is_not_used_off_wgpu() {
         let device = Device::flex();
         let t = Tensor::<1>::zeros([4], &device);
-        assert!(!kernels::adam::applies(&t, &t));
+        assert!(!kernels::applies(&[&t, &t]));
     }
 }
