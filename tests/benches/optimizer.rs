@@ -1,6 +1,6 @@
 //! The optimizer step alone, fused WGSL kernels (`shaders/adam.wgsl`, `shaders/sgd.wgsl`) against burn's composed
-//! operations, side by side in one run, on parameters shaped like all-MiniLM-L6-v2 (22.7 M
-//! values in 100 tensors) and like the digits CNN (30 k values in 8 tensors). Prints ms per
+//! operations, side by side in one run, on parameters shaped like all-MiniLM-L6-v2 (22.6 M
+//! values in 103 tensors) and like the digits CNN (30 k values in 8 tensors). Prints ms per
 //! optimizer step and the ratio. Run by `cargo xtask bench` (or
 //! `cargo bench -p burnish-tests --bench optimizer`).
 
