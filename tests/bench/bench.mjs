@@ -89,10 +89,25 @@ function minilm() {
   return out;
 }
 
-async function poll(page, read, timeout, what) {
+// MiniLM at the browser's shape (length 16, batch 4: SwiftShader runs ~1 GFLOP/s), natively on
+// `device`, so the page's figure has a native one beside it. 40 rows: 8 training steps.
+const SMALL_MINILM = { maxLength: 16, batch: 4, steps: 5 };
+function minilmSmall(device, tuning) {
+  const lines = readFileSync(`${ASSETS}/movie_sentiment.csv`, 'utf8').split('\n');
+  const data = `${OUT}/movie40.csv`;
+  writeFileSync(data, `${lines.slice(0, 41).join('\n')}\n`);
+  const recipe = `${OUT}/minilm-small-recipe.json`;
+  writeFileSync(recipe, JSON.stringify({ fit: { epochs: 1, patience: null }, train: { batch_size: SMALL_MINILM.batch } }));
+  const events = cli(['text', data, '--model', `${ASSETS}/minilm`, '--max-length', String(SMALL_MINILM.maxLength), '--pooling', 'mean',
+    '--recipe', recipe, '--out', `${OUT}/minilm-small-out`, '--json', '--device', device,
+    ...(tuning === 'lora' ? ['--tuning', 'lora', '--lora-rank', '8'] : [])]);
+  return { msPerStep: events.filter((e) => e.type === 'progress').at(-1).ms_per_step };
+}
+
+async function poll(page, read, timeout, what, arg) {
   const deadline = Date.now() + timeout;
   for (;;) {
-    const v = await page.evaluate(read);
+    const v = await page.evaluate(read, arg);
     if (v) return v;
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 250));
@@ -135,6 +150,25 @@ async function browserFigures() {
     await page.click('#gen-start');
     const gen = await poll(page, () => window.burnish?.generation, 600_000, 'generation');
     out.gpt.generationTokensPerSecond = gen.tokens_per_second;
+    // MiniLM through the page (the text demo), full and LoRA r=8, at the small shape: a few
+    // steps, then Cancel.
+    out.minilm = {};
+    for (const tuning of ['full', 'lora']) {
+      await page.goto(`${BASE_URL}?demo=0`);
+      await poll(page, () => window.burnish?.phase === 'idle', 60_000, 'the page');
+      await page.click('#text-demo');
+      await poll(page, () => window.burnish?.textPreview && window.burnish.memory, 300_000, 'the text demo');
+      await page.fill('[name="text.max_length"]', String(SMALL_MINILM.maxLength));
+      await page.fill('[name="train.batch_size"]', String(SMALL_MINILM.batch));
+      await page.selectOption('[name="text.tuning.strategy"]', tuning);
+      if (tuning === 'lora') await page.fill('[name="text.tuning.lora.rank"]', '8');
+      await page.click('#start');
+      const steps = SMALL_MINILM.steps;
+      const s = await poll(page, (n) => (window.burnish?.losses.length >= n ? window.burnish : null), 1_800_000, `MiniLM ${tuning} steps`, steps);
+      out.minilm[tuning] = { msPerStep: s.msPerStep, steps: s.losses.length };
+      await page.click('#cancel');
+      await poll(page, () => !['running', 'paused'].includes(window.burnish?.phase), 600_000, 'the cancel');
+    }
     await page.goto(`${BASE_URL}examples/api.html`);
     const api = await poll(page, () => window.apiResult, 300_000, 'the API example');
     out.firstStepMs = api.firstStepMs;
@@ -161,6 +195,16 @@ async function main() {
   native.optimizer = optimizerBench();
   native.gpt = gpt();
   native.minilm = minilm();
+  native.minilmSmall = {};
+  for (const device of ['flex', 'wgpu']) {
+    for (const tuning of ['full', 'lora']) {
+      try {
+        native.minilmSmall[`${device}_${tuning}`] = minilmSmall(device, tuning);
+      } catch (err) {
+        native.minilmSmall[`${device}_${tuning}`] = { error: String(err.stderr || err.message).trim().split('\n').pop() };
+      }
+    }
+  }
   const browser = await browserFigures();
   const wasm = readFileSync(`${DIST}/burnish-web_bg.wasm`);
   const result = {
@@ -209,6 +253,14 @@ async function main() {
       return `| ${k === 'full' ? `full (${native.minilm.full.trainable.toLocaleString()} trainable)` : `LoRA r=8 q,v (${native.minilm.lora.trainable.toLocaleString()} trainable)`} | ${fmt(ours, 0)} | ${theirs ? fmt(theirs, 0) : native.minilm.torch?.error ?? '–'} | ${theirs ? `${fmt(theirs / ours, 2)}x` : '–'} |`;
     }),
     native.minilm.torch?.torch ? `PyTorch ${native.minilm.torch.torch}, ${native.minilm.torch.threads} threads.` : '', '',
+    `## MiniLM at the browser's shape (length ${SMALL_MINILM.maxLength}, batch ${SMALL_MINILM.batch}, mean pooling; ms/step)`, '',
+    '| | native flex | native wgpu | Chromium WebGPU, the page | browser / native wgpu |', '|---|---|---|---|---|',
+    ...['full', 'lora'].map((k) => {
+      const f = native.minilmSmall[`flex_${k}`]?.msPerStep;
+      const w = native.minilmSmall[`wgpu_${k}`]?.msPerStep;
+      const p = browser.minilm?.[k]?.msPerStep;
+      return `| ${k === 'full' ? 'full fine-tuning' : 'LoRA r=8 (query, value)'} | ${fmt(f, 0)} | ${fmt(w, 0)} | ${fmt(p, 0)} | ${w && p ? `${fmt(w / p, 2)}x` : '–'} |`;
+    }), '',
     '## Start-up and size', '',
     `Page open to first training step (JS API example): ${fmt(browser.firstStepMs, 0)} ms cold, ${fmt(browser.firstStepWarmMs, 0)} ms warm cache.`,
     `Wasm: ${(result.wasm.raw / 1e6).toFixed(2)} MB raw, ${(result.wasm.gzip / 1e6).toFixed(2)} MB gzipped.`, '',
