@@ -361,7 +361,7 @@ async fn autosave<T: EpochTrainer>(
 
 /// Steps taken whose losses are still on the device.
 #[derive(Default)]
-struct LossQueue {
+pub(crate) struct LossQueue {
     /// Loss, 1-based step and learning rate of each queued step.
     steps: Vec<(Tensor<1>, usize, f64)>,
     /// When the first queued step started (host clock, ms).
@@ -369,19 +369,30 @@ struct LossQueue {
 }
 
 impl LossQueue {
-    fn push(&mut self, loss: Tensor<1>, step: usize, learning_rate: f64, started_ms: f64) {
+    pub(crate) fn push(
+        &mut self,
+        loss: Tensor<1>,
+        step: usize,
+        learning_rate: f64,
+        started_ms: f64,
+    ) {
         if self.steps.is_empty() {
             self.since_ms = started_ms;
         }
         self.steps.push((loss, step, learning_rate));
     }
 
-    /// Whether to read now: as many steps as take about `fit.loss_read_ms` at the mean step
-    /// time so far (1 until a step has been timed), at most [`MAX_QUEUED_STEPS`].
-    fn full(&self, fit: &FitConfig, timer: &StepTimer) -> bool {
+    /// Steps queued.
+    pub(crate) fn len(&self) -> usize {
+        self.steps.len()
+    }
+
+    /// Whether to read now: as many steps as take about `loss_read_ms` at the mean step time
+    /// so far (1 until a step has been timed), at most [`MAX_QUEUED_STEPS`].
+    pub(crate) fn full(&self, loss_read_ms: f64, timer: &StepTimer) -> bool {
         let mean = timer.mean();
-        let batch = if fit.loss_read_ms > 0.0 && mean > 0.0 && timer.rest > 0 {
-            ((fit.loss_read_ms / mean) as usize).clamp(1, MAX_QUEUED_STEPS)
+        let batch = if loss_read_ms > 0.0 && mean > 0.0 && timer.rest > 0 {
+            ((loss_read_ms / mean) as usize).clamp(1, MAX_QUEUED_STEPS)
         } else {
             1
         };
@@ -393,7 +404,12 @@ impl LossQueue {
     ///
     /// # Errors
     /// [`Error::Readback`]; [`Error::Diverged`] naming the first step whose loss is not finite.
-    async fn read(&mut self, timer: &mut StepTimer, steps: usize, host: &impl Host) -> Result<f64> {
+    pub(crate) async fn read(
+        &mut self,
+        timer: &mut StepTimer,
+        steps: usize,
+        host: &impl Host,
+    ) -> Result<f64> {
         if self.steps.is_empty() {
             return Ok(0.0);
         }
@@ -529,7 +545,7 @@ pub(crate) async fn run_epochs<T: EpochTrainer>(
                     let upcoming = trainer.steps_done();
                     let saving =
                         fit.autosave_steps > 0 && upcoming.is_multiple_of(fit.autosave_steps);
-                    if last || pausing || saving || queue.full(fit, &timer) {
+                    if last || pausing || saving || queue.full(fit.loss_read_ms, &timer) {
                         loss_sum += queue.read(&mut timer, steps, host).await?;
                     }
                 }
@@ -708,7 +724,7 @@ mod tests {
     use crate::data::demo::SpiralsConfig;
     use crate::data::split::SplitConfig;
     use crate::model::MlpConfig;
-    use crate::session::testing::Recorder;
+    use crate::session::testing::{Recorder, Ticking};
 
     fn splits() -> Splits {
         SpiralsConfig::default()
@@ -787,21 +803,6 @@ mod tests {
             restored.report.accuracy, best,
             "the restored model scores the best validation accuracy"
         );
-    }
-
-    /// A host whose clock moves 1 ms each time it is read, counting the reads.
-    #[derive(Default)]
-    struct Ticking(Recorder, std::cell::Cell<u32>);
-
-    impl Host for Ticking {
-        fn now_ms(&self) -> f64 {
-            self.1.set(self.1.get() + 1);
-            f64::from(self.1.get())
-        }
-        fn post(&self, event: Event) {
-            self.0.post(event);
-        }
-        async fn sleep(&self, _ms: u32) {}
     }
 
     /// Losses read in batches give the same progress events, one per step and in order, as

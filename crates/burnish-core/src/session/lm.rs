@@ -9,8 +9,9 @@ use burn::module::Module;
 use burn::prelude::Device;
 use serde::{Deserialize, Serialize};
 
+use super::fit::{LossQueue, StepTimer};
 use super::protocol::Event;
-use super::runner::{Control, Host};
+use super::runner::{Control, Host, RunState};
 use crate::data::images::FolderFile;
 use crate::export::{decode_float, write_safetensors};
 use crate::generate::{Sampling, generate};
@@ -46,6 +47,9 @@ pub struct LmRecipe {
     pub sample: Sampling,
     /// What trains: everything (default), or LoRA adapters on a frozen model.
     pub tuning: GptTuning,
+    /// Read training losses back about this often, in milliseconds (default 100; 0: after
+    /// every step), as `fit.loss_read_ms` does for classifiers.
+    pub loss_read_ms: f64,
 }
 
 impl Default for LmRecipe {
@@ -73,6 +77,7 @@ impl Default for LmRecipe {
                 ..Sampling::default()
             },
             tuning: GptTuning::default(),
+            loss_read_ms: 100.0,
         }
     }
 }
@@ -280,7 +285,7 @@ pub async fn train_lm(
     } else {
         recipe.prompt.clone()
     };
-    let (mut step_ms, mut timed, mut cancelled) = (0.0, 0usize, false);
+    let (mut timer, mut queue, mut cancelled) = (StepTimer::default(), LossQueue::default(), false);
     let mut loss_sum = 0.0f64;
     let mut loss_n = 0usize;
     for step in 1..=steps {
@@ -289,26 +294,23 @@ pub async fn train_lm(
             break;
         }
         let before = host.now_ms();
-        let report = trainer.step().await?;
-        let ms = host.now_ms() - before;
-        if step > 1 {
-            step_ms += ms;
-            timed += 1;
+        let (loss, learning_rate) = trainer.step_unread()?;
+        queue.push(loss, step, learning_rate, before);
+        let evaluating = held.len() >= 2 && (step % recipe.eval_every.max(1) == 0 || step == steps);
+        let sampling = recipe.sample_every > 0 && step % recipe.sample_every == 0 && step < steps;
+        // Losses are read together (progress events in order) until an evaluation, a sample, the
+        // end or a pause needs them.
+        let queued = queue.len();
+        if evaluating
+            || sampling
+            || step == steps
+            || control.get() != RunState::Running
+            || queue.full(recipe.loss_read_ms, &timer)
+        {
+            loss_sum += queue.read(&mut timer, steps, host).await?;
+            loss_n += queued;
         }
-        loss_sum += f64::from(report.loss);
-        loss_n += 1;
-        host.post(Event::Progress {
-            step,
-            steps,
-            loss: report.loss,
-            learning_rate: report.learning_rate,
-            ms_per_step: if timed > 0 {
-                step_ms / timed as f64
-            } else {
-                ms
-            },
-        });
-        if held.len() >= 2 && (step % recipe.eval_every.max(1) == 0 || step == steps) {
+        if evaluating {
             let e = evaluate_lm(trainer.model(), held, 8, device).await?;
             host.post(Event::LmEval {
                 step,
@@ -318,7 +320,7 @@ pub async fn train_lm(
             });
             (loss_sum, loss_n) = (0.0, 0);
         }
-        if recipe.sample_every > 0 && step % recipe.sample_every == 0 && step < steps {
+        if sampling {
             let text = sample_text(
                 &lm(trainer.model()),
                 &prompt,
@@ -340,9 +342,9 @@ pub async fn train_lm(
     let report = LmReport {
         steps: trainer.steps_done(),
         validation,
-        tokens_per_second: if step_ms > 0.0 {
-            (window * recipe.train.batch_size * recipe.train.grad_accumulation * timed) as f64
-                / (step_ms / 1e3)
+        tokens_per_second: if timer.mean() > 0.0 {
+            (window * recipe.train.batch_size * recipe.train.grad_accumulation) as f64
+                / (timer.mean() / 1e3)
         } else {
             0.0
         },
@@ -850,6 +852,76 @@ mod tests {
                 "`transformer.wte.weight` has shape [7, 16], but config.json implies [7, 32]"
             ),
             "{err}"
+        );
+    }
+
+    /// Losses read in batches give the same progress and evaluation events as losses read
+    /// after every step.
+    #[test]
+    fn batched_loss_reads_give_the_same_events() {
+        let text = "abcd abcd abcd\n".repeat(20);
+        let data = LmData::load("abc.txt", text.as_bytes(), None).expect("data");
+        let run = |loss_read_ms: f64| {
+            let recipe = LmRecipe {
+                model: GptConfig {
+                    context: 12,
+                    layers: 1,
+                    heads: 2,
+                    hidden: 16,
+                    dropout: 0.0,
+                    ..GptConfig::default()
+                },
+                train: TrainConfig {
+                    batch_size: 8,
+                    steps: 30,
+                    ..TrainConfig::default()
+                },
+                eval_every: 10,
+                sample_every: 15,
+                sample: Sampling {
+                    max_tokens: 4,
+                    temperature: 0.0,
+                    ..Sampling::default()
+                },
+                loss_read_ms,
+                ..LmRecipe::default()
+            };
+            let host = crate::session::testing::Ticking::default();
+            pollster::block_on(train_lm(
+                &data,
+                &recipe,
+                None,
+                &Device::flex(),
+                &Control::default(),
+                &host,
+            ))
+            .expect("train");
+            let events: Vec<String> = host
+                .0
+                .0
+                .borrow()
+                .iter()
+                .filter_map(|e| match e {
+                    Event::Progress { step, loss, .. } => Some(format!("progress {step} {loss}")),
+                    Event::LmEval {
+                        step, train_loss, ..
+                    } => Some(format!("eval {step} {train_loss}")),
+                    Event::LmSample { step, text } => Some(format!("sample {step} {text}")),
+                    _ => None,
+                })
+                .collect();
+            (events, host.1.get())
+        };
+        let (each, each_reads) = run(0.0);
+        let (batched, batched_reads) = run(20.0);
+        assert_eq!(
+            each.iter().filter(|e| e.starts_with("progress")).count(),
+            30
+        );
+        assert_eq!(batched, each);
+        assert!(
+            batched_reads < each_reads,
+            "fewer clock reads when batched: {batched_reads} vs {each_reads}"
         );
     }
 

@@ -40,4 +40,19 @@ pub(crate) mod testing {
         }
         async fn sleep(&self, _ms: u32) {}
     }
+
+    /// A recording host whose clock moves 1 ms each time it is read, counting the reads.
+    #[derive(Default)]
+    pub(crate) struct Ticking(pub(crate) Recorder, pub(crate) std::cell::Cell<u32>);
+
+    impl Host for Ticking {
+        fn now_ms(&self) -> f64 {
+            self.1.set(self.1.get() + 1);
+            f64::from(self.1.get())
+        }
+        fn post(&self, event: Event) {
+            self.0.post(event);
+        }
+        async fn sleep(&self, _ms: u32) {}
+    }
 }

@@ -3,6 +3,7 @@
 //! report on the test split; events to the host.
 
 use burn::prelude::Device;
+use burn::prelude::Tensor;
 
 use super::fit::{EpochTrainer, Epochs, FitConfig, run_epochs};
 use super::protocol::Event;
@@ -21,6 +22,9 @@ impl EpochTrainer for TextTrainer {
     type Data = TokenizedSet;
     async fn step(&mut self) -> Result<StepReport> {
         TextTrainer::step(self).await
+    }
+    fn step_unread(&mut self) -> Option<Result<(Tensor<1>, f64)>> {
+        Some(TextTrainer::step_unread(self))
     }
     fn steps_done(&self) -> usize {
         TextTrainer::steps_done(self)

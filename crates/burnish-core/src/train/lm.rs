@@ -10,7 +10,8 @@ use burn::tensor::activation::log_softmax;
 use serde::{Deserialize, Serialize};
 
 use super::optimizer::{OptimizerKind, build};
-use super::text::{DecayMatrices, decoupled_step};
+use super::text::{DecayMatrices, decoupled_step, queued_loss};
+use super::trainer::step_report;
 use super::{StepReport, TrainConfig};
 use crate::model::Masks;
 use crate::model::gpt::Gpt;
@@ -140,6 +141,16 @@ impl LmTrainer {
     /// # Errors
     /// [`Error::Readback`], or [`Error::Diverged`] when the loss is not finite.
     pub async fn step(&mut self) -> Result<StepReport> {
+        let (loss, learning_rate) = self.step_unread()?;
+        step_report(Some(loss), self.step, learning_rate).await
+    }
+
+    /// One optimizer step without reading its loss back: the mean loss stays on the device,
+    /// with the learning rate used.
+    ///
+    /// # Errors
+    /// [`Error::Config`] when the config has no micro-batch.
+    pub fn step_unread(&mut self) -> Result<(Tensor<1>, f64)> {
         let model = self
             .model
             .take()
@@ -151,7 +162,7 @@ impl LmTrainer {
             &mut self.dropout_rng,
         );
         let (window, rows) = (self.window, self.config.batch_size);
-        let (model, report) = decoupled_step(
+        let (model, loss, learning_rate) = decoupled_step(
             model,
             &mut self.optim,
             &self.config,
@@ -165,11 +176,10 @@ impl LmTrainer {
                 let vocab = logits.dims()[2];
                 cross_entropy(logits.reshape([rows * window, vocab]), targets) / micro as f32
             },
-        )
-        .await;
+        );
         self.model = Some(model);
         self.step += 1;
-        report
+        Ok((queued_loss(loss)?, learning_rate))
     }
 }
 

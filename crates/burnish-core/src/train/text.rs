@@ -225,6 +225,16 @@ impl TextTrainer {
     /// # Errors
     /// [`Error::Readback`], or [`Error::Diverged`] when the loss is not finite.
     pub async fn step(&mut self) -> Result<StepReport> {
+        let (loss, learning_rate) = self.step_unread()?;
+        step_report(Some(loss), self.step, learning_rate).await
+    }
+
+    /// One optimizer step without reading its loss back: the mean loss stays on the device,
+    /// with the learning rate used (the run loop reads several steps' losses at once).
+    ///
+    /// # Errors
+    /// [`Error::Config`] when the config has no micro-batch.
+    pub fn step_unread(&mut self) -> Result<(Tensor<1>, f64)> {
         let model = self
             .model
             .take()
@@ -236,7 +246,7 @@ impl TextTrainer {
             &mut self.dropout_rng,
         );
         let batch_size = self.config.batch_size;
-        let (model, report) = decoupled_step(
+        let (model, loss, learning_rate) = decoupled_step(
             model,
             &mut self.optim,
             &self.config,
@@ -249,11 +259,10 @@ impl TextTrainer {
                 let logits = model.forward(&input, &mut Masks::from(dropout));
                 masked_cross_entropy(logits, targets, weights) / micro as f32
             },
-        )
-        .await;
+        );
         self.model = Some(model);
         self.step += 1;
-        report
+        Ok((queued_loss(loss)?, learning_rate))
     }
 }
 
@@ -272,15 +281,15 @@ impl DecayMatrices for BertClassifier {
 /// One optimizer step of `model`, shared by the trainers of pretrained and generative models:
 /// `grad_accumulation` micro-batches (`loss_of(model, micro)` gives each one's loss, already
 /// divided by `micro`), global-norm clipping, the scheduled learning rate, decoupled weight decay
-/// on matrices for AdamW (the optimizer's own decay is off), the update, and the loss read back
-/// asynchronously. The model always comes back, also when the report is an error.
-pub(crate) async fn decoupled_step<M>(
+/// on matrices for AdamW (the optimizer's own decay is off) and the update. Returns the model,
+/// the mean loss still on the device (`None` without micro-batches) and the learning rate used.
+pub(crate) fn decoupled_step<M>(
     mut model: M,
     optim: &mut Optimizer,
     config: &TrainConfig,
     step: usize,
     mut loss_of: impl FnMut(&M, usize) -> Tensor<1>,
-) -> (M, Result<StepReport>)
+) -> (M, Option<Tensor<1>>, f64)
 where
     M: burn::module::Module + DecayMatrices,
 {
@@ -301,7 +310,12 @@ where
         model = model.decay((1.0 - learning_rate * f64::from(config.weight_decay)) as f32);
     }
     let model = optim.step(learning_rate, model, grads);
-    (model, step_report(total, step + 1, learning_rate).await)
+    (model, total, learning_rate)
+}
+
+/// The loss a step left on the device, or the error of a step without micro-batches.
+pub(crate) fn queued_loss(total: Option<Tensor<1>>) -> Result<Tensor<1>> {
+    total.ok_or_else(|| Error::config("grad_accumulation", "expected at least 1 micro-batch"))
 }
 
 /// Loss and report of `model` on `data`, in batches of `batch` rows. For sequences the report
