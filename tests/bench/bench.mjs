@@ -17,6 +17,9 @@ const ASSETS = process.env.BURNISH_ASSETS;
 const DIST = process.env.BURNISH_DIST;
 const OUT = process.env.BURNISH_BENCH_OUT;
 const EPOCHS = 2;
+// BURNISH_BENCH_QUICK=1: only the CNN (native, page, TF.js) and the optimizer bench, skipping the
+// GPT, MiniLM and start-up figures (minutes on a CPU adapter).
+const QUICK = process.env.BURNISH_BENCH_QUICK === '1';
 const GPT_BROWSER_STEPS = 4;
 
 const median = (xs) => { const s = [...xs].sort((a, b) => a - b); return s[Math.floor(s.length / 2)]; };
@@ -132,6 +135,7 @@ async function browserFigures() {
       await page.goto(`${BASE_URL}bench/tfjs.html?backend=${backend}&steps=40`);
       out[`tfjs_${backend}`] = await poll(page, () => window.tfjsResult, 600_000, `TF.js on ${backend}`);
     }
+    if (QUICK) return out;
     // The GPT: Tiny Shakespeare through the page (the default model, a few steps, a small
     // held-out share so the final evaluation stays short), then greedy generation.
     await page.goto(`${BASE_URL}?demo=0`);
@@ -164,10 +168,18 @@ async function browserFigures() {
       if (tuning === 'lora') await page.fill('[name="text.tuning.lora.rank"]', '8');
       await page.click('#start');
       const steps = SMALL_MINILM.steps;
-      const s = await poll(page, (n) => (window.burnish?.losses.length >= n ? window.burnish : null), 1_800_000, `MiniLM ${tuning} steps`, steps);
-      out.minilm[tuning] = { msPerStep: s.msPerStep, steps: s.losses.length };
-      await page.click('#cancel');
-      await poll(page, () => !['running', 'paused'].includes(window.burnish?.phase), 600_000, 'the cancel');
+      // Enough steps, or the run ended (an error such as divergence is recorded, not waited on).
+      const s = await poll(page, (n) => {
+        const b = window.burnish;
+        return b && (b.losses.length >= n || b.errors.length || !['running', 'paused'].includes(b.phase)) ? b : null;
+      }, 1_800_000, `MiniLM ${tuning} steps`, steps);
+      out.minilm[tuning] = s.errors.length
+        ? { error: s.errors.at(-1), steps: s.losses.length }
+        : { msPerStep: s.msPerStep, steps: s.losses.length };
+      if (['running', 'paused'].includes(await page.evaluate(() => window.burnish.phase))) {
+        await page.click('#cancel');
+        await poll(page, () => !['running', 'paused'].includes(window.burnish?.phase), 600_000, 'the cancel');
+      }
     }
     await page.goto(`${BASE_URL}examples/api.html`);
     const api = await poll(page, () => window.apiResult, 300_000, 'the API example');
@@ -193,10 +205,10 @@ async function main() {
     native.wgpu = { error: String(err.stderr || err.message).trim().split('\n').pop() };
   }
   native.optimizer = optimizerBench();
-  native.gpt = gpt();
-  native.minilm = minilm();
+  native.gpt = QUICK ? { skipped: true } : gpt();
+  native.minilm = QUICK ? { full: {}, lora: {} } : minilm();
   native.minilmSmall = {};
-  for (const device of ['flex', 'wgpu']) {
+  for (const device of QUICK ? [] : ['flex', 'wgpu']) {
     for (const tuning of ['full', 'lora']) {
       try {
         native.minilmSmall[`${device}_${tuning}`] = minilmSmall(device, tuning);
@@ -250,7 +262,7 @@ async function main() {
     ...['full', 'lora'].map((k) => {
       const ours = native.minilm[k].msPerStep;
       const theirs = native.minilm.torch?.[k]?.ms_per_step;
-      return `| ${k === 'full' ? `full (${native.minilm.full.trainable.toLocaleString()} trainable)` : `LoRA r=8 q,v (${native.minilm.lora.trainable.toLocaleString()} trainable)`} | ${fmt(ours, 0)} | ${theirs ? fmt(theirs, 0) : native.minilm.torch?.error ?? '–'} | ${theirs ? `${fmt(theirs / ours, 2)}x` : '–'} |`;
+      return `| ${k === 'full' ? `full (${(native.minilm.full.trainable ?? 0).toLocaleString()} trainable)` : `LoRA r=8 q,v (${(native.minilm.lora.trainable ?? 0).toLocaleString()} trainable)`} | ${fmt(ours, 0)} | ${theirs ? fmt(theirs, 0) : native.minilm.torch?.error ?? '–'} | ${theirs ? `${fmt(theirs / ours, 2)}x` : '–'} |`;
     }),
     native.minilm.torch?.torch ? `PyTorch ${native.minilm.torch.torch}, ${native.minilm.torch.threads} threads.` : '', '',
     `## MiniLM at the browser's shape (length ${SMALL_MINILM.maxLength}, batch ${SMALL_MINILM.batch}, mean pooling; ms/step)`, '',
@@ -259,7 +271,8 @@ async function main() {
       const f = native.minilmSmall[`flex_${k}`]?.msPerStep;
       const w = native.minilmSmall[`wgpu_${k}`]?.msPerStep;
       const p = browser.minilm?.[k]?.msPerStep;
-      return `| ${k === 'full' ? 'full fine-tuning' : 'LoRA r=8 (query, value)'} | ${fmt(f, 0)} | ${fmt(w, 0)} | ${fmt(p, 0)} | ${w && p ? `${fmt(w / p, 2)}x` : '–'} |`;
+      const page = p ?? browser.minilm?.[k]?.error ?? (QUICK ? 'not run (quick)' : '–');
+      return `| ${k === 'full' ? 'full fine-tuning' : 'LoRA r=8 (query, value)'} | ${fmt(f, 0)} | ${fmt(w, 0)} | ${typeof page === 'number' ? fmt(page, 0) : page} | ${w && p ? `${fmt(w / p, 2)}x` : '–'} |`;
     }), '',
     '## Start-up and size', '',
     `Page open to first training step (JS API example): ${fmt(browser.firstStepMs, 0)} ms cold, ${fmt(browser.firstStepWarmMs, 0)} ms warm cache.`,
