@@ -739,6 +739,18 @@ mod tests {
     use crate::model::Masks;
     use crate::session::testing::Recorder;
 
+    /// A one-layer GPT small enough for tests on flex.
+    fn tiny_gpt() -> GptConfig {
+        GptConfig {
+            context: 12,
+            layers: 1,
+            heads: 2,
+            hidden: 16,
+            dropout: 0.0,
+            ..GptConfig::default()
+        }
+    }
+
     #[test]
     fn a_run_reports_as_it_learns_and_its_export_loads_back_exactly() {
         let device = Device::flex();
@@ -746,14 +758,7 @@ mod tests {
         let data = LmData::load("abc.txt", text.as_bytes(), None).expect("data");
         assert_eq!(data.tokens.len(), 300);
         let recipe = LmRecipe {
-            model: GptConfig {
-                context: 12,
-                layers: 1,
-                heads: 2,
-                hidden: 16,
-                dropout: 0.0,
-                ..GptConfig::default()
-            },
+            model: tiny_gpt(),
             train: TrainConfig {
                 learning_rate: 0.02,
                 batch_size: 8,
@@ -863,14 +868,7 @@ mod tests {
         let data = LmData::load("abc.txt", text.as_bytes(), None).expect("data");
         let run = |loss_read_ms: f64| {
             let recipe = LmRecipe {
-                model: GptConfig {
-                    context: 12,
-                    layers: 1,
-                    heads: 2,
-                    hidden: 16,
-                    dropout: 0.0,
-                    ..GptConfig::default()
-                },
+                model: tiny_gpt(),
                 train: TrainConfig {
                     batch_size: 8,
                     steps: 30,
@@ -932,14 +930,7 @@ mod tests {
         let data =
             LmData::load("abc.txt", "abcd abcd abcd\n".repeat(20).as_bytes(), None).expect("data");
         let mut recipe = LmRecipe {
-            model: GptConfig {
-                context: 12,
-                layers: 1,
-                heads: 2,
-                hidden: 16,
-                dropout: 0.0,
-                ..GptConfig::default()
-            },
+            model: tiny_gpt(),
             train: TrainConfig {
                 learning_rate: 0.02,
                 batch_size: 8,
