@@ -14,7 +14,7 @@ use crate::data::split::Splits;
 use crate::export::ExportedClassifier;
 use crate::model::{Classifier, ModelConfig};
 use crate::train::TrainerState;
-use crate::train::{Evaluation, StepReport, TrainConfig, Trainer, evaluate};
+use crate::train::{Evaluation, TrainConfig, Trainer, evaluate};
 use crate::{Error, Result};
 
 /// The validation metric that picks the best epoch and drives early stopping.
@@ -80,6 +80,34 @@ pub struct FitConfig {
 
 /// Most steps queued before their losses are read.
 const MAX_QUEUED_STEPS: usize = 32;
+
+/// Check a `loss_read_ms` (`field` names it in the error).
+///
+/// # Errors
+/// [`Error::Config`] unless it is a number >= 0.
+pub(crate) fn check_loss_read_ms(field: &'static str, ms: f64) -> Result<()> {
+    if ms.is_finite() && ms >= 0.0 {
+        Ok(())
+    } else {
+        Err(Error::config(
+            field,
+            format!("expected milliseconds >= 0 (0: read after every step), found {ms}"),
+        ))
+    }
+}
+
+impl FitConfig {
+    /// Check the fields a run needs.
+    ///
+    /// # Errors
+    /// [`Error::Config`] naming the first field out of range.
+    pub fn validate(&self) -> Result<()> {
+        if self.epochs == 0 {
+            return Err(Error::config("epochs", "expected at least 1, found 0"));
+        }
+        check_loss_read_ms("loss_read_ms", self.loss_read_ms)
+    }
+}
 
 impl Default for FitConfig {
     fn default() -> Self {
@@ -248,13 +276,9 @@ pub(crate) trait EpochTrainer {
     type Model: Clone;
     /// The data it evaluates on.
     type Data;
-    /// One optimizer step.
-    async fn step(&mut self) -> Result<StepReport>;
     /// One optimizer step without reading its loss back: the loss stays on the device with the
-    /// learning rate used. `None` for a trainer that reads as it steps (then [`Self::step`]).
-    fn step_unread(&mut self) -> Option<Result<(Tensor<1>, f64)>> {
-        None
-    }
+    /// learning rate used (the run loop reads several steps' losses at once).
+    fn step_unread(&mut self) -> Result<(Tensor<1>, f64)>;
     /// Steps taken.
     fn steps_done(&self) -> usize;
     /// The model as it is now.
@@ -274,11 +298,8 @@ pub(crate) trait EpochTrainer {
 impl EpochTrainer for Trainer {
     type Model = Classifier;
     type Data = crate::data::ClassificationDataset;
-    async fn step(&mut self) -> Result<StepReport> {
-        Trainer::step(self).await
-    }
-    fn step_unread(&mut self) -> Option<Result<(Tensor<1>, f64)>> {
-        Some(Trainer::step_unread(self))
+    fn step_unread(&mut self) -> Result<(Tensor<1>, f64)> {
+        Trainer::step_unread(self)
     }
     fn steps_done(&self) -> usize {
         Trainer::steps_done(self)
@@ -536,31 +557,14 @@ pub(crate) async fn run_epochs<T: EpochTrainer>(
                 break 'epochs;
             }
             let before = host.now_ms();
-            match trainer.step_unread() {
-                Some(queued) => {
-                    let (loss, learning_rate) = queued?;
-                    queue.push(loss, trainer.steps_done(), learning_rate, before);
-                    let last = in_epoch + 1 == steps_per_epoch;
-                    let pausing = control.get() != RunState::Running;
-                    let upcoming = trainer.steps_done();
-                    let saving =
-                        fit.autosave_steps > 0 && upcoming.is_multiple_of(fit.autosave_steps);
-                    if last || pausing || saving || queue.full(fit.loss_read_ms, &timer) {
-                        loss_sum += queue.read(&mut timer, steps, host).await?;
-                    }
-                }
-                None => {
-                    let report = trainer.step().await?;
-                    let ms_per_step = timer.record(report.step, host.now_ms() - before);
-                    loss_sum += f64::from(report.loss);
-                    host.post(Event::Progress {
-                        step: report.step,
-                        steps,
-                        loss: report.loss,
-                        learning_rate: report.learning_rate,
-                        ms_per_step,
-                    });
-                }
+            let (loss, learning_rate) = trainer.step_unread()?;
+            queue.push(loss, trainer.steps_done(), learning_rate, before);
+            let last = in_epoch + 1 == steps_per_epoch;
+            let pausing = control.get() != RunState::Running;
+            let upcoming = trainer.steps_done();
+            let saving = fit.autosave_steps > 0 && upcoming.is_multiple_of(fit.autosave_steps);
+            if last || pausing || saving || queue.full(fit.loss_read_ms, &timer) {
+                loss_sum += queue.read(&mut timer, steps, host).await?;
             }
         }
         let eval = trainer.evaluate(validation).await?;
@@ -625,9 +629,7 @@ pub async fn fit(
         resume,
     } = plan;
     let shape = &shape;
-    if fit.epochs == 0 {
-        return Err(Error::config("epochs", "expected at least 1, found 0"));
-    }
+    fit.validate()?;
     if splits.train.is_empty() {
         return Err(Error::data(
             &splits.train.source_name,
@@ -860,6 +862,25 @@ mod tests {
             f64::from(batched_reads) < 0.75 * f64::from(each_reads),
             "batched reads should consult the clock less: {batched_reads} vs {each_reads}"
         );
+    }
+
+    #[test]
+    fn fit_configs_out_of_range_are_named() {
+        assert!(FitConfig::default().validate().is_ok());
+        let e = FitConfig {
+            loss_read_ms: -1.0,
+            ..FitConfig::default()
+        }
+        .validate()
+        .expect_err("negative");
+        assert!(e.to_string().contains("loss_read_ms"), "{e}");
+        let e = FitConfig {
+            epochs: 0,
+            ..FitConfig::default()
+        }
+        .validate()
+        .expect_err("no epochs");
+        assert!(e.to_string().contains("epochs"), "{e}");
     }
 
     #[test]

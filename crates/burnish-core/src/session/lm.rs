@@ -9,7 +9,7 @@ use burn::module::Module;
 use burn::prelude::Device;
 use serde::{Deserialize, Serialize};
 
-use super::fit::{LossQueue, StepTimer};
+use super::fit::{LossQueue, StepTimer, check_loss_read_ms};
 use super::protocol::Event;
 use super::runner::{Control, Host, RunState};
 use crate::data::images::FolderFile;
@@ -236,6 +236,7 @@ pub async fn train_lm(
     control: &Control,
     host: &impl Host,
 ) -> Result<(TrainedLm, LmReport)> {
+    check_loss_read_ms("loss_read_ms", recipe.loss_read_ms)?;
     let (model, config) = match start {
         Some(lm) => {
             if lm.tokenizer.vocab_size() != data.tokenizer.vocab_size() {

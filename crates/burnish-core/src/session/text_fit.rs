@@ -8,11 +8,11 @@ use burn::prelude::Tensor;
 use super::fit::{EpochTrainer, Epochs, FitConfig, run_epochs};
 use super::protocol::Event;
 use super::runner::{Control, Host};
+use crate::Result;
 use crate::model::bert_classifier::BertClassifier;
 use crate::model::lora::trainable_parameters;
 use crate::train::text::{TextTrainer, TokenizedSet, evaluate_text};
-use crate::train::{Evaluation, StepReport, TrainConfig};
-use crate::{Error, Result};
+use crate::train::{Evaluation, TrainConfig};
 
 /// Rows per forward pass when evaluating texts.
 const EVAL_BATCH: usize = 32;
@@ -20,11 +20,8 @@ const EVAL_BATCH: usize = 32;
 impl EpochTrainer for TextTrainer {
     type Model = BertClassifier;
     type Data = TokenizedSet;
-    async fn step(&mut self) -> Result<StepReport> {
-        TextTrainer::step(self).await
-    }
-    fn step_unread(&mut self) -> Option<Result<(Tensor<1>, f64)>> {
-        Some(TextTrainer::step_unread(self))
+    fn step_unread(&mut self) -> Result<(Tensor<1>, f64)> {
+        TextTrainer::step_unread(self)
     }
     fn steps_done(&self) -> usize {
         TextTrainer::steps_done(self)
@@ -99,9 +96,7 @@ pub async fn fit_text(
     control: &Control,
     host: &impl Host,
 ) -> Result<TextFitOutcome> {
-    if fit.epochs == 0 {
-        return Err(Error::config("epochs", "expected at least 1, found 0"));
-    }
+    fit.validate()?;
     let per_step = config.batch_size.max(1) * config.grad_accumulation.max(1);
     let steps_per_epoch = splits.train.rows.len().div_ceil(per_step);
     config.steps = steps_per_epoch * fit.epochs;
