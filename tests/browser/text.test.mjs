@@ -246,6 +246,45 @@ test('LoRA on the tiny BERT: memory before training, a few steps, the PEFT adapt
   }
 });
 
+test('activations past ±89 (outlier features) fine-tune with finite losses on every layer', { timeout: 300_000 }, async () => {
+  // SwiftShader's tanh is NaN from |x| = 89 on, and burn's GELU backward takes tanh of
+  // 0.0357 x³ + 0.798 x: pre-activations of ±40 made every gradient below them NaN (MiniLM's
+  // fourth layer has such features), and the pooler's tanh of ±100 made the loss NaN.
+  const dir = mkdtempSync(join(tmpdir(), 'burnish-outliers-'));
+  const { browser, page, record } = await launch();
+  try {
+    const model = join(dir, 'tiny-bert');
+    tinyFolder(model, { outliers: true });
+    await page.goto(`${BASE_URL}?demo=0`);
+    await waitFor(page, record, idle, 60_000, 'the worker');
+    await page.setInputFiles('#pick-model', model);
+    await waitFor(page, record, (st) => st.folder, 60_000, 'the model folder');
+    const rows = ['text,label'];
+    const texts = [['the good film', 'pos'], ['great fine film', 'pos'], ['the bad film', 'neg'], ['awful poor film', 'neg']];
+    for (let k = 0; k < 32; k++) rows.push(`${texts[k % 4][0]},${texts[k % 4][1]}`);
+    await page.setInputFiles('#pick-files', { name: 'reviews.csv', mimeType: 'text/csv', buffer: Buffer.from(`${rows.join('\n')}\n`) });
+    await waitFor(page, record, (st) => st.textPreview && st.memory, 30_000, 'the texts preview');
+    await page.selectOption('[name="text.tuning.strategy"]', 'full');
+    await page.selectOption('[name="text.pooling"]', 'cls');
+    await page.fill('[name="train.learning_rate"]', '0.001');
+    await page.fill('[name="train.batch_size"]', '8');
+    await page.fill('[name="train.schedule.warmup_fraction"]', '0');
+    await page.fill('[name="text.dropout"]', '0');
+    await page.fill('[name="fit.epochs"]', '2');
+    await page.selectOption('[name="fit.metric"]', 'accuracy');
+    await page.click('#start');
+    const s = await waitFor(page, record, (st) => st.textModel && st.report && idle(st), 200_000, 'training through the outliers');
+    const losses = s.losses.map(([, loss]) => loss);
+    assert.ok(losses.length >= 4, `${losses.length} steps`);
+    assert.ok(losses.every(Number.isFinite), `losses ${losses.join(', ')}`);
+    assert.notEqual(losses.at(-1), losses[0], 'the weights moved');
+    assert.deepEqual(record.errors, []);
+  } finally {
+    await browser.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test('the built-in text demo loads MiniLM and the movie snippets from the page\'s origin', { timeout: 300_000 }, async () => {
   const { browser, page, record } = await launch();
   try {

@@ -41,8 +41,11 @@ function safetensors(tensors) {
   return Buffer.concat([head, Buffer.from(json), ...tensors.map(([, , d]) => Buffer.from(d.buffer))]);
 }
 
-/// The folder's files: config.json, tokenizer.json, model.safetensors.
-export function tinyFiles() {
+/// The folder's files: config.json, tokenizer.json, model.safetensors. With `outliers`, the
+/// feed-forward pre-activations sit near ±40 and the pooler's near ±100 (biases), as outlier
+/// features of pretrained encoders do: past where SwiftShader's `tanh` turns NaN (|x| >= 89), so
+/// an activation or a derivative that goes through `tanh` unguarded shows up as NaN.
+export function tinyFiles({ outliers = false } = {}) {
   const { vocab_size: v, hidden_size: h, intermediate_size: i, max_position_embeddings: p } = CONFIG;
   const next = normal(7);
   const t = (name, shape, fill) => {
@@ -51,7 +54,11 @@ export function tinyFiles() {
     for (let k = 0; k < n; k++) data[k] = fill ?? next();
     return [name, shape, data];
   };
-  const linear = (name, out, inp) => [t(`${name}.weight`, [out, inp]), t(`${name}.bias`, [out], 0)];
+  const linear = (name, out, inp, bias = 0) => {
+    const b = t(`${name}.bias`, [out], 0);
+    for (let k = 0; k < out; k++) b[2][k] = k % 2 ? -bias : bias;
+    return [t(`${name}.weight`, [out, inp]), b];
+  };
   const norm = (name) => [t(`${name}.weight`, [h], 1), t(`${name}.bias`, [h], 0)];
   const tensors = [
     t('embeddings.word_embeddings.weight', [v, h]), t('embeddings.position_embeddings.weight', [p, h]),
@@ -61,10 +68,10 @@ export function tinyFiles() {
     const b = `encoder.layer.${l}`;
     tensors.push(...linear(`${b}.attention.self.query`, h, h), ...linear(`${b}.attention.self.key`, h, h),
       ...linear(`${b}.attention.self.value`, h, h), ...linear(`${b}.attention.output.dense`, h, h),
-      ...norm(`${b}.attention.output.LayerNorm`), ...linear(`${b}.intermediate.dense`, i, h),
+      ...norm(`${b}.attention.output.LayerNorm`), ...linear(`${b}.intermediate.dense`, i, h, outliers ? 40 : 0),
       ...linear(`${b}.output.dense`, h, i), ...norm(`${b}.output.LayerNorm`));
   }
-  tensors.push(...linear('pooler.dense', h, h), t('cls.predictions.bias', [v], 0));
+  tensors.push(...linear('pooler.dense', h, h, outliers ? 100 : 0), t('cls.predictions.bias', [v], 0));
   return {
     'config.json': Buffer.from(JSON.stringify(CONFIG)),
     'tokenizer.json': TOKENIZER,
@@ -72,9 +79,9 @@ export function tinyFiles() {
   };
 }
 
-/// Write the folder to `dir`.
-export function tinyFolder(dir) {
+/// Write the folder to `dir` (`options` as for `tinyFiles`).
+export function tinyFolder(dir, options) {
   mkdirSync(dir, { recursive: true });
-  for (const [name, bytes] of Object.entries(tinyFiles())) writeFileSync(join(dir, name), bytes);
+  for (const [name, bytes] of Object.entries(tinyFiles(options))) writeFileSync(join(dir, name), bytes);
 }
 

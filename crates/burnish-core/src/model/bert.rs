@@ -15,9 +15,10 @@ use std::collections::BTreeMap;
 use burn::module::Param;
 use burn::nn::{Embedding, LayerNorm, LayerNormConfig, Linear};
 
+use super::activation::{gelu, gelu_tanh, tanh};
 use super::lora::{AdaptedLinear, LoraTarget};
 use burn::prelude::*;
-use burn::tensor::activation::{gelu, relu, softmax, tanh};
+use burn::tensor::activation::{relu, softmax};
 use safetensors::tensor::Dtype;
 use serde::{Deserialize, Serialize};
 
@@ -632,7 +633,7 @@ impl Bert {
         let x = l.attention_norm.forward(x + attended);
         let inner = l.intermediate.forward(x.clone(), masks);
         let inner = match self.act {
-            1 => burn::tensor::activation::gelu_approximate(inner),
+            1 => gelu_tanh(inner),
             2 => relu(inner),
             _ => gelu(inner),
         };

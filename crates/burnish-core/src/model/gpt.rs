@@ -11,10 +11,11 @@
 use burn::module::Param;
 use burn::nn::{Embedding, LayerNorm, LayerNormConfig, Linear};
 use burn::prelude::*;
-use burn::tensor::activation::{gelu_approximate, softmax};
+use burn::tensor::activation::softmax;
 use serde::{Deserialize, Serialize};
 
 use super::Masks;
+use super::activation::gelu_tanh;
 use super::lora::{AdaptedLinear, LoraFactors};
 use crate::rng::Rng;
 use crate::{Error, Result};
@@ -252,7 +253,7 @@ impl Gpt {
             let context: Tensor<3> = probs.matmul(v).swap_dims(1, 2).reshape([batch, len, h]);
             let attended = block.proj.forward(context, masks);
             x = x + masks.apply(attended, self.dropout);
-            let inner = gelu_approximate(block.fc.forward(block.ln2.forward(x.clone()), masks));
+            let inner = gelu_tanh(block.fc.forward(block.ln2.forward(x.clone()), masks));
             let out = block.out.forward(inner, masks);
             x = x + masks.apply(out, self.dropout);
         }

@@ -2,6 +2,7 @@
 //! weights drawn from the portable [`Rng`](crate::rng::Rng), so that a seed gives the same
 //! starting weights on every backend; [`classifier`] puts the families behind one type.
 
+pub mod activation;
 pub mod bert;
 pub mod bert_classifier;
 pub mod classifier;
