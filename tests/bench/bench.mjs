@@ -7,7 +7,7 @@
 // Figures are medians of steady-state steps (the first steps compile shaders).
 
 import { execFileSync, spawnSync } from 'node:child_process';
-import { mkdirSync, writeFileSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, writeFileSync, readFileSync, statSync } from 'node:fs';
 import { gzipSync } from 'node:zlib';
 import os from 'node:os';
 import { BASE_URL, launch } from '../browser/harness.mjs';
@@ -24,21 +24,22 @@ const GPT_BROWSER_STEPS = 4;
 
 const median = (xs) => { const s = [...xs].sort((a, b) => a - b); return s[Math.floor(s.length / 2)]; };
 
-function cli(args) {
-  const out = execFileSync(CLI, args, { encoding: 'utf8', maxBuffer: 1 << 28, stdio: ['ignore', 'pipe', 'pipe'] });
+function cli(args, env = {}) {
+  const out = execFileSync(CLI, args, { encoding: 'utf8', maxBuffer: 1 << 28, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
   return out.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l));
 }
 
 // `variant`: what the speed work changed, so each change is measured against the same run without
 // it: `base` (burn's composed optimizer, the loss read after every step), `fused` (the fused
-// Adam kernel) and the default (fused + losses read every ~100 ms).
-function cnnNative(device, variant = 'default') {
+// Adam kernel) and the default (fused + losses read every ~100 ms). `env` picks the Vulkan driver
+// (`name` tells the runs' outputs apart).
+function cnnNative(device, variant = 'default', { env = {}, name = device } = {}) {
   const recipe = `${OUT}/cnn-recipe-${variant}.json`;
   const train = variant === 'default' ? {} : { fused_kernels: variant !== 'base' };
   const fit = { epochs: EPOCHS, patience: null, autosave_steps: 0, ...(variant === 'default' ? {} : { loss_read_ms: 0 }) };
   writeFileSync(recipe, JSON.stringify({ fit, train }));
   const events = cli(['train', `${ASSETS}/digits.csv.gz`, '--no-header', '--image-shape', '1,8,8', '--max-value', '16',
-    '--recipe', recipe, '--out', `${OUT}/cnn-${device}-${variant}.safetensors`, '--device', device, '--json']);
+    '--recipe', recipe, '--out', `${OUT}/cnn-${name}-${variant}.safetensors`, '--device', device, '--json'], env);
   const started = events.find((e) => e.type === 'started');
   const progress = events.filter((e) => e.type === 'progress');
   // `ms_per_step` is the mean of every step but the first (shader compiles), evaluation left out.
@@ -95,7 +96,7 @@ function minilm() {
 // MiniLM at the browser's shape (length 16, batch 4: SwiftShader runs ~1 GFLOP/s), natively on
 // `device`, so the page's figure has a native one beside it. 40 rows: 8 training steps.
 const SMALL_MINILM = { maxLength: 16, batch: 4, steps: 5 };
-function minilmSmall(device, tuning) {
+function minilmSmall(device, tuning, env = {}) {
   const lines = readFileSync(`${ASSETS}/movie_sentiment.csv`, 'utf8').split('\n');
   const data = `${OUT}/movie40.csv`;
   writeFileSync(data, `${lines.slice(0, 41).join('\n')}\n`);
@@ -103,9 +104,15 @@ function minilmSmall(device, tuning) {
   writeFileSync(recipe, JSON.stringify({ fit: { epochs: 1, patience: null }, train: { batch_size: SMALL_MINILM.batch } }));
   const events = cli(['text', data, '--model', `${ASSETS}/minilm`, '--max-length', String(SMALL_MINILM.maxLength), '--pooling', 'mean',
     '--recipe', recipe, '--out', `${OUT}/minilm-small-out`, '--json', '--device', device,
-    ...(tuning === 'lora' ? ['--tuning', 'lora', '--lora-rank', '8'] : [])]);
+    ...(tuning === 'lora' ? ['--tuning', 'lora', '--lora-rank', '8'] : [])], env);
   return { msPerStep: events.filter((e) => e.type === 'progress').at(-1).ms_per_step };
 }
+
+// Chromium's own Vulkan driver (SwiftShader), when Debian's Chromium ships it: native wgpu on it
+// runs on the very adapter the headless browser uses without a GPU, so the browser / native ratio
+// compares like with like (lavapipe, the default native driver here, is a different, faster renderer).
+const SWIFTSHADER_ICD = ['/usr/lib/chromium/vk_swiftshader_icd.json'].find((p) => existsSync(p));
+const ON_SWIFTSHADER = { VK_ICD_FILENAMES: SWIFTSHADER_ICD };
 
 async function poll(page, read, timeout, what, arg) {
   const deadline = Date.now() + timeout;
@@ -204,14 +211,23 @@ async function main() {
   } catch (err) {
     native.wgpu = { error: String(err.stderr || err.message).trim().split('\n').pop() };
   }
+  if (SWIFTSHADER_ICD) {
+    try {
+      native.wgpuSwiftshader = cnnNative('wgpu', 'default', { env: ON_SWIFTSHADER, name: 'swiftshader' });
+    } catch (err) {
+      native.wgpuSwiftshader = { error: String(err.stderr || err.message).trim().split('\n').pop() };
+    }
+  }
   native.optimizer = optimizerBench();
   native.gpt = QUICK ? { skipped: true } : gpt();
   native.minilm = QUICK ? { full: {}, lora: {} } : minilm();
   native.minilmSmall = {};
-  for (const device of QUICK ? [] : ['flex', 'wgpu']) {
+  for (const device of QUICK ? [] : ['flex', 'wgpu', ...(SWIFTSHADER_ICD ? ['swiftshader'] : [])]) {
     for (const tuning of ['full', 'lora']) {
       try {
-        native.minilmSmall[`${device}_${tuning}`] = minilmSmall(device, tuning);
+        native.minilmSmall[`${device}_${tuning}`] = device === 'swiftshader'
+          ? minilmSmall('wgpu', tuning, ON_SWIFTSHADER)
+          : minilmSmall(device, tuning);
       } catch (err) {
         native.minilmSmall[`${device}_${tuning}`] = { error: String(err.stderr || err.message).trim().split('\n').pop() };
       }
@@ -233,6 +249,7 @@ async function main() {
     ['burnish, native wgpu: composed optimizer, loss read every step', native.wgpuBase?.msPerStep, native.wgpuBase?.device],
     ['burnish, native wgpu: fused Adam kernel, loss read every step', native.wgpuFused?.msPerStep, native.wgpuFused?.device],
     ['burnish, native wgpu (default: fused kernel, losses read every ~100 ms)', native.wgpu.msPerStep, native.wgpu.device ?? native.wgpu.error],
+    ['burnish, native wgpu on SwiftShader (Chromium\'s Vulkan driver), as the default', native.wgpuSwiftshader?.msPerStep, native.wgpuSwiftshader?.error ?? (SWIFTSHADER_ICD ? SWIFTSHADER_ICD : 'not found')],
     ['burnish, Chromium WebGPU (page + worker): composed optimizer, loss read every step', browser.burnishCnnBase?.msPerStep, 'same'],
     ['burnish, Chromium WebGPU (page + worker)', b.msPerStep, [browser.adapter?.vendor, browser.adapter?.architecture].filter(Boolean).join(' / ') || 'WebGPU'],
     ['TF.js 4.22, Chromium WebGPU', browser.tfjs_webgpu.msPerStep, browser.tfjs_webgpu.error ?? browser.tfjs_webgpu.backend],
@@ -247,6 +264,7 @@ async function main() {
     ...rows.map(([w, ms, d]) => `| ${w} | ${fmt(ms)} | ${fmt(sps(ms, 64), 0)} | ${d} |`), '',
     `Ratios measured in this run: browser / native flex speed ${fmt(native.flex.msPerStep / b.msPerStep, 2)}x; ` +
       `browser / native wgpu ${fmt(native.wgpu.msPerStep / b.msPerStep, 2)}x; ` +
+      `browser / native wgpu on the same adapter (SwiftShader) ${fmt(native.wgpuSwiftshader?.msPerStep / b.msPerStep, 2)}x; ` +
       `burnish in the browser / TF.js's fastest backend ${fmt(tfBest / b.msPerStep, 2)}x (samples/s).`, '',
     `Native wgpu: the fused Adam kernel ${fmt(native.wgpuBase?.msPerStep / native.wgpuFused?.msPerStep, 2)}x the composed optimizer's speed; ` +
       `reading losses every ~100 ms instead of every step a further ${fmt(native.wgpuFused?.msPerStep / native.wgpu.msPerStep, 2)}x. ` +
@@ -266,13 +284,14 @@ async function main() {
     }),
     native.minilm.torch?.torch ? `PyTorch ${native.minilm.torch.torch}, ${native.minilm.torch.threads} threads.` : '', '',
     `## MiniLM at the browser's shape (length ${SMALL_MINILM.maxLength}, batch ${SMALL_MINILM.batch}, mean pooling; ms/step)`, '',
-    '| | native flex | native wgpu | Chromium WebGPU, the page | browser / native wgpu |', '|---|---|---|---|---|',
+    '| | native flex | native wgpu | native wgpu, SwiftShader | Chromium WebGPU, the page | browser / native wgpu | browser / native, same adapter |', '|---|---|---|---|---|---|---|',
     ...['full', 'lora'].map((k) => {
       const f = native.minilmSmall[`flex_${k}`]?.msPerStep;
       const w = native.minilmSmall[`wgpu_${k}`]?.msPerStep;
+      const ss = native.minilmSmall[`swiftshader_${k}`]?.msPerStep;
       const p = browser.minilm?.[k]?.msPerStep;
       const page = p ?? browser.minilm?.[k]?.error ?? (QUICK ? 'not run (quick)' : '–');
-      return `| ${k === 'full' ? 'full fine-tuning' : 'LoRA r=8 (query, value)'} | ${fmt(f, 0)} | ${fmt(w, 0)} | ${typeof page === 'number' ? fmt(page, 0) : page} | ${w && p ? `${fmt(w / p, 2)}x` : '–'} |`;
+      return `| ${k === 'full' ? 'full fine-tuning' : 'LoRA r=8 (query, value)'} | ${fmt(f, 0)} | ${fmt(w, 0)} | ${fmt(ss, 0)} | ${typeof page === 'number' ? fmt(page, 0) : page} | ${w && p ? `${fmt(w / p, 2)}x` : '–'} | ${ss && p ? `${fmt(ss / p, 2)}x` : '–'} |`;
     }), '',
     '## Start-up and size', '',
     `Page open to first training step (JS API example): ${fmt(browser.firstStepMs, 0)} ms cold, ${fmt(browser.firstStepWarmMs, 0)} ms warm cache.`,

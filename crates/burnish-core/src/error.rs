@@ -33,13 +33,23 @@ pub enum Error {
         reason: String,
     },
     /// Training produced a value that cannot be trained on (NaN or infinite loss).
-    #[error("training diverged at step {step}: loss is {loss}; lower the learning rate")]
+    #[error("training diverged at step {step}: loss is {loss}; {}", diverged_advice(*step))]
     Diverged {
         /// The optimizer step at which it happened.
         step: usize,
         /// The value that was read.
         loss: f32,
     },
+}
+
+/// What to do about a non-finite loss. The first step's loss comes before any update, so the
+/// learning rate cannot be the cause there.
+fn diverged_advice(step: usize) -> &'static str {
+    if step <= 1 {
+        "it came before any update, so the model's outputs are not finite: check the weights and the input values"
+    } else {
+        "lower the learning rate"
+    }
 }
 
 impl Error {
@@ -65,5 +75,33 @@ impl Error {
             source_name: source_name.into(),
             reason: reason.into(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Error;
+
+    #[test]
+    fn divergence_advice_depends_on_whether_an_update_came_first() {
+        let first = Error::Diverged {
+            step: 1,
+            loss: f32::NAN,
+        }
+        .to_string();
+        assert_eq!(
+            first,
+            "training diverged at step 1: loss is NaN; it came before any update, so the model's \
+             outputs are not finite: check the weights and the input values"
+        );
+        let later = Error::Diverged {
+            step: 7,
+            loss: f32::INFINITY,
+        }
+        .to_string();
+        assert_eq!(
+            later,
+            "training diverged at step 7: loss is inf; lower the learning rate"
+        );
     }
 }
