@@ -42,6 +42,22 @@ async function downloadsOf(page, selector, count) {
 
 const idle = (s) => s.phase === 'idle' || s.phase === 'done';
 
+// The tiny BERT (`options` as for `tinyFiles`) through the model picker, then 32 labelled
+// reviews (pos/neg) through the file input, up to the preview and memory estimate.
+async function openTinyBertWithReviews(page, record, dir, options) {
+  const model = join(dir, 'tiny-bert');
+  tinyFolder(model, options);
+  await page.goto(`${BASE_URL}?demo=0`);
+  await waitFor(page, record, idle, 60_000, 'the worker');
+  await page.setInputFiles('#pick-model', model);
+  await waitFor(page, record, (st) => st.folder, 60_000, 'the model folder');
+  const rows = ['text,label'];
+  const texts = [['the good film', 'pos'], ['great fine film', 'pos'], ['the bad film', 'neg'], ['awful poor film', 'neg']];
+  for (let k = 0; k < 32; k++) rows.push(`${texts[k % 4][0]},${texts[k % 4][1]}`);
+  await page.setInputFiles('#pick-files', { name: 'reviews.csv', mimeType: 'text/csv', buffer: Buffer.from(`${rows.join('\n')}\n`) });
+  await waitFor(page, record, (st) => st.textPreview && st.memory, 30_000, 'the texts preview');
+}
+
 test('a tiny BERT through the file inputs: tagging and classification, predict, export', { timeout: 400_000 }, async () => {
   const dir = mkdtempSync(join(tmpdir(), 'burnish-text-'));
   const { browser, page, record } = await launch();
@@ -158,17 +174,7 @@ test('LoRA on the tiny BERT: memory before training, a few steps, the PEFT adapt
   const dir = mkdtempSync(join(tmpdir(), 'burnish-lora-'));
   const { browser, page, record } = await launch();
   try {
-    const model = join(dir, 'tiny-bert');
-    tinyFolder(model);
-    await page.goto(`${BASE_URL}?demo=0`);
-    await waitFor(page, record, idle, 60_000, 'the worker');
-    await page.setInputFiles('#pick-model', model);
-    await waitFor(page, record, (st) => st.folder, 60_000, 'the model folder');
-    const rows = ['text,label'];
-    const texts = [['the good film', 'pos'], ['great fine film', 'pos'], ['the bad film', 'neg'], ['awful poor film', 'neg']];
-    for (let k = 0; k < 32; k++) rows.push(`${texts[k % 4][0]},${texts[k % 4][1]}`);
-    await page.setInputFiles('#pick-files', { name: 'reviews.csv', mimeType: 'text/csv', buffer: Buffer.from(`${rows.join('\n')}\n`) });
-    await waitFor(page, record, (st) => st.textPreview && st.memory, 30_000, 'the texts preview');
+    await openTinyBertWithReviews(page, record, dir);
 
     // Only the chosen strategy's settings show; the estimate follows the form.
     assert.equal(await page.locator('[name="text.tuning.lora.rank"]').isVisible(), false);
@@ -253,17 +259,7 @@ test('activations past ±89 (outlier features) fine-tune with finite losses on e
   const dir = mkdtempSync(join(tmpdir(), 'burnish-outliers-'));
   const { browser, page, record } = await launch();
   try {
-    const model = join(dir, 'tiny-bert');
-    tinyFolder(model, { outliers: true });
-    await page.goto(`${BASE_URL}?demo=0`);
-    await waitFor(page, record, idle, 60_000, 'the worker');
-    await page.setInputFiles('#pick-model', model);
-    await waitFor(page, record, (st) => st.folder, 60_000, 'the model folder');
-    const rows = ['text,label'];
-    const texts = [['the good film', 'pos'], ['great fine film', 'pos'], ['the bad film', 'neg'], ['awful poor film', 'neg']];
-    for (let k = 0; k < 32; k++) rows.push(`${texts[k % 4][0]},${texts[k % 4][1]}`);
-    await page.setInputFiles('#pick-files', { name: 'reviews.csv', mimeType: 'text/csv', buffer: Buffer.from(`${rows.join('\n')}\n`) });
-    await waitFor(page, record, (st) => st.textPreview && st.memory, 30_000, 'the texts preview');
+    await openTinyBertWithReviews(page, record, dir, { outliers: true });
     await page.selectOption('[name="text.tuning.strategy"]', 'full');
     await page.selectOption('[name="text.pooling"]', 'cls');
     await page.fill('[name="train.learning_rate"]', '0.001');
