@@ -56,7 +56,7 @@ export function tinyFiles({ outliers = false } = {}) {
   };
   const linear = (name, out, inp, bias = 0) => {
     const b = t(`${name}.bias`, [out], 0);
-    for (let k = 0; k < out; k++) b[2][k] = k % 2 ? -bias : bias;
+    if (bias) for (let k = 0; k < out; k++) b[2][k] = k % 2 ? -bias : bias;
     return [t(`${name}.weight`, [out, inp]), b];
   };
   const norm = (name) => [t(`${name}.weight`, [h], 1), t(`${name}.bias`, [h], 0)];
