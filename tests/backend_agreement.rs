@@ -59,12 +59,26 @@ fn losses(device: &Device, model: &ModelConfig, data: &ClassificationDataset) ->
 
 #[test]
 fn flex_and_wgpu_agree_step_by_step() {
-    let wgpu = Device::wgpu_options().init().unwrap_or_else(|err| {
+    let wgpu = burnish_core::gpu::init().unwrap_or_else(|err| {
         panic!(
             "\n\n*** NO WGPU ADAPTER: {err}\n*** This test needs a Vulkan driver; on Debian install \
              mesa-vulkan-drivers (lavapipe), which `cargo xtask test` does.\n\n"
         )
     });
+    // The adapter is named for wgpu devices, autodiff or not (a run's `started` event says where
+    // it ran), and for nothing else.
+    let adapter = burnish_core::gpu::adapter_of(&wgpu.clone().autodiff())
+        .expect("the wgpu runtime was started through burnish_core::gpu");
+    println!("wgpu adapter: {adapter}");
+    assert!(
+        !adapter.name.is_empty() && adapter.backend == "Vulkan",
+        "{adapter:?}"
+    );
+    assert!(adapter.max_storage_binding >= 128 << 20, "{adapter:?}");
+    assert_eq!(
+        burnish_core::gpu::adapter_of(&Device::flex().autodiff()),
+        None
+    );
     let spirals = SpiralsConfig::default().generate().expect("demo data");
     let bars = bars();
     let runs = [

@@ -34,7 +34,9 @@ export type Recipe = Record<string, unknown>;
 export interface Preview { role: string; source: string; rows: number; classes: string[]; [key: string]: unknown }
 
 export interface Progress { type: 'progress'; step: number; steps: number; loss: number; learning_rate: number; ms_per_step: number }
-export interface Started { type: 'started'; rows: number; steps: number; epochs: number; steps_per_epoch: number; parameters: number; total_parameters: number; device: string }
+export interface Started { type: 'started'; rows: number; steps: number; epochs: number; steps_per_epoch: number; parameters: number; total_parameters: number; device: string;
+  /** The GPU adapter the worker trains on, as WebGPU describes it (absent on a CPU backend). */
+  adapter?: string }
 export interface EpochEvent {
   type: 'epoch'; epoch: number; epochs: number; train_loss: number; validation_loss: number;
   validation_accuracy: number; validation_macro_f1: number; validation_entity_f1: number | null; improved: boolean;

@@ -28,6 +28,9 @@ test('the digits demo trains, reports, predicts a drawing and exports', { timeou
     const started = state.events.find((e) => e.type === 'started');
     assert.equal(state.epochs.length, EPOCHS, 'one epoch event per epoch');
     assert.equal(state.losses.length, started.steps);
+    // The worker names the WebGPU adapter it trains on (headless Chromium here: SwiftShader, a
+    // CPU renderer, which WebGPU reports as a fallback adapter).
+    assert.match(started.adapter ?? '', /(CPU renderer|GPU) on WebGPU$/, `the started event's adapter: ${started.adapter}`);
     assert.ok(state.losses.every(([, l]) => Number.isFinite(l)));
     const report = state.report.report;
     assert.equal(state.report.split, 'test');
@@ -45,7 +48,7 @@ test('the digits demo trains, reports, predicts a drawing and exports', { timeou
     console.log(
       `browser digits CNN (${state.model.parameters} parameters, batch 64): ${EPOCHS} epochs, ${started.steps} steps in ${seconds.toFixed(0)} s; ` +
       `${last.ms_per_step.toFixed(1)} ms/step (${(1000 / last.ms_per_step).toFixed(1)} steps/s), median gap ${median.toFixed(1)} ms; ` +
-      `test accuracy ${(report.accuracy * 100).toFixed(1)}% on ${report.total} rows`,
+      `test accuracy ${(report.accuracy * 100).toFixed(1)}% on ${report.total} rows; adapter: ${started.adapter}`,
     );
 
     // Draw a vertical stroke and get class probabilities.

@@ -316,9 +316,7 @@ fn parse_shape(text: &str) -> std::result::Result<[usize; 3], String> {
 fn device(backend: Backend) -> Result<Device> {
     Ok(match backend {
         Backend::Flex => Device::flex(),
-        Backend::Wgpu => Device::wgpu_options()
-            .init()
-            .context("no wgpu adapter could be started (install a Vulkan driver, e.g. Debian's mesa-vulkan-drivers)")?,
+        Backend::Wgpu => burnish_core::gpu::init().context("no wgpu adapter could be started (install a Vulkan driver, e.g. Debian's mesa-vulkan-drivers)")?,
     })
 }
 
@@ -381,10 +379,12 @@ impl Host for Terminal {
                     steps,
                     parameters,
                     device,
+                    adapter,
                     ..
                 } => {
+                    let on = adapter.as_ref().unwrap_or(device);
                     println!(
-                        "training {parameters} parameters on {rows} rows for {steps} steps ({device})"
+                        "training {parameters} parameters on {rows} rows for {steps} steps ({on})"
                     );
                 }
                 Event::Progress {

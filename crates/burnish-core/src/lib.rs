@@ -13,6 +13,8 @@ pub mod error;
 pub mod eval;
 pub mod export;
 pub mod generate;
+#[cfg(feature = "wgpu")]
+pub mod gpu;
 mod kernels;
 pub mod model;
 pub mod rng;

@@ -774,7 +774,7 @@ async fn device() -> Result<Device, String> {
     if let Some(device) = DEVICE.with_borrow(Clone::clone) {
         return Ok(device);
     }
-    let device = Device::wgpu_options().init_async().await.map_err(|err| {
+    let device = burnish_core::gpu::init_async().await.map_err(|err| {
         format!(
             "could not start WebGPU ({err}). Use a browser with WebGPU enabled (Chrome or Edge \
              113+, Safari 26+, Firefox 141+ on Windows); on Linux, Chromium may need \

@@ -658,6 +658,7 @@ pub async fn fit(
         parameters: burn::module::Module::num_params(trainer.model()),
         total_parameters: burn::module::Module::num_params(trainer.model()),
         device: format!("{device:?}"),
+        adapter: super::adapter_name(device),
     });
     let start = match resume {
         Some(checkpoint) => {

@@ -273,6 +273,7 @@ pub async fn train_lm(
         parameters: trainable_parameters(trainer.model()),
         total_parameters,
         device: format!("{device:?}"),
+        adapter: super::adapter_name(device),
     });
     let lm = |model: &Gpt| TrainedLm {
         model: model.valid(),

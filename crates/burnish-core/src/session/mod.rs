@@ -20,6 +20,20 @@ pub use protocol::{Command, DemoRequest, Event};
 pub use runner::{Control, Host, RunState, run_demo};
 pub use workspace::Workspace;
 
+/// The wgpu adapter a device runs on, for a run's `started` event: `None` for other backends, or
+/// where the runtime was not started through [`crate::gpu`].
+pub(crate) fn adapter_name(device: &burn::prelude::Device) -> Option<String> {
+    #[cfg(feature = "wgpu")]
+    {
+        crate::gpu::adapter_of(device).map(ToString::to_string)
+    }
+    #[cfg(not(feature = "wgpu"))]
+    {
+        let _ = device;
+        None
+    }
+}
+
 /// Test doubles shared by the session tests.
 #[cfg(test)]
 pub(crate) mod testing {

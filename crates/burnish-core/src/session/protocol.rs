@@ -235,6 +235,10 @@ pub enum Event {
         total_parameters: usize,
         /// The burn device the run is on, as burn describes it.
         device: String,
+        /// The wgpu adapter under it ("SwiftShader Device (Subzero), CPU renderer on Vulkan,
+        /// driver ..."); absent on the CPU backend.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        adapter: Option<String>,
     },
     /// A run continues from an autosave: `step` steps are done, epoch `epoch` is in progress
     /// (the page redraws the charts it stored with the autosave).

@@ -119,6 +119,7 @@ pub async fn run_demo(
         parameters: trainer.model().num_params(),
         total_parameters: trainer.model().num_params(),
         device: format!("{device:?}"),
+        adapter: super::adapter_name(device),
     });
 
     let start = host.now_ms();

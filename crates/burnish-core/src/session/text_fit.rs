@@ -117,6 +117,7 @@ pub async fn fit_text(
         parameters,
         total_parameters,
         device: format!("{device:?}"),
+        adapter: super::adapter_name(device),
     });
     let mean_tokens = splits.train.rows.iter().map(|r| r.ids.len()).sum::<usize>() as f64
         / splits.train.rows.len() as f64;
