@@ -40,10 +40,10 @@ function cnnNative(device, variant = 'default', { env = {}, name = device } = {}
   writeFileSync(recipe, JSON.stringify({ fit, train }));
   const events = cli(['train', `${ASSETS}/digits.csv.gz`, '--no-header', '--image-shape', '1,8,8', '--max-value', '16',
     '--recipe', recipe, '--out', `${OUT}/cnn-${name}-${variant}.safetensors`, '--device', device, '--json'], env);
-  const started = events.find((e) => e.type === 'started');
+  const started = checkAdapter(events.find((e) => e.type === 'started'), name);
   const progress = events.filter((e) => e.type === 'progress');
   // `ms_per_step` is the mean of every step but the first (shader compiles), evaluation left out.
-  return { device: started.device, parameters: started.parameters, steps: progress.length, msPerStep: progress.at(-1).ms_per_step, batch: 64 };
+  return { device: started.adapter ?? started.device, parameters: started.parameters, steps: progress.length, msPerStep: progress.at(-1).ms_per_step, batch: 64 };
 }
 
 // The optimizer step alone, fused kernel vs composed (tests/benches/optimizer.rs), as its table.
@@ -96,7 +96,7 @@ function minilm() {
 // MiniLM at the browser's shape (length 16, batch 4: SwiftShader runs ~1 GFLOP/s), natively on
 // `device`, so the page's figure has a native one beside it. 40 rows: 8 training steps.
 const SMALL_MINILM = { maxLength: 16, batch: 4, steps: 5 };
-function minilmSmall(device, tuning, env = {}) {
+function minilmSmall(device, tuning, env = {}, name = device) {
   const lines = readFileSync(`${ASSETS}/movie_sentiment.csv`, 'utf8').split('\n');
   const data = `${OUT}/movie40.csv`;
   writeFileSync(data, `${lines.slice(0, 41).join('\n')}\n`);
@@ -105,17 +105,25 @@ function minilmSmall(device, tuning, env = {}) {
   const events = cli(['text', data, '--model', `${ASSETS}/minilm`, '--max-length', String(SMALL_MINILM.maxLength), '--pooling', 'mean',
     '--recipe', recipe, '--out', `${OUT}/minilm-small-out`, '--json', '--device', device,
     ...(tuning === 'lora' ? ['--tuning', 'lora', '--lora-rank', '8'] : [])], env);
-  return { msPerStep: events.filter((e) => e.type === 'progress').at(-1).ms_per_step };
+  const started = checkAdapter(events.find((e) => e.type === 'started'), name);
+  return { msPerStep: events.filter((e) => e.type === 'progress').at(-1).ms_per_step, device: started.adapter ?? started.device };
 }
 
 // Chromium's own Vulkan driver (SwiftShader), when Debian's Chromium ships it: native wgpu on it
 // runs on the very adapter the headless browser uses without a GPU, so the browser / native ratio
 // compares like with like (lavapipe, the default native driver here, is a different, faster renderer).
-// The CLI does not name its adapter: should this driver fail to load, wgpu would fall back to
-// another one and the figure would not be SwiftShader's (here it runs the CNN 2.3x slower than
-// lavapipe, which tells them apart).
+// Should this driver fail to load, wgpu would fall back to another one: the run's `started` event
+// names the adapter, and a "swiftshader" run on anything else is refused rather than mislabelled.
 const SWIFTSHADER_ICD = ['/usr/lib/chromium/vk_swiftshader_icd.json'].find((p) => existsSync(p));
 const ON_SWIFTSHADER = { VK_ICD_FILENAMES: SWIFTSHADER_ICD };
+
+// A run's `started` event, after checking that a run named after SwiftShader ran on it.
+function checkAdapter(started, name) {
+  if (/swiftshader/.test(name) && !/swiftshader/i.test(started.adapter ?? '')) {
+    throw new Error(`SwiftShader's Vulkan driver did not load: wgpu ran on ${started.adapter ?? started.device}`);
+  }
+  return started;
+}
 
 async function poll(page, read, timeout, what, arg) {
   const deadline = Date.now() + timeout;
@@ -139,7 +147,7 @@ async function browserFigures() {
       const s = await poll(page, () => (window.burnish?.report && window.burnish.model ? window.burnish : null), 600_000, 'the digits run');
       // The worker's own mean over every step but the first (shader compiles), evaluation left
       // out, as the CLI reports it natively (steps read together arrive together on the page).
-      out[key] = { parameters: s.model.parameters, steps: s.losses.length, msPerStep: s.msPerStep, batch: 64 };
+      out[key] = { parameters: s.model.parameters, steps: s.losses.length, msPerStep: s.msPerStep, batch: 64, device: s.started?.adapter };
     }
     for (const backend of ['webgpu', 'webgl']) {
       await page.goto(`${BASE_URL}bench/tfjs.html?backend=${backend}&steps=40`);
@@ -229,7 +237,7 @@ async function main() {
   for (const [name, device, env] of QUICK ? [] : smallRuns) {
     for (const tuning of ['full', 'lora']) {
       try {
-        native.minilmSmall[`${name}_${tuning}`] = minilmSmall(device, tuning, env);
+        native.minilmSmall[`${name}_${tuning}`] = minilmSmall(device, tuning, env, name);
       } catch (err) {
         native.minilmSmall[`${name}_${tuning}`] = { error: String(err.stderr || err.message).trim().split('\n').pop() };
       }
@@ -251,9 +259,9 @@ async function main() {
     ['burnish, native wgpu: composed optimizer, loss read every step', native.wgpuBase?.msPerStep, native.wgpuBase?.device],
     ['burnish, native wgpu: fused Adam kernel, loss read every step', native.wgpuFused?.msPerStep, native.wgpuFused?.device],
     ['burnish, native wgpu (default: fused kernel, losses read every ~100 ms)', native.wgpu.msPerStep, native.wgpu.device ?? native.wgpu.error],
-    ['burnish, native wgpu on SwiftShader (Chromium\'s Vulkan driver), as the default', native.wgpuSwiftshader?.msPerStep, native.wgpuSwiftshader?.error ?? (SWIFTSHADER_ICD ? SWIFTSHADER_ICD : 'not found')],
+    ['burnish, native wgpu on SwiftShader (Chromium\'s Vulkan driver), as the default', native.wgpuSwiftshader?.msPerStep, native.wgpuSwiftshader?.error ?? native.wgpuSwiftshader?.device ?? `${SWIFTSHADER_ICD ?? 'Chromium\'s vk_swiftshader_icd.json'} not found`],
     ['burnish, Chromium WebGPU (page + worker): composed optimizer, loss read every step', browser.burnishCnnBase?.msPerStep, 'same'],
-    ['burnish, Chromium WebGPU (page + worker)', b.msPerStep, [browser.adapter?.vendor, browser.adapter?.architecture].filter(Boolean).join(' / ') || 'WebGPU'],
+    ['burnish, Chromium WebGPU (page + worker)', b.msPerStep, [browser.adapter?.vendor, browser.adapter?.architecture].filter(Boolean).join(' / ') || b.device || 'WebGPU'],
     ['TF.js 4.22, Chromium WebGPU', browser.tfjs_webgpu.msPerStep, browser.tfjs_webgpu.error ?? browser.tfjs_webgpu.backend],
     ['TF.js 4.22, Chromium WebGL', browser.tfjs_webgl.msPerStep, browser.tfjs_webgl.error ?? browser.tfjs_webgl.backend],
   ];
