@@ -64,7 +64,8 @@ impl AdapterInfo {
 }
 
 impl std::fmt::Display for AdapterInfo {
-    /// "llvmpipe (LLVM 15.0.6, 256 bits), CPU renderer on Vulkan, driver llvmpipe Mesa 22.3.6".
+    /// "llvmpipe (LLVM 15.0.6, 256 bits), CPU renderer on Vulkan, driver llvmpipe Mesa 22.3.6",
+    /// with ", shader-f16" where the device has it.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let name = if self.name.is_empty() {
             "an unnamed adapter"
@@ -74,6 +75,9 @@ impl std::fmt::Display for AdapterInfo {
         write!(f, "{name}, {} on {}", self.device_type, self.backend)?;
         if !self.driver.is_empty() {
             write!(f, ", driver {}", self.driver)?;
+        }
+        if self.shader_f16 {
+            write!(f, ", shader-f16")?;
         }
         Ok(())
     }
@@ -107,11 +111,6 @@ pub async fn init_async() -> std::result::Result<Device, WgpuInitError> {
     let (device, setup) = Device::wgpu_options().init_with_setup_async().await?;
     keep(&setup);
     Ok(device)
-}
-
-/// The adapter the wgpu runtime started on, when it was started here.
-pub fn adapter() -> Option<&'static AdapterInfo> {
-    ADAPTER.get()
 }
 
 /// The adapter a device runs on: the one the runtime started on, for a wgpu device (autodiff or
