@@ -92,64 +92,64 @@ mod tests {
         )
     }
 
-    #[test]
-    fn gelu_matches_its_definition_and_its_exact_derivative_everywhere() {
-        let (values, grads) = values_and_grads(gelu);
+    /// `f`'s values and gradients at [`POINTS`] are finite and match the f64 reference `value`
+    /// (relative to max(|value|, 1)) and `derivative` (absolute) within `tolerance`.
+    fn check(
+        name: &str,
+        f: impl Fn(Tensor<1>) -> Tensor<1>,
+        value: impl Fn(f64) -> f64,
+        derivative: impl Fn(f64) -> f64,
+        tolerance: f64,
+    ) {
+        let (values, grads) = values_and_grads(f);
         for ((&x, v), g) in POINTS.iter().zip(values).zip(grads) {
             let x = f64::from(x);
-            let want = x * 0.5 * (1.0 + libm_erf(x / std::f64::consts::SQRT_2));
             assert!(
                 v.is_finite() && g.is_finite(),
-                "gelu({x}) = {v}, gelu'({x}) = {g}"
+                "{name}({x}) = {v}, {name}'({x}) = {g}"
             );
+            let want = value(x);
             assert!(
-                (f64::from(v) - want).abs() <= 1e-5 * want.abs().max(1.0),
-                "gelu({x}) = {v}, want {want}"
+                (f64::from(v) - want).abs() <= tolerance * want.abs().max(1.0),
+                "{name}({x}) = {v}, want {want}"
             );
-            let want = gelu_derivative(x);
+            let want = derivative(x);
             assert!(
-                (f64::from(g) - want).abs() <= 1e-5,
-                "gelu'({x}) = {g}, want {want}"
+                (f64::from(g) - want).abs() <= tolerance,
+                "{name}'({x}) = {g}, want {want}"
             );
         }
     }
 
     #[test]
+    fn gelu_matches_its_definition_and_its_exact_derivative_everywhere() {
+        check(
+            "gelu",
+            gelu,
+            |x| x * 0.5 * (1.0 + libm_erf(x / std::f64::consts::SQRT_2)),
+            gelu_derivative,
+            1e-5,
+        );
+    }
+
+    #[test]
     fn gelu_tanh_and_tanh_match_their_definitions_with_finite_gradients() {
-        let (values, grads) = values_and_grads(gelu_tanh);
-        for ((&x, v), g) in POINTS.iter().zip(values).zip(grads) {
-            let x = f64::from(x);
-            let u = (2.0 / std::f64::consts::PI).sqrt() * (x + 0.044715 * x * x * x);
-            let want = 0.5 * x * (1.0 + u.tanh());
-            assert!(
-                v.is_finite() && g.is_finite(),
-                "gelu_tanh({x}) = {v}, derivative {g}"
-            );
-            assert!(
-                (f64::from(v) - want).abs() <= 1e-5 * want.abs().max(1.0),
-                "gelu_tanh({x}) = {v}, want {want}"
-            );
-            let du = (2.0 / std::f64::consts::PI).sqrt() * (1.0 + 3.0 * 0.044715 * x * x);
-            let want = 0.5 * (1.0 + u.tanh()) + 0.5 * x * (1.0 - u.tanh().powi(2)) * du;
-            assert!(
-                (f64::from(g) - want).abs() <= 1e-5,
-                "gelu_tanh'({x}) = {g}, want {want}"
-            );
-        }
+        let u = |x: f64| (2.0 / std::f64::consts::PI).sqrt() * (x + 0.044715 * x * x * x);
+        check(
+            "gelu_tanh",
+            gelu_tanh,
+            |x| 0.5 * x * (1.0 + u(x).tanh()),
+            |x| {
+                let du = (2.0 / std::f64::consts::PI).sqrt() * (1.0 + 3.0 * 0.044715 * x * x);
+                0.5 * (1.0 + u(x).tanh()) + 0.5 * x * (1.0 - u(x).tanh().powi(2)) * du
+            },
+            1e-5,
+        );
         assert_eq!(
             (TANH_LIMIT as f32).tanh(),
             1.0,
             "tanh must have saturated at the limit"
         );
-        let (values, grads) = values_and_grads(tanh);
-        for ((&x, v), g) in POINTS.iter().zip(values).zip(grads) {
-            let x = f64::from(x);
-            assert!((f64::from(v) - x.tanh()).abs() <= 1e-6, "tanh({x}) = {v}");
-            let want = 1.0 - x.tanh().powi(2);
-            assert!(
-                (f64::from(g) - want).abs() <= 1e-6,
-                "tanh'({x}) = {g}, want {want}"
-            );
-        }
+        check("tanh", tanh, f64::tanh, |x| 1.0 - x.tanh().powi(2), 1e-6);
     }
 }
