@@ -9,7 +9,7 @@ import { mkdtempSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'nod
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execFileSync } from 'node:child_process';
-import { BASE_URL, downloadOf, launch, parseSafetensors, png, waitFor } from './harness.mjs';
+import { BASE_URL, downloadOf, launch, parseSafetensors, png, setFields, waitFor } from './harness.mjs';
 
 // Two blobs in (x, y) with a constant column; the label column `kind` is in the middle.
 function blobsCsv(n) {
@@ -138,12 +138,14 @@ test('an image folder through the folder input trains a CNN and exports it', { t
     assert.deepEqual(s.preview.skipped, ['bars/README.txt']);
     assert.equal(await page.locator('#samples canvas').count(), 4);
 
-    await page.fill('[name="model.filters"]', '4');
-    await page.fill('[name="model.hidden"]', '8');
-    await page.fill('[name="split.validation"]', '0.2');
-    await page.fill('[name="split.test"]', '0');
-    await page.fill('[name="train.batch_size"]', '8');
-    await page.fill('[name="train.learning_rate"]', '0.02');
+    await setFields(page, {
+      'model.filters': '4',
+      'model.hidden': '8',
+      'split.validation': '0.2',
+      'split.test': '0',
+      'train.batch_size': '8',
+      'train.learning_rate': '0.02',
+    });
     await page.click('#start');
     s = await waitFor(page, record, (st) => st.model && st.report, 240_000, 'training the CNN');
     assert.equal(s.report.split, 'validation', 'no test share: the report is on validation');
@@ -208,9 +210,7 @@ test('a recipe saves as JSON and loads back; a typo in a loaded recipe is named'
   try {
     await page.goto(`${BASE_URL}?demo=0`);
     await waitIdle(page, record, 'the worker');
-    await page.fill('[name="train.learning_rate"]', '0.003');
-    await page.selectOption('[name="train.schedule.decay"]', 'cosine');
-    await page.fill('[name="train.clip_grad_norm"]', '1.5');
+    await setFields(page, { 'train.learning_rate': '0.003', 'train.schedule.decay': 'cosine', 'train.clip_grad_norm': '1.5' });
     const { name, bytes } = await downloadOf(page, '#save-recipe');
     assert.equal(name, 'recipe.json');
     const recipe = JSON.parse(bytes.toString('utf8'));

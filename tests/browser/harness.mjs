@@ -45,6 +45,16 @@ export async function launch() {
   return { browser, page, record };
 }
 
+/// Set the page's recipe form fields by name, in order (choosing one field can show others): a
+/// `<select>` gets the option, any other field the text.
+export async function setFields(page, fields) {
+  for (const [name, value] of Object.entries(fields)) {
+    const field = page.locator(`[name="${name}"]`);
+    if (await field.evaluate((el) => el.tagName === 'SELECT')) await field.selectOption(value);
+    else await field.fill(value);
+  }
+}
+
 /// Wait until the page's state (window.burnish) satisfies `predicate`, run here in Node on a
 /// snapshot polled every 250 ms (the page's CSP forbids eval, so no predicate runs in the page).
 /// Fails early, with what the page said, when the page reports an error.

@@ -10,7 +10,7 @@ import assert from 'node:assert/strict';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { BASE_URL, launch, waitFor } from './harness.mjs';
+import { BASE_URL, launch, setFields, waitFor } from './harness.mjs';
 
 const idle = (s) => s.phase === 'idle' || s.phase === 'done';
 
@@ -111,9 +111,7 @@ test('a GPT trains on a dropped text, generates with streaming, stops, exports a
     await page.selectOption('[name="lm.tuning.strategy"]', 'lora');
     assert.equal(await page.locator('[name="lm.tuning.lora.rank"]').isVisible(), true);
     assert.deepEqual(await page.locator('[name="lm.tuning.lora.targets"]').evaluate((e) => [...e.selectedOptions].map((o) => o.value)), ['c_attn']);
-    await page.fill('[name="lm.tuning.lora.rank"]', '2');
-    await page.fill('[name="lm.steps"]', '10');
-    await page.fill('[name="train.learning_rate"]', '0.05');
+    await setFields(page, { 'lm.tuning.lora.rank': '2', 'lm.steps': '10', 'train.learning_rate': '0.05' });
     await page.evaluate(() => { window.burnish.lmReport = null; });
     await page.click('#start');
     s = await waitFor(page, record, (st) => st.lmModel?.adapter && st.lmReport && idle(st), 200_000, 'LoRA training');

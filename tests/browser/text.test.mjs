@@ -10,7 +10,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { BASE_URL, launch, parseSafetensors, waitFor } from './harness.mjs';
+import { BASE_URL, launch, parseSafetensors, setFields, waitFor } from './harness.mjs';
 import { CONFIG, TOKENIZER, tinyFolder } from './tiny-bert.mjs';
 
 function conll(n) {
@@ -100,12 +100,14 @@ test('a tiny BERT through the file inputs: tagging and classification, predict, 
     assert.match(await page.locator('#memory').textContent(), /Estimated GPU memory at batch 16/);
     assert.equal(await page.locator('[name="fit.metric"]').inputValue(), 'entity_f1');
 
-    await page.fill('[name="train.learning_rate"]', '0.01');
-    await page.fill('[name="train.batch_size"]', '8');
-    await page.fill('[name="train.schedule.warmup_fraction"]', '0');
-    await page.selectOption('[name="train.schedule.decay"]', 'constant');
-    await page.fill('[name="text.dropout"]', '0');
-    await page.fill('[name="fit.epochs"]', '12');
+    await setFields(page, {
+      'train.learning_rate': '0.01',
+      'train.batch_size': '8',
+      'train.schedule.warmup_fraction': '0',
+      'train.schedule.decay': 'constant',
+      'text.dropout': '0',
+      'fit.epochs': '12',
+    });
     await page.click('#start');
     s = await waitFor(page, record, (st) => st.textModel && st.report && idle(st), 240_000, 'tagging training');
     assert.ok(s.report.entities, 'an entity report');
@@ -148,8 +150,7 @@ test('a tiny BERT through the file inputs: tagging and classification, predict, 
     assert.deepEqual(s.textPreview.chosen, { text: 'review', pair: null, label: 'sentiment' });
     assert.deepEqual(await page.locator('#text-column').inputValue(), 'review');
     assert.deepEqual(s.textPreview.classes, ['neg', 'pos']);
-    await page.fill('[name="fit.epochs"]', '6');
-    await page.selectOption('[name="fit.metric"]', 'accuracy');
+    await setFields(page, { 'fit.epochs': '6', 'fit.metric': 'accuracy' });
     await page.evaluate(() => { window.burnish.textModel = null; window.burnish.report = null; });
     await page.click('#start');
     s = await waitFor(page, record, (st) => st.textModel && st.report && idle(st), 240_000, 'classification training');
@@ -182,8 +183,7 @@ test('LoRA on the tiny BERT: memory before training, a few steps, the PEFT adapt
     assert.equal(await page.locator('[name="text.tuning.lora.rank"]').isVisible(), true);
     assert.equal(await page.locator('[name="text.tuning.top_layers"]').isVisible(), false);
     assert.deepEqual(await page.locator('[name="text.tuning.lora.targets"]').evaluate((s) => [...s.selectedOptions].map((o) => o.value)), ['query', 'value']);
-    await page.fill('[name="text.tuning.lora.rank"]', '4');
-    await page.fill('[name="text.tuning.lora.alpha"]', '8');
+    await setFields(page, { 'text.tuning.lora.rank': '4', 'text.tuning.lora.alpha': '8' });
     await page.evaluate(() => { window.burnish.memory = null; });
     await page.fill('[name="fit.epochs"]', '3');
     // 2 layers x (query, value) x 4 x (16 + 16) + the head (16 + 1) x 2 = 546.
@@ -191,10 +191,12 @@ test('LoRA on the tiny BERT: memory before training, a few steps, the PEFT adapt
     assert.equal(s.memory.estimate.tuning, 'LoRA r=4 alpha=8 on query, value');
     assert.match(await page.locator('#memory').textContent(), /LoRA r=4 alpha=8 on query, value: 546 of [\d,]+ parameters train/);
 
-    await page.fill('[name="train.learning_rate"]', '0.01');
-    await page.fill('[name="train.batch_size"]', '8');
-    await page.fill('[name="text.dropout"]', '0');
-    await page.selectOption('[name="fit.metric"]', 'accuracy');
+    await setFields(page, {
+      'train.learning_rate': '0.01',
+      'train.batch_size': '8',
+      'text.dropout': '0',
+      'fit.metric': 'accuracy',
+    });
     await page.click('#start');
     s = await waitFor(page, record, (st) => st.textModel && st.report && idle(st), 200_000, 'LoRA training');
     assert.equal(s.started.parameters, 546);
@@ -260,14 +262,16 @@ test('activations past ±89 (outlier features) fine-tune with finite losses on e
   const { browser, page, record } = await launch();
   try {
     await openTinyBertWithReviews(page, record, dir, { outliers: true });
-    await page.selectOption('[name="text.tuning.strategy"]', 'full');
-    await page.selectOption('[name="text.pooling"]', 'cls');
-    await page.fill('[name="train.learning_rate"]', '0.001');
-    await page.fill('[name="train.batch_size"]', '8');
-    await page.fill('[name="train.schedule.warmup_fraction"]', '0');
-    await page.fill('[name="text.dropout"]', '0');
-    await page.fill('[name="fit.epochs"]', '2');
-    await page.selectOption('[name="fit.metric"]', 'accuracy');
+    await setFields(page, {
+      'text.tuning.strategy': 'full',
+      'text.pooling': 'cls',
+      'train.learning_rate': '0.001',
+      'train.batch_size': '8',
+      'train.schedule.warmup_fraction': '0',
+      'text.dropout': '0',
+      'fit.epochs': '2',
+      'fit.metric': 'accuracy',
+    });
     await page.click('#start');
     const s = await waitFor(page, record, (st) => st.textModel && st.report && idle(st), 200_000, 'training through the outliers');
     const losses = s.losses.map(([, loss]) => loss);
