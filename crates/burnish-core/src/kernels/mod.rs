@@ -10,11 +10,12 @@
 //! A kernel runs only on tensors that live on a wgpu device (the browser's WebGPU, or wgpu
 //! natively), are `f32` and contiguous; otherwise the caller falls back to burn's composed
 //! operations, which compute the same thing. Every kernel has that composed reference beside it
-//! and tests comparing the two (`tests/kernels.rs`, on wgpu).
+//! and tests comparing the two (outputs, and gradients for a kernel on the autodiff path), on wgpu.
 //!
 //! Without the `wgpu` feature nothing here launches and every entry point answers "not here".
 
 pub(crate) mod adam;
+pub(crate) mod cross_entropy;
 #[cfg(feature = "wgpu")]
 mod registry;
 pub(crate) mod sgd;
@@ -25,14 +26,19 @@ pub(crate) use registry::Uniform;
 
 use burn::prelude::*;
 
-/// Whether the kernels can run on these tensors: all `f32` on a wgpu device.
-pub(crate) fn applies(tensors: &[&Tensor<1>]) -> bool {
+/// Whether the kernels can run on these tensors: all `f32` on a wgpu device (with autodiff or
+/// without).
+pub(crate) fn applies<const D: usize>(tensors: &[&Tensor<D>]) -> bool {
     #[cfg(feature = "wgpu")]
     {
         use burn::backend::DispatchDevice;
         use burn::tensor::DType;
         tensors.iter().all(|t| {
-            t.dtype() == DType::F32 && matches!(t.device().as_dispatch(), DispatchDevice::Cube(_))
+            t.dtype() == DType::F32
+                && matches!(
+                    t.device().without_autodiff().as_dispatch(),
+                    DispatchDevice::Cube(_)
+                )
         })
     }
     #[cfg(not(feature = "wgpu"))]
@@ -76,3 +82,17 @@ macro_rules! uniform {
     };
 }
 pub(crate) use uniform;
+
+/// The wgpu device of this test process: the runtime starts once per process, so every test
+/// that needs wgpu shares it.
+#[cfg(all(test, feature = "wgpu"))]
+pub(crate) fn test_device() -> Device {
+    static DEVICE: std::sync::OnceLock<Device> = std::sync::OnceLock::new();
+    DEVICE
+        .get_or_init(|| {
+            crate::gpu::init().unwrap_or_else(|err| {
+                panic!("no wgpu adapter ({err}); `cargo xtask test` installs Mesa's lavapipe")
+            })
+        })
+        .clone()
+}

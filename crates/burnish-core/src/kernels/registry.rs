@@ -111,7 +111,12 @@ pub(crate) fn cube_tensor<const D: usize>(tensor: Tensor<D>) -> CubeTensor {
 
 /// A tensor a kernel only reads, contiguous.
 pub(crate) fn input<const D: usize>(tensor: Tensor<D>) -> CubeTensor {
-    let t = cube_tensor(tensor);
+    contiguous(cube_tensor(tensor))
+}
+
+/// `t` itself where its elements are in row-major order without gaps, else a contiguous copy
+/// (a broadcast gradient, a transposed view).
+pub(crate) fn contiguous(t: CubeTensor) -> CubeTensor {
     if t.is_contiguous() {
         t
     } else {
@@ -126,11 +131,13 @@ pub(crate) fn owned<const D: usize>(tensor: Tensor<D>) -> CubeTensor {
     if t.can_mut() { t } else { t.copy() }
 }
 
-/// A launch of an element-wise kernel over `len` elements: its buffers in binding order, then
-/// the uniform block as the last binding.
+/// A launch of a kernel over `len` threads, [`WORKGROUP`] per workgroup: its buffers in binding
+/// order, then the uniform block as the last binding, on a grid laid out in two dimensions
+/// (WebGPU allows 65,535 workgroups per dimension), which the kernel flattens as
+/// `group.y * groups.x + group.x`.
 pub(crate) struct Launch {
     kernel: WgslKernel,
-    len: usize,
+    groups: u32,
     buffers: Vec<CubeTensor>,
 }
 
@@ -138,7 +145,8 @@ impl Launch {
     pub(crate) fn new(kernel: WgslKernel, len: usize) -> Self {
         Self {
             kernel,
-            len,
+            groups: u32::try_from(len.div_ceil(WORKGROUP as usize))
+                .expect("fewer than 2^32 workgroups"),
             buffers: Vec::new(),
         }
     }
@@ -156,9 +164,8 @@ impl Launch {
             return;
         };
         let client = first.client.clone();
-        let groups = (self.len as u32).div_ceil(WORKGROUP).max(1);
-        let x = groups.min(MAX_GROUPS);
-        let y = groups.div_ceil(x);
+        let x = self.groups.clamp(1, MAX_GROUPS);
+        let y = self.groups.div_ceil(x).max(1);
         let arguments = self
             .buffers
             .into_iter()
@@ -173,6 +180,16 @@ impl Launch {
             arguments,
         );
     }
+}
+
+/// An uninitialised `f32` tensor of `shape` on the same device as `like`.
+pub(crate) fn empty_like(like: &CubeTensor, shape: impl Into<Shape>) -> CubeTensor {
+    burn_cubecl::ops::numeric::empty_device_dtype(
+        like.client.clone(),
+        like.device.clone(),
+        shape.into(),
+        DType::F32,
+    )
 }
 
 /// Wrap a CubeCL tensor back into a burn tensor.

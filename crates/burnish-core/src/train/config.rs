@@ -34,10 +34,14 @@ pub struct TrainConfig {
     pub steps: usize,
     /// Seed of weight initialisation and batch order; the same seed repeats a run on one backend (default 42).
     pub seed: u64,
-    /// Use burnish's hand-written WGSL kernels where the device is wgpu (default true): today
-    /// the fused Adam/AdamW step. `false` runs burn's composed operations only, which compute
-    /// the same thing; it exists to compare the two (`cargo xtask bench`).
+    /// Use burnish's hand-written WGSL kernels where the device is wgpu (default true): the
+    /// fused optimizer step (Adam/AdamW, SGD) and the fused softmax cross-entropy (forward and
+    /// backward). `false` runs burn's composed operations only, which compute the same thing;
+    /// it exists to compare the two (`cargo xtask bench`).
     pub fused_kernels: bool,
+    /// With `fused_kernels` on, also fuse the softmax cross-entropy (default true); `false`
+    /// keeps only the fused optimizer step, so the bench can measure each kernel's own gain.
+    pub fused_loss: bool,
 }
 
 impl Default for TrainConfig {
@@ -54,11 +58,17 @@ impl Default for TrainConfig {
             steps: 300,
             seed: 42,
             fused_kernels: true,
+            fused_loss: true,
         }
     }
 }
 
 impl TrainConfig {
+    /// Whether the loss runs on the fused cross-entropy kernels where they apply.
+    pub(crate) fn fuse_loss(&self) -> bool {
+        self.fused_kernels && self.fused_loss
+    }
+
     /// The learning rate of step `step` (0-based) of `steps`: the peak rate scaled by the
     /// schedule.
     pub fn learning_rate_at(&self, step: usize) -> f64 {

@@ -6,9 +6,9 @@
 
 use super::optim::Optimizer;
 use burn::prelude::*;
-use burn::tensor::activation::log_softmax;
 use serde::{Deserialize, Serialize};
 
+use super::loss::cross_entropy;
 use super::optimizer::{OptimizerKind, build};
 use super::text::{DecayMatrices, decoupled_step, queued_loss};
 use super::trainer::step_report;
@@ -22,13 +22,6 @@ impl DecayMatrices for Gpt {
     fn decay(self, factor: f32) -> Self {
         Gpt::decay(self, factor)
     }
-}
-
-/// Mean cross-entropy of predicting `targets` (`[n]`) from `logits` (`[n, vocab]`).
-fn cross_entropy(logits: Tensor<2>, targets: Tensor<1, Int>) -> Tensor<1> {
-    let [n] = targets.dims();
-    let picked = log_softmax(logits, 1).gather(1, targets.reshape([n, 1]));
-    picked.mean().neg()
 }
 
 /// Inputs `[rows, len]` and next-token targets `[rows * len]` of the windows of `tokens` that
@@ -162,6 +155,7 @@ impl LmTrainer {
             &mut self.dropout_rng,
         );
         let (window, rows) = (self.window, self.config.batch_size);
+        let fused = self.config.fuse_loss();
         let (model, loss, learning_rate) = decoupled_step(
             model,
             &mut self.optim,
@@ -174,7 +168,8 @@ impl LmTrainer {
                 let (ids, targets) = windows(tokens, &starts, window, device);
                 let logits = model.forward(ids, None, &mut Masks::from(dropout));
                 let vocab = logits.dims()[2];
-                cross_entropy(logits.reshape([rows * window, vocab]), targets) / micro as f32
+                cross_entropy(logits.reshape([rows * window, vocab]), targets, None, fused)
+                    / micro as f32
             },
         );
         self.model = Some(model);
@@ -251,7 +246,7 @@ async fn summed_loss(
     let n = starts.len() * len;
     let logits = net.forward(ids, None, &mut Masks::none());
     let vocab = logits.dims()[2];
-    let loss: f32 = cross_entropy(logits.reshape([n, vocab]), targets)
+    let loss: f32 = cross_entropy(logits.reshape([n, vocab]), targets, None, true)
         .into_scalar_async()
         .await
         .map_err(Error::readback("validation loss"))?;

@@ -7,6 +7,7 @@
 mod batches;
 mod config;
 pub mod lm;
+mod loss;
 pub mod optim;
 pub mod optimizer;
 pub mod schedule;

@@ -671,9 +671,7 @@ mod fused_tests {
 
     #[test]
     fn fused_optimizers_match_the_composed_update() {
-        let device = Device::wgpu_options().init().unwrap_or_else(|err| {
-            panic!("no wgpu adapter ({err}); `cargo xtask test` installs Mesa's lavapipe")
-        });
+        let device = kernels::test_device();
         // Sizes around the workgroup (256) and, last, one past 65,535 workgroups: the 2-D grid.
         let sizes = [
             (1, 8),

@@ -11,6 +11,7 @@ use burn::optim::{GradientsAccumulator, GradientsParams};
 use burn::prelude::*;
 
 use super::batches::BatchOrder;
+use super::loss::cross_entropy;
 use super::optimizer::{OptimizerKind, build, clip_global_norm};
 use super::trainer::{add_loss, step_report};
 use super::{Evaluation, StepReport, TrainConfig};
@@ -124,20 +125,6 @@ impl TokenizedSet {
     }
 }
 
-/// Cross-entropy of `logits` `[n, classes]` against `targets`, averaged over the rows whose
-/// weight is 1 (rows of weight 0 are left out).
-fn masked_cross_entropy(
-    logits: Tensor<2>,
-    targets: Tensor<1, Int>,
-    weights: Tensor<1>,
-) -> Tensor<1> {
-    let [n, _] = logits.dims();
-    let log_p = burn::tensor::activation::log_softmax(logits, 1);
-    let picked: Tensor<1> = log_p.gather(1, targets.reshape([n, 1])).reshape([n]);
-    let count = weights.clone().sum().clamp_min(1.0);
-    -(picked * weights).sum() / count
-}
-
 /// Steps a text classifier; see the module documentation.
 pub struct TextTrainer {
     model: Option<BertClassifier>,
@@ -246,6 +233,7 @@ impl TextTrainer {
             &mut self.dropout_rng,
         );
         let batch_size = self.config.batch_size;
+        let fused = self.config.fuse_loss();
         let (model, loss, learning_rate) = decoupled_step(
             model,
             &mut self.optim,
@@ -257,7 +245,7 @@ impl TextTrainer {
                 let input = pad_batch(&rows, data.pad_id, device);
                 let (targets, weights) = data.targets(&indices, device);
                 let logits = model.forward(&input, &mut Masks::from(dropout));
-                masked_cross_entropy(logits, targets, weights) / micro as f32
+                cross_entropy(logits, targets, Some(weights), fused) / micro as f32
             },
         );
         self.model = Some(model);
@@ -354,7 +342,7 @@ pub async fn evaluate_text(
             .into_scalar_async()
             .await
             .map_err(Error::readback("evaluation weights"))?;
-        let loss: f32 = masked_cross_entropy(logits.clone(), targets, weights)
+        let loss: f32 = cross_entropy(logits.clone(), targets, Some(weights), true)
             .into_scalar_async()
             .await
             .map_err(Error::readback("evaluation loss"))?;

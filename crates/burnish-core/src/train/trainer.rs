@@ -1,11 +1,11 @@
 use super::optim::Optimizer;
-use burn::nn::loss::CrossEntropyLossConfig;
 use burn::optim::{GradientsAccumulator, GradientsParams};
 use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::TrainConfig;
 use super::batches::{BatchOrder, BatchPosition};
+use super::loss::cross_entropy;
 use super::optim::SavedMoments;
 use super::optimizer::{build, clip_global_norm};
 use crate::data::ClassificationDataset;
@@ -288,7 +288,7 @@ impl Trainer {
             .model
             .take()
             .expect("the model is only absent inside step()");
-        let loss_fn = CrossEntropyLossConfig::new().init(&self.device);
+        let fused = self.config.fuse_loss();
         let mut accumulator = GradientsAccumulator::<Classifier>::new();
         let mut total_loss: Option<Tensor<1>> = None;
         for _ in 0..micro {
@@ -306,7 +306,7 @@ impl Trainer {
             // Each micro-batch's loss is divided by their count, so the summed gradients are
             // those of the mean over the whole effective batch (as in PyTorch).
             let logits = model.forward_with(x, &mut Masks::from(&mut self.dropout_rng));
-            let loss = loss_fn.forward(logits, y) / micro as f32;
+            let loss = cross_entropy(logits, y, None, fused) / micro as f32;
             accumulator.accumulate(&model, GradientsParams::from_grads(loss.backward(), &model));
             total_loss = add_loss(total_loss, loss.detach());
         }
@@ -384,7 +384,6 @@ pub async fn evaluate(
     let rows_per_batch = eval_rows(model.widest_per_row());
     let model = model.valid();
     let device = device.clone().without_autodiff();
-    let loss_fn = CrossEntropyLossConfig::new().init(&device);
     let mut predicted = Vec::with_capacity(data.len());
     let mut loss_sum: Option<Tensor<1>> = None;
     for start in (0..data.len()).step_by(rows_per_batch) {
@@ -394,7 +393,7 @@ pub async fn evaluate(
         let x = Tensor::<2>::from_data(TensorData::new(features, [rows, data.n_features]), &device);
         let y = Tensor::<1, Int>::from_data(TensorData::new(labels, [rows]), &device);
         let logits = model.forward(x);
-        let loss = loss_fn.forward(logits.clone(), y) * rows as f32;
+        let loss = cross_entropy(logits.clone(), y, None, true) * rows as f32;
         loss_sum = Some(match loss_sum {
             Some(sum) => sum + loss,
             None => loss,
