@@ -17,7 +17,7 @@ const ASSETS = process.env.BURNISH_ASSETS;
 const DIST = process.env.BURNISH_DIST;
 const OUT = process.env.BURNISH_BENCH_OUT;
 const EPOCHS = 2;
-// BURNISH_BENCH_QUICK=1: only the CNN (native, page, TF.js) and the optimizer bench, skipping the
+// BURNISH_BENCH_QUICK=1: only the CNN (native, page, TF.js) and the optimizer and loss kernels, skipping the
 // GPT, MiniLM and start-up figures (minutes on a CPU adapter).
 const QUICK = process.env.BURNISH_BENCH_QUICK === '1';
 const GPT_BROWSER_STEPS = 4;
@@ -30,8 +30,8 @@ function cli(args, env = {}) {
 }
 
 // `variant`: what the speed work changed, so each change is measured against the same run without
-// it: `base` (burn's composed optimizer, the loss read after every step), `fused` (the fused
-// Adam kernel) and the default (fused + losses read every ~100 ms). `env` picks the Vulkan driver
+// it: `base` (burn's composed optimizer and loss, the loss read after every step), `fused` (the
+// fused kernels: Adam, softmax cross-entropy) and the default (fused + losses read every ~100 ms). `env` picks the Vulkan driver
 // (`name` tells the runs' outputs apart).
 function cnnNative(device, variant = 'default', { env = {}, name = device } = {}) {
   const recipe = `${OUT}/cnn-recipe-${variant}.json`;
@@ -44,6 +44,23 @@ function cnnNative(device, variant = 'default', { env = {}, name = device } = {}
   const progress = events.filter((e) => e.type === 'progress');
   // `ms_per_step` is the mean of every step but the first (shader compiles), evaluation left out.
   return { device: started.adapter ?? started.device, parameters: started.parameters, steps: progress.length, msPerStep: progress.at(-1).ms_per_step, batch: 64 };
+}
+
+// The fused softmax cross-entropy's own gain: a small GPT (2 x 64, context 64, batch 8) on wgpu
+// with every fused kernel vs with the fused optimizer only (`fused_loss: false`), the loss read
+// every step, on the character vocabulary of Tiny Shakespeare and on MiniLM's 30,522 WordPiece
+// tokens (where the loss is most of a step).
+function lossKernel(vocab, fusedLoss) {
+  const recipe = `${OUT}/loss-recipe-${fusedLoss}.json`;
+  writeFileSync(recipe, JSON.stringify({
+    model: { context: 64, layers: 2, heads: 2, hidden: 64 },
+    train: { batch_size: 8, steps: 10, fused_loss: fusedLoss },
+    eval_every: 1000, sample_every: 1000, loss_read_ms: 0,
+  }));
+  const tokenizer = vocab === 'wordpiece' ? ['--tokenizer', `${ASSETS}/minilm/tokenizer.json`] : [];
+  const events = cli(['lm', `${ASSETS}/tinyshakespeare.txt`, ...tokenizer, '--recipe', recipe, '--device', 'wgpu', '--json']);
+  const started = checkAdapter(events.find((e) => e.type === 'started'), 'wgpu');
+  return { device: started.adapter ?? started.device, msPerStep: events.filter((e) => e.type === 'progress').at(-1).ms_per_step };
 }
 
 // The optimizer step alone, fused kernel vs composed (tests/benches/optimizer.rs), as its table.
@@ -230,6 +247,16 @@ async function main() {
     }
   }
   native.optimizer = optimizerBench();
+  native.loss = {};
+  for (const vocab of ['chars', 'wordpiece']) {
+    for (const fused of [false, true]) {
+      try {
+        native.loss[`${vocab}_${fused ? 'fused' : 'composed'}`] = lossKernel(vocab, fused);
+      } catch (err) {
+        native.loss[`${vocab}_${fused ? 'fused' : 'composed'}`] = { error: String(err.stderr || err.message).trim().split('\n').pop() };
+      }
+    }
+  }
   native.gpt = QUICK ? { skipped: true } : gpt();
   native.minilm = QUICK ? { full: {}, lora: {} } : minilm();
   native.minilmSmall = {};
@@ -256,11 +283,11 @@ async function main() {
   const b = browser.burnishCnn;
   const rows = [
     ['burnish, native flex (CPU)', native.flex.msPerStep, native.flex.device],
-    ['burnish, native wgpu: composed optimizer, loss read every step', native.wgpuBase?.msPerStep, native.wgpuBase?.device],
-    ['burnish, native wgpu: fused Adam kernel, loss read every step', native.wgpuFused?.msPerStep, native.wgpuFused?.device],
-    ['burnish, native wgpu (default: fused kernel, losses read every ~100 ms)', native.wgpu.msPerStep, native.wgpu.device ?? native.wgpu.error],
+    ['burnish, native wgpu: composed optimizer and loss, loss read every step', native.wgpuBase?.msPerStep, native.wgpuBase?.device],
+    ['burnish, native wgpu: fused kernels (Adam, cross-entropy), loss read every step', native.wgpuFused?.msPerStep, native.wgpuFused?.device],
+    ['burnish, native wgpu (default: fused kernels, losses read every ~100 ms)', native.wgpu.msPerStep, native.wgpu.device ?? native.wgpu.error],
     ['burnish, native wgpu on SwiftShader (Chromium\'s Vulkan driver), as the default', native.wgpuSwiftshader?.msPerStep, native.wgpuSwiftshader?.error ?? native.wgpuSwiftshader?.device ?? `${SWIFTSHADER_ICD ?? 'Chromium\'s vk_swiftshader_icd.json'} not found`],
-    ['burnish, Chromium WebGPU (page + worker): composed optimizer, loss read every step', browser.burnishCnnBase?.msPerStep, 'same'],
+    ['burnish, Chromium WebGPU (page + worker): composed optimizer and loss, loss read every step', browser.burnishCnnBase?.msPerStep, 'same'],
     ['burnish, Chromium WebGPU (page + worker)', b.msPerStep, [browser.adapter?.vendor, browser.adapter?.architecture].filter(Boolean).join(' / ') || b.device || 'WebGPU'],
     ['TF.js 4.22, Chromium WebGPU', browser.tfjs_webgpu.msPerStep, browser.tfjs_webgpu.error ?? browser.tfjs_webgpu.backend],
     ['TF.js 4.22, Chromium WebGL', browser.tfjs_webgl.msPerStep, browser.tfjs_webgl.error ?? browser.tfjs_webgl.backend],
@@ -276,10 +303,17 @@ async function main() {
       `browser / native wgpu ${fmt(native.wgpu.msPerStep / b.msPerStep, 2)}x; ` +
       `browser / native wgpu on the same adapter (SwiftShader) ${fmt(native.wgpuSwiftshader?.msPerStep / b.msPerStep, 2)}x; ` +
       `burnish in the browser / TF.js's fastest backend ${fmt(tfBest / b.msPerStep, 2)}x (samples/s).`, '',
-    `Native wgpu: the fused Adam kernel ${fmt(native.wgpuBase?.msPerStep / native.wgpuFused?.msPerStep, 2)}x the composed optimizer's speed; ` +
+    `Native wgpu: the fused kernels ${fmt(native.wgpuBase?.msPerStep / native.wgpuFused?.msPerStep, 2)}x the composed operations' speed; ` +
       `reading losses every ~100 ms instead of every step a further ${fmt(native.wgpuFused?.msPerStep / native.wgpu.msPerStep, 2)}x. ` +
       `In the browser, both together: ${fmt(browser.burnishCnnBase?.msPerStep / b.msPerStep, 2)}x.`, '',
     '## The optimizer step alone (wgpu; tests/benches/optimizer.rs)', '', native.optimizer, '',
+    `## The fused softmax cross-entropy (native wgpu, ${native.loss.chars_fused?.device ?? '?'}; GPT 2 x 64, context 64, batch 8; ms/step)`, '',
+    '| vocabulary | composed loss (fused optimizer only) | fused loss | speed-up |', '|---|---|---|---|',
+    ...[['chars', 'characters of Tiny Shakespeare'], ['wordpiece', 'MiniLM\'s 30,522 WordPiece tokens']].map(([k, name]) => {
+      const c = native.loss[`${k}_composed`];
+      const f = native.loss[`${k}_fused`];
+      return `| ${name} | ${c?.error ?? fmt(c?.msPerStep)} | ${f?.error ?? fmt(f?.msPerStep)} | ${c?.msPerStep && f?.msPerStep ? `${fmt(c.msPerStep / f.msPerStep, 2)}x` : '–'} |`;
+    }), '',
     '## GPT (Tiny Shakespeare, 4 x 128, context 128, batch 32)', '',
     '| where | training tokens/s | generation tokens/s |', '|---|---|---|',
     `| native flex (20 steps; 300 tokens) | ${fmt(native.gpt.trainingTokensPerSecond, 0)} | ${fmt(native.gpt.generationTokensPerSecond, 0)} |`,
