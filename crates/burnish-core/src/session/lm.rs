@@ -281,12 +281,22 @@ pub async fn train_lm(
         tokenizer: data.tokenizer.clone(),
     };
     let held = &held_out[..held_out.len().min(recipe.eval_tokens.max(2))];
-    // Samples need a prompt: an empty one starts from the text's first token.
-    let prompt = if recipe.prompt.is_empty() {
+    // Samples need a prompt of at least one token: an empty one, or one the tokenizer makes no
+    // token of (the default newline under a WordPiece tokenizer, which drops whitespace), starts
+    // from the text's first token. Checked before training, so no run ends in this error.
+    let prompt = if data.tokenizer.encode(&recipe.prompt)?.is_empty() {
         data.tokenizer.decode(&data.tokens[..1])?
     } else {
         recipe.prompt.clone()
     };
+    if data.tokenizer.encode(&prompt)?.is_empty() {
+        return Err(Error::config(
+            "prompt",
+            format!(
+                "expected a prompt the tokenizer makes at least one token of, found {prompt:?}"
+            ),
+        ));
+    }
     let (mut timer, mut queue, mut cancelled) = (StepTimer::default(), LossQueue::default(), false);
     let mut loss_sum = 0.0f64;
     let mut loss_n = 0usize;
@@ -808,6 +818,35 @@ mod tests {
         assert!(v.perplexity < 2.0, "{v:?}");
         // An empty prompt starts from the text's first character.
         assert!(report.sample.starts_with("bcd"), "{:?}", report.sample);
+
+        // A prompt the tokenizer makes no token of (whitespace under WordPiece) does the same,
+        // instead of failing after training.
+        let tokenizer = include_bytes!("../../../../tests/fixtures/tiny-tokenizer.json");
+        let words = LmData::load(
+            "words.txt",
+            "the movie was good\n".repeat(40).as_bytes(),
+            Some(tokenizer),
+        )
+        .expect("data");
+        let recipe = LmRecipe {
+            prompt: "\n".into(),
+            train: TrainConfig {
+                batch_size: 4,
+                steps: 2,
+                ..TrainConfig::default()
+            },
+            ..recipe
+        };
+        let (_, report) = pollster::block_on(train_lm(
+            &words,
+            &recipe,
+            None,
+            &device,
+            &Control::default(),
+            &Recorder::default(),
+        ))
+        .expect("a whitespace prompt under WordPiece still samples");
+        assert!(!report.sample.is_empty());
 
         let files = pollster::block_on(export_lm(&lm)).expect("export");
         let file = |n: &str| {
