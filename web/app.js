@@ -10,7 +10,7 @@ import { CONLL, isAdapterFolder, isModelFolder, showEntityReport, showFolder, sh
 
 const $ = (id) => document.getElementById(id);
 const state = {
-  phase: 'loading', events: [], losses: [], epochs: [], stepTimes: [], errors: [], adapter: null,
+  phase: 'loading', events: [], losses: [], epochs: [], stepTimes: [], hostMs: [], errors: [], adapter: null,
   preview: null, splits: {}, report: null, model: null, prediction: null, exported: null, defaults: null,
   // Fine-tuning a text encoder: `mode` is 'text' once a model folder is loaded.
   mode: 'features', folder: null, textPreview: null, textModel: null, memory: null, textPrediction: null,
@@ -658,6 +658,7 @@ function onEvent(event) {
       state.losses = [];
       state.epochs = [];
       state.stepTimes = [];
+      state.hostMs = [];
       $('progress').max = event.steps_per_epoch;
       $('epoch-progress').max = event.epochs;
       $('epoch-progress').value = 0;
@@ -668,6 +669,7 @@ function onEvent(event) {
       state.losses.push([event.step, event.loss]);
       state.stepTimes.push(performance.now());
       state.msPerStep = event.ms_per_step;
+      state.hostMs.push(event.host_ms);
       const inEpoch = ((event.step - 1) % run.perEpoch) + 1;
       const epoch = Math.ceil(event.step / run.perEpoch);
       $('progress').value = inEpoch;

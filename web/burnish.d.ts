@@ -33,7 +33,7 @@ export type Recipe = Record<string, unknown>;
 
 export interface Preview { role: string; source: string; rows: number; classes: string[]; [key: string]: unknown }
 
-export interface Progress { type: 'progress'; step: number; steps: number; loss: number; learning_rate: number; ms_per_step: number }
+export interface Progress { type: 'progress'; step: number; steps: number; loss: number; learning_rate: number; ms_per_step: number; host_ms: number }
 export interface Started { type: 'started'; rows: number; steps: number; epochs: number; steps_per_epoch: number; parameters: number; total_parameters: number; device: string;
   /** The GPU adapter the worker trains on, as WebGPU describes it (absent on a CPU backend). */
   adapter?: string }

@@ -307,7 +307,8 @@ pub async fn train_lm(
         }
         let before = host.now_ms();
         let (loss, learning_rate) = trainer.step_unread()?;
-        queue.push(loss, step, learning_rate, before);
+        let host_ms = host.now_ms() - before;
+        queue.push(loss, step, learning_rate, before, host_ms);
         let evaluating = held.len() >= 2 && (step % recipe.eval_every.max(1) == 0 || step == steps);
         let sampling = recipe.sample_every > 0 && step % recipe.sample_every == 0 && step < steps;
         // Losses are read together (progress events in order) until an evaluation, a sample, the

@@ -267,6 +267,10 @@ pub enum Event {
         learning_rate: f64,
         /// Mean wall time per step since the run started, in milliseconds.
         ms_per_step: f64,
+        /// Milliseconds this step's host code took to record its work: the batch's upload,
+        /// building the graph, generating kernels on first use and dispatching them, without
+        /// waiting for the GPU. The step time's floor on a GPU fast enough to keep up.
+        host_ms: f64,
     },
     /// A validation metric was computed.
     Metrics {
@@ -483,6 +487,7 @@ mod tests {
             loss: 0.5,
             learning_rate: 0.1,
             ms_per_step: 3.0,
+            host_ms: 1.0,
         })
         .expect("serialise");
         assert_eq!(json["type"], "progress");

@@ -11,6 +11,7 @@ use std::rc::Rc;
 use crate::Result;
 use crate::model::{MlpConfig, ModelConfig};
 use crate::train::Trainer;
+use crate::train::step_report;
 use burn::module::Module;
 use burn::prelude::Device;
 
@@ -131,7 +132,10 @@ pub async fn run_demo(
             cancelled = true;
             break;
         }
-        let report = trainer.step().await?;
+        let before = host.now_ms();
+        let (total, learning_rate) = trainer.step_unread()?;
+        let host_ms = host.now_ms() - before;
+        let report = step_report(Some(total), trainer.steps_done(), learning_rate).await?;
         loss = report.loss;
         let now = host.now_ms();
         let first_done = *after_first.get_or_insert(now);
@@ -146,6 +150,7 @@ pub async fn run_demo(
             loss,
             learning_rate: report.learning_rate,
             ms_per_step,
+            host_ms,
         });
         if request.eval_every > 0 && report.step % request.eval_every == 0 && report.step < steps {
             let accuracy = trainer.evaluate(&data).await?.report.accuracy as f32;

@@ -17,3 +17,4 @@ mod trainer;
 pub use batches::BatchPosition;
 pub use config::TrainConfig;
 pub use trainer::{Evaluation, StepReport, Trainer, TrainerState, evaluate};
+pub(crate) use trainer::step_report;
