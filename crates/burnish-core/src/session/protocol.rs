@@ -268,8 +268,10 @@ pub enum Event {
         /// Mean wall time per step since the run started, in milliseconds.
         ms_per_step: f64,
         /// Milliseconds this step's host code took to record its work: the batch's upload,
-        /// building the graph, generating kernels on first use and dispatching them, without
-        /// waiting for the GPU. The step time's floor on a GPU fast enough to keep up.
+        /// building the graph, generating kernels on first use and dispatching them. In the
+        /// browser nothing in it waits for the GPU (WebGPU cannot block), so it is the step
+        /// time's floor on a GPU fast enough to keep up; natively, wgpu may block inside it when
+        /// the GPU falls far behind (CubeCL throttles its submissions).
         host_ms: f64,
     },
     /// A validation metric was computed.

@@ -16,5 +16,5 @@ mod trainer;
 
 pub use batches::BatchPosition;
 pub use config::TrainConfig;
-pub use trainer::{Evaluation, StepReport, Trainer, TrainerState, evaluate};
 pub(crate) use trainer::step_report;
+pub use trainer::{Evaluation, StepReport, Trainer, TrainerState, evaluate};
