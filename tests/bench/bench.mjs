@@ -23,6 +23,8 @@ const QUICK = process.env.BURNISH_BENCH_QUICK === '1';
 const GPT_BROWSER_STEPS = 4;
 
 const median = (xs) => { const s = [...xs].sort((a, b) => a - b); return s[Math.floor(s.length / 2)]; };
+// The median host time (`host_ms`) of a run's steps but the first (which generates the kernels).
+const hostMedian = (hostMs) => median(hostMs.slice(1));
 
 function cli(args, env = {}) {
   const out = execFileSync(CLI, args, { encoding: 'utf8', maxBuffer: 1 << 28, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
@@ -43,10 +45,9 @@ function cnnNative(device, variant = 'default', { env = {}, name = device } = {}
   const started = checkAdapter(events.find((e) => e.type === 'started'), name);
   const progress = events.filter((e) => e.type === 'progress');
   // `ms_per_step` is the mean of every step but the first (shader compiles), evaluation left out.
-  // `host_ms`: the median host time of those steps (recording them, without waiting for the GPU).
   return {
     device: started.adapter ?? started.device, parameters: started.parameters, steps: progress.length,
-    msPerStep: progress.at(-1).ms_per_step, hostMs: median(progress.slice(1).map((e) => e.host_ms)), batch: 64,
+    msPerStep: progress.at(-1).ms_per_step, hostMs: hostMedian(progress.map((e) => e.host_ms)), batch: 64,
   };
 }
 
@@ -128,7 +129,7 @@ function minilmSmall(device, tuning, env = {}, name = device) {
     ...(tuning === 'lora' ? ['--tuning', 'lora', '--lora-rank', '8'] : [])], env);
   const started = checkAdapter(events.find((e) => e.type === 'started'), name);
   const progress = events.filter((e) => e.type === 'progress');
-  return { msPerStep: progress.at(-1).ms_per_step, hostMs: median(progress.slice(1).map((e) => e.host_ms)), device: started.adapter ?? started.device };
+  return { msPerStep: progress.at(-1).ms_per_step, hostMs: hostMedian(progress.map((e) => e.host_ms)), device: started.adapter ?? started.device };
 }
 
 // Chromium's own Vulkan driver (SwiftShader), when Debian's Chromium ships it: native wgpu on it
@@ -200,7 +201,7 @@ async function browserFigures() {
       const s = await poll(page, () => (window.burnish?.report && window.burnish.model ? window.burnish : null), 600_000, 'the digits run');
       // The worker's own mean over every step but the first (shader compiles), evaluation left
       // out, as the CLI reports it natively (steps read together arrive together on the page).
-      out[key] = { parameters: s.model.parameters, steps: s.losses.length, msPerStep: s.msPerStep, hostMs: median(s.hostMs.slice(1)), batch: 64, device: s.started?.adapter };
+      out[key] = { parameters: s.model.parameters, steps: s.losses.length, msPerStep: s.msPerStep, hostMs: hostMedian(s.hostMs), batch: 64, device: s.started?.adapter };
     }
     for (const backend of ['webgpu', 'webgl']) {
       await page.goto(`${BASE_URL}bench/tfjs.html?backend=${backend}&steps=40`);
@@ -246,7 +247,7 @@ async function browserFigures() {
       }, 1_800_000, `MiniLM ${tuning} steps`, steps);
       out.minilm[tuning] = s.errors.length
         ? { error: s.errors.at(-1), steps: s.losses.length }
-        : { msPerStep: s.msPerStep, hostMs: median(s.hostMs.slice(1)), steps: s.losses.length };
+        : { msPerStep: s.msPerStep, hostMs: hostMedian(s.hostMs), steps: s.losses.length };
       if (['running', 'paused'].includes(await page.evaluate(() => window.burnish.phase))) {
         await page.click('#cancel');
         await poll(page, () => !['running', 'paused'].includes(window.burnish?.phase), 600_000, 'the cancel');

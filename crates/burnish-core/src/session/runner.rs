@@ -10,8 +10,7 @@ use std::rc::Rc;
 
 use crate::Result;
 use crate::model::{MlpConfig, ModelConfig};
-use crate::train::Trainer;
-use crate::train::step_report;
+use crate::train::{Trainer, step_report};
 use burn::module::Module;
 use burn::prelude::Device;
 
