@@ -16,6 +16,7 @@
 
 pub(crate) mod adam;
 pub(crate) mod cross_entropy;
+pub(crate) mod layer_norm;
 #[cfg(feature = "wgpu")]
 mod registry;
 pub(crate) mod sgd;

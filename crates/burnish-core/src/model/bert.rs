@@ -418,6 +418,8 @@ pub struct Bert {
     act: usize,
     hidden_dropout: f64,
     attention_dropout: f64,
+    /// The LayerNorms' epsilon (burn's `LayerNorm` does not say it).
+    norm_eps: f64,
 }
 
 /// The inputs of a batch of sequences, padded to one length.
@@ -590,6 +592,7 @@ impl Bert {
             },
             hidden_dropout: config.hidden_dropout_prob,
             attention_dropout: config.attention_probs_dropout_prob,
+            norm_eps: eps,
         })
     }
 
@@ -603,7 +606,8 @@ impl Bert {
         let x = self.word_embeddings.forward(input.ids.clone())
             + self.position_embeddings.forward(positions)
             + self.token_type_embeddings.forward(input.type_ids.clone());
-        let mut x = masks.apply(self.embeddings_norm.forward(x), self.hidden_dropout);
+        let x = masks.layer_norm(&self.embeddings_norm, self.norm_eps, x);
+        let mut x = masks.apply(x, self.hidden_dropout);
         // 0 where attended, a large negative number at padding: added to the scores.
         let bias: Tensor<4> = ((input.mask.clone() - 1.0) * 1e9).reshape([batch, 1, 1, len]);
         for layer in &self.layers {
@@ -630,7 +634,7 @@ impl Bert {
         let context: Tensor<3> = probs.matmul(v).swap_dims(1, 2).reshape([batch, len, h]);
         let attended = l.attention_out.forward(context, masks);
         let attended = masks.apply(attended, self.hidden_dropout);
-        let x = l.attention_norm.forward(x + attended);
+        let x = masks.layer_norm(&l.attention_norm, self.norm_eps, x + attended);
         let inner = l.intermediate.forward(x.clone(), masks);
         let inner = match self.act {
             1 => gelu_tanh(inner),
@@ -639,7 +643,7 @@ impl Bert {
         };
         let out = l.output.forward(inner, masks);
         let out = masks.apply(out, self.hidden_dropout);
-        l.output_norm.forward(x + out)
+        masks.layer_norm(&l.output_norm, self.norm_eps, x + out)
     }
 
     /// Decoupled weight decay on the matrices (embeddings and linear weights), not on biases or

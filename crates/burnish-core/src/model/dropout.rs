@@ -3,25 +3,67 @@
 //! alike, whatever else uses the device. The masks are small (rows x width of the layers that
 //! drop), so uploading them costs little next to the step.
 
+use burn::module::Param;
+use burn::nn::LayerNorm;
 use burn::prelude::*;
 
+use crate::kernels;
 use crate::rng::Rng;
 
 /// Where a forward pass draws dropout masks from: nowhere (evaluation, prediction) or a
-/// generator (training).
+/// generator (training); and whether its layers may use burnish's fused kernels (on by default;
+/// a trainer passes its `fused_kernels`).
 pub struct Masks<'a> {
     rng: Option<&'a mut Rng>,
+    fused_kernels: bool,
 }
 
 impl<'a> Masks<'a> {
     /// No dropout: the layers pass values through.
     pub fn none() -> Self {
-        Self { rng: None }
+        Self {
+            rng: None,
+            fused_kernels: true,
+        }
     }
 
     /// Dropout with masks from `rng`.
     pub fn from(rng: &'a mut Rng) -> Self {
-        Self { rng: Some(rng) }
+        Self {
+            rng: Some(rng),
+            fused_kernels: true,
+        }
+    }
+
+    /// Whether layers may use the fused kernels where they apply (`false`: burn's composed
+    /// operations only, the reference the kernels are measured against).
+    #[must_use]
+    pub fn with_fused_kernels(mut self, on: bool) -> Self {
+        self.fused_kernels = on;
+        self
+    }
+
+    /// Layer normalisation of `x` over its last dimension by `ln`, through the fused kernel
+    /// (`kernels::layer_norm`) where it applies and is allowed, else burn's own. burn's
+    /// `LayerNorm` keeps its epsilon private, so the caller passes the one it built it with.
+    pub fn layer_norm<const D: usize>(
+        &self,
+        ln: &LayerNorm,
+        epsilon: f64,
+        x: Tensor<D>,
+    ) -> Tensor<D> {
+        if self.fused_kernels {
+            let dims = x.dims();
+            let cols = dims[D - 1];
+            let rows = dims[..D - 1].iter().product::<usize>();
+            let gamma = ln.gamma.val();
+            let beta = ln.beta.as_ref().map(Param::val);
+            let flat: Tensor<2> = x.clone().reshape([rows, cols]);
+            if kernels::layer_norm::applies(&flat, &gamma, beta.as_ref()) {
+                return kernels::layer_norm::layer_norm(flat, gamma, beta, epsilon).reshape(dims);
+            }
+        }
+        ln.forward(x)
     }
 
     /// Zero each value with probability `p` and scale the rest by `1 / (1 - p)` (inverted

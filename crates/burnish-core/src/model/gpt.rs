@@ -111,10 +111,10 @@ impl GptConfig {
         };
         let blocks = (0..self.layers)
             .map(|_| GptBlock {
-                ln1: LayerNormConfig::new(h).with_epsilon(1e-5).init(device),
+                ln1: LayerNormConfig::new(h).with_epsilon(NORM_EPS).init(device),
                 attn: linear(h, 3 * h, 0.02),
                 proj: linear(h, h, residual),
-                ln2: LayerNormConfig::new(h).with_epsilon(1e-5).init(device),
+                ln2: LayerNormConfig::new(h).with_epsilon(NORM_EPS).init(device),
                 fc: linear(h, 4 * h, 0.02),
                 out: linear(4 * h, h, residual),
             })
@@ -130,12 +130,15 @@ impl GptConfig {
             wte: embedding(self.vocab_size, 0.02),
             wpe: embedding(self.context, 0.01),
             blocks,
-            ln_f: LayerNormConfig::new(h).with_epsilon(1e-5).init(device),
+            ln_f: LayerNormConfig::new(h).with_epsilon(NORM_EPS).init(device),
             heads: self.heads,
             dropout: self.dropout,
         })
     }
 }
+
+/// The LayerNorms' epsilon (GPT-2's).
+const NORM_EPS: f64 = 1e-5;
 
 /// One pre-norm block.
 #[derive(Module, Debug)]
@@ -229,7 +232,9 @@ impl Gpt {
         let h = x.dims()[2];
         let dh = h / self.heads;
         for (i, block) in self.blocks.iter().enumerate() {
-            let qkv = block.attn.forward(block.ln1.forward(x.clone()), masks);
+            let qkv = block
+                .attn
+                .forward(masks.layer_norm(&block.ln1, NORM_EPS, x.clone()), masks);
             let split = |part: usize| {
                 qkv.clone()
                     .narrow(2, part * h, h)
@@ -253,14 +258,18 @@ impl Gpt {
             let context: Tensor<3> = probs.matmul(v).swap_dims(1, 2).reshape([batch, len, h]);
             let attended = block.proj.forward(context, masks);
             x = x + masks.apply(attended, self.dropout);
-            let inner = gelu_tanh(block.fc.forward(block.ln2.forward(x.clone()), masks));
+            let inner = gelu_tanh(
+                block
+                    .fc
+                    .forward(masks.layer_norm(&block.ln2, NORM_EPS, x.clone()), masks),
+            );
             let out = block.out.forward(inner, masks);
             x = x + masks.apply(out, self.dropout);
         }
         if let Some(cache) = cache {
             cache.len = total;
         }
-        let x = self.ln_f.forward(x);
+        let x = masks.layer_norm(&self.ln_f, NORM_EPS, x);
         let vocab = self.vocab_size();
         x.reshape([batch * len, h])
             .matmul(self.wte.weight.val().transpose())
@@ -676,7 +685,7 @@ impl Gpt {
         let param2 = |d: TensorData| Param::<Tensor<2>>::from_data(d, device);
         let h = config.hidden;
         let norm = |next: &mut dyn FnMut() -> TensorData| {
-            let mut n = LayerNormConfig::new(h).with_epsilon(1e-5).init(device);
+            let mut n = LayerNormConfig::new(h).with_epsilon(NORM_EPS).init(device);
             n.gamma = param1(next());
             n.beta = Some(param1(next()));
             n

@@ -35,12 +35,13 @@ pub struct TrainConfig {
     /// Seed of weight initialisation and batch order; the same seed repeats a run on one backend (default 42).
     pub seed: u64,
     /// Use burnish's hand-written WGSL kernels where the device is wgpu (default true): the
-    /// fused optimizer step (Adam/AdamW, SGD) and the fused softmax cross-entropy (forward and
-    /// backward). `false` runs burn's composed operations only, which compute the same thing;
+    /// fused optimizer step (Adam/AdamW, SGD), the fused softmax cross-entropy and the
+    /// transformers' fused layer norm (forward and backward each). `false` runs burn's composed
+    /// operations only, which compute the same thing;
     /// it exists to compare the two (`cargo xtask bench`).
     pub fused_kernels: bool,
     /// With `fused_kernels` on, also fuse the softmax cross-entropy (default true); `false`
-    /// keeps only the fused optimizer step, so the bench can measure each kernel's own gain.
+    /// keeps the other fused kernels, so the bench can measure the loss kernel's own gain.
     pub fused_loss: bool,
 }
 

@@ -156,6 +156,7 @@ impl LmTrainer {
         );
         let (window, rows) = (self.window, self.config.batch_size);
         let fused = self.config.fuse_loss();
+        let fused_kernels = self.config.fused_kernels;
         let (model, loss, learning_rate) = decoupled_step(
             model,
             &mut self.optim,
@@ -166,7 +167,8 @@ impl LmTrainer {
                     .map(|_| rng.below(tokens.len() - window))
                     .collect();
                 let (ids, targets) = windows(tokens, &starts, window, device);
-                let logits = model.forward(ids, None, &mut Masks::from(dropout));
+                let mut masks = Masks::from(dropout).with_fused_kernels(fused_kernels);
+                let logits = model.forward(ids, None, &mut masks);
                 let vocab = logits.dims()[2];
                 cross_entropy(logits.reshape([rows * window, vocab]), targets, None, fused)
                     / micro as f32

@@ -234,6 +234,7 @@ impl TextTrainer {
         );
         let batch_size = self.config.batch_size;
         let fused = self.config.fuse_loss();
+        let fused_kernels = self.config.fused_kernels;
         let (model, loss, learning_rate) = decoupled_step(
             model,
             &mut self.optim,
@@ -244,7 +245,8 @@ impl TextTrainer {
                 let rows: Vec<&Encoding> = indices.iter().map(|&i| &data.rows[i]).collect();
                 let input = pad_batch(&rows, data.pad_id, device);
                 let (targets, weights) = data.targets(&indices, device);
-                let logits = model.forward(&input, &mut Masks::from(dropout));
+                let mut masks = Masks::from(dropout).with_fused_kernels(fused_kernels);
+                let logits = model.forward(&input, &mut masks);
                 cross_entropy(logits, targets, Some(weights), fused) / micro as f32
             },
         );
