@@ -267,40 +267,10 @@ mod tests {
 
     use super::{applies, layer_norm};
     use crate::kernels;
+    use crate::kernels::test_util::{assert_close, launched, read};
     use crate::rng::Rng;
 
     const EPS: f64 = 1e-5;
-
-    fn read<const D: usize>(t: Tensor<D>) -> Vec<f32> {
-        pollster::block_on(t.into_data_async())
-            .expect("read")
-            .try_to_vec()
-            .expect("f32")
-    }
-
-    fn launched() -> usize {
-        kernels::LAUNCHES.with(|n| n.get())
-    }
-
-    /// Every value within `tol` of its reference, relative to the larger of its magnitude and
-    /// `floor` times the reference's largest (rounding scales with the largest values, not with
-    /// each value near zero), naming the worst index.
-    fn assert_close(what: &str, got: &[f32], want: &[f32], tol: f32, floor: f32) {
-        assert_eq!(got.len(), want.len(), "{what}: lengths");
-        let largest = want.iter().fold(f32::MIN_POSITIVE, |m, v| m.max(v.abs()));
-        let (i, worst) = got
-            .iter()
-            .zip(want)
-            .map(|(a, b)| (a - b).abs() / b.abs().max(floor * largest))
-            .enumerate()
-            .fold((0, 0.0f32), |w, (i, d)| if d > w.1 { (i, d) } else { w });
-        assert!(
-            worst <= tol,
-            "{what}: index {i} differs: fused {} vs composed {} (relative {worst:.2e})",
-            got[i],
-            want[i]
-        );
-    }
 
     /// Seeded values: rows of spread 3 around offsets of 0 to 3 (so the mean matters; larger
     /// ones would measure f32's cancellation, in both paths, more than the kernels), scales

@@ -97,3 +97,43 @@ pub(crate) fn test_device() -> Device {
         })
         .clone()
 }
+
+/// What the kernels' tests share: reading a tensor back, counting launches, and comparing a
+/// kernel's values with the composed reference's.
+#[cfg(all(test, feature = "wgpu"))]
+pub(crate) mod test_util {
+    use burn::prelude::*;
+
+    /// The tensor's values (f32).
+    pub(crate) fn read<const D: usize>(t: Tensor<D>) -> Vec<f32> {
+        pollster::block_on(t.into_data_async())
+            .expect("read")
+            .try_to_vec()
+            .expect("f32")
+    }
+
+    /// Kernels launched from this thread so far.
+    pub(crate) fn launched() -> usize {
+        super::LAUNCHES.with(std::cell::Cell::get)
+    }
+
+    /// Every value within `tol` relative to its reference value, or to `floor` times the
+    /// reference's largest magnitude where that is more (rounding errors scale with the largest
+    /// values, not with each tiny one), naming the worst index.
+    pub(crate) fn assert_close(what: &str, got: &[f32], want: &[f32], tol: f32, floor: f32) {
+        assert_eq!(got.len(), want.len(), "{what}: lengths");
+        let largest = want.iter().fold(f32::MIN_POSITIVE, |m, v| m.max(v.abs()));
+        let (i, worst) = got
+            .iter()
+            .zip(want)
+            .map(|(a, b)| (a - b).abs() / b.abs().max(floor * largest))
+            .enumerate()
+            .fold((0, 0.0f32), |w, (i, d)| if d > w.1 { (i, d) } else { w });
+        assert!(
+            worst <= tol,
+            "{what}: index {i} differs: fused {} vs composed {} (relative {worst:.2e})",
+            got[i],
+            want[i]
+        );
+    }
+}

@@ -58,39 +58,9 @@ mod tests {
     use burn::prelude::*;
 
     use super::{cross_entropy, row_losses_reference};
+    use crate::kernels::test_util::{assert_close, launched, read};
     use crate::kernels::{self, cross_entropy::applies};
     use crate::rng::Rng;
-
-    fn read<const D: usize>(t: Tensor<D>) -> Vec<f32> {
-        pollster::block_on(t.into_data_async())
-            .expect("read")
-            .try_to_vec()
-            .expect("f32")
-    }
-
-    fn launched() -> usize {
-        kernels::LAUNCHES.with(|n| n.get())
-    }
-
-    /// Every value within `tol` relative to its reference value, or to `floor` times the
-    /// reference's largest magnitude where that is more (rounding errors scale with a row's
-    /// largest values, not with each tiny one), naming the worst index.
-    fn assert_close(what: &str, got: &[f32], want: &[f32], tol: f32, floor: f32) {
-        assert_eq!(got.len(), want.len(), "{what}: lengths");
-        let largest = want.iter().fold(f32::MIN_POSITIVE, |m, v| m.max(v.abs()));
-        let (i, worst) = got
-            .iter()
-            .zip(want)
-            .map(|(a, b)| (a - b).abs() / b.abs().max(floor * largest))
-            .enumerate()
-            .fold((0, 0.0f32), |w, (i, d)| if d > w.1 { (i, d) } else { w });
-        assert!(
-            worst <= tol,
-            "{what}: index {i} differs: fused {} vs composed {} (relative {worst:.2e})",
-            got[i],
-            want[i]
-        );
-    }
 
     /// A seeded case: logits of `scale` around a per-row offset, every target, weights with
     /// zeros and fractions (or none).

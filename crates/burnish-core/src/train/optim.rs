@@ -690,7 +690,7 @@ mod fused_tests {
         for kind in kinds {
             for (n, steps) in sizes {
                 for keep in [false, true] {
-                    let launched = || kernels::LAUNCHES.with(|n| n.get());
+                    let launched = kernels::test_util::launched;
                     let before = launched();
                     let fused = run(kind, true, keep, n, steps, &device);
                     assert_eq!(launched() - before, steps, "{kind:?}: one kernel per step");
