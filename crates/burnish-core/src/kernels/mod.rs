@@ -15,7 +15,9 @@
 //! Without the `wgpu` feature nothing here launches and every entry point answers "not here".
 
 pub(crate) mod adam;
+pub(crate) mod attention;
 pub(crate) mod cross_entropy;
+pub(crate) mod gelu;
 pub(crate) mod layer_norm;
 #[cfg(feature = "wgpu")]
 mod registry;
@@ -110,6 +112,30 @@ pub(crate) mod test_util {
             .expect("read")
             .try_to_vec()
             .expect("f32")
+    }
+
+    /// Every parameter's gradient in `grads` (from `GradientsParams::from_grads`), in the
+    /// module's visiting order; an empty list for a parameter without one.
+    pub(crate) fn param_grads<M: burn::module::Module>(
+        module: &M,
+        grads: &burn::optim::GradientsParams,
+    ) -> Vec<Vec<f32>> {
+        struct Collect<'a> {
+            grads: &'a burn::optim::GradientsParams,
+            out: Vec<Vec<f32>>,
+        }
+        impl burn::module::ModuleVisitor for Collect<'_> {
+            fn visit_float<const D: usize>(&mut self, param: &burn::module::Param<Tensor<D>>) {
+                let grad = self.grads.get::<D>(param.id).map(read).unwrap_or_default();
+                self.out.push(grad);
+            }
+        }
+        let mut collect = Collect {
+            grads,
+            out: Vec::new(),
+        };
+        module.visit(&mut collect);
+        collect.out
     }
 
     /// Kernels launched from this thread so far.

@@ -15,10 +15,10 @@ use std::collections::BTreeMap;
 use burn::module::Param;
 use burn::nn::{Embedding, LayerNorm, LayerNormConfig, Linear};
 
-use super::activation::{gelu, gelu_tanh, tanh};
+use super::activation::tanh;
 use super::lora::{AdaptedLinear, LoraTarget};
 use burn::prelude::*;
-use burn::tensor::activation::{relu, softmax};
+use burn::tensor::activation::relu;
 use safetensors::tensor::Dtype;
 use serde::{Deserialize, Serialize};
 
@@ -629,17 +629,18 @@ impl Bert {
         let q = split(l.query.forward(x.clone(), masks));
         let k = split(l.key.forward(x.clone(), masks));
         let v = split(l.value.forward(x.clone(), masks));
-        let scores = q.matmul(k.transpose()) / (dh as f64).sqrt() + bias;
-        let probs = masks.apply(softmax(scores, 3), self.attention_dropout);
+        let scores = q.matmul(k.transpose());
+        let probs = masks.attention_softmax(scores, 1.0 / (dh as f64).sqrt(), bias);
+        let probs = masks.apply(probs, self.attention_dropout);
         let context: Tensor<3> = probs.matmul(v).swap_dims(1, 2).reshape([batch, len, h]);
         let attended = l.attention_out.forward(context, masks);
         let attended = masks.apply(attended, self.hidden_dropout);
         let x = masks.layer_norm(&l.attention_norm, self.norm_eps, x + attended);
         let inner = l.intermediate.forward(x.clone(), masks);
         let inner = match self.act {
-            1 => gelu_tanh(inner),
+            1 => masks.gelu(inner, true),
             2 => relu(inner),
-            _ => gelu(inner),
+            _ => masks.gelu(inner, false),
         };
         let out = l.output.forward(inner, masks);
         let out = masks.apply(out, self.hidden_dropout);
@@ -1009,6 +1010,70 @@ pub(crate) mod tests {
             err.contains("config.json") && err.contains("hidden_size"),
             "{err}"
         );
+    }
+
+    /// With the fused kernels (layer norm, attention softmax with the padding mask, GELU in
+    /// both forms) on wgpu the encoder gives the hidden states and every parameter's gradient
+    /// that burn's composed operations give on the same device, through the kernels.
+    #[cfg(feature = "wgpu")]
+    #[test]
+    fn the_fused_kernels_give_the_composed_states_and_gradients() {
+        use burn::optim::GradientsParams;
+
+        use crate::kernels::test_util::{assert_close, launched, param_grads, read};
+        let device = crate::kernels::test_device().autodiff();
+        for act in ["gelu", "gelu_new"] {
+            let config = BertConfig {
+                hidden_act: act.into(),
+                ..tiny_config()
+            };
+            let bert = Bert::from_weights(&config, BertWeights::random(&config, 5), &device)
+                .expect("bert");
+            let input = EncoderInput {
+                ids: Tensor::from_data(
+                    TensorData::new(vec![1i64, 5, 6, 2, 0, 0, 3, 4, 7, 8, 9, 2], [2, 6]),
+                    &device,
+                ),
+                type_ids: Tensor::from_data(TensorData::new(vec![0i64; 12], [2, 6]), &device),
+                mask: Tensor::from_data(
+                    TensorData::new(
+                        vec![1.0f32, 1., 1., 1., 0., 0., 1., 1., 1., 1., 1., 1.],
+                        [2, 6],
+                    ),
+                    &device,
+                ),
+            };
+            let upstream: Vec<f32> = (0..2 * 6 * 8).map(|i| (i as f32).cos()).collect();
+            let run = |fused: bool| {
+                let before = launched();
+                let masks = &mut Masks::none().with_fused_kernels(fused);
+                let states = bert.forward(&input, masks);
+                let weights =
+                    Tensor::<3>::from_data(TensorData::new(upstream.clone(), [2, 6, 8]), &device);
+                let grads =
+                    GradientsParams::from_grads((states.clone() * weights).sum().backward(), &bert);
+                (
+                    read(states),
+                    param_grads(&bert, &grads),
+                    launched() - before,
+                )
+            };
+            let (fused, fused_grads, fused_launches) = run(true);
+            let (composed, composed_grads, composed_launches) = run(false);
+            assert_close(&format!("{act}: states"), &fused, &composed, 1e-4, 1e-2);
+            // All gradients as one list: some (the key biases') are rounding noise around 0,
+            // judged against the model's largest gradients.
+            assert_close(
+                &format!("{act}: gradients"),
+                &fused_grads.concat(),
+                &composed_grads.concat(),
+                1e-3,
+                1e-2,
+            );
+            // Forward: five layer norms (the embeddings', two a layer), two softmaxes, two
+            // GELUs; as many backward, with two kernels a layer norm.
+            assert_eq!((fused_launches, composed_launches), (9 + 14, 0), "{act}");
+        }
     }
 
     #[test]

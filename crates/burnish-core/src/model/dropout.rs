@@ -66,6 +66,31 @@ impl<'a> Masks<'a> {
         ln.forward(x)
     }
 
+    /// Exact GELU (`tanh` false) or its tanh approximation of every value of `x`, through the
+    /// fused kernel (`kernels::gelu`) where it applies and is allowed, else the composed forms
+    /// of [`super::activation`].
+    pub fn gelu<const D: usize>(&self, x: Tensor<D>, tanh: bool) -> Tensor<D> {
+        if self.fused_kernels && kernels::gelu::applies(&x) {
+            return kernels::gelu::gelu(x, tanh);
+        }
+        if tanh {
+            super::activation::gelu_tanh(x)
+        } else {
+            super::activation::gelu(x)
+        }
+    }
+
+    /// Attention probabilities `softmax(scores * scale + mask)` over the keys (`scores`
+    /// `[batch, heads, queries, keys]`, the additive `mask` `[batch or 1, 1, queries or 1,
+    /// keys]`, a constant), through the fused kernel (`kernels::attention`) where it applies
+    /// and is allowed, else burn's composed operations.
+    pub fn attention_softmax(&self, scores: Tensor<4>, scale: f64, mask: Tensor<4>) -> Tensor<4> {
+        if self.fused_kernels && kernels::attention::applies(&scores, &mask) {
+            return kernels::attention::attention_softmax(scores, scale, mask);
+        }
+        kernels::attention::composed(scores, scale, mask)
+    }
+
     /// Zero each value with probability `p` and scale the rest by `1 / (1 - p)` (inverted
     /// dropout, as PyTorch), or pass `x` through when there is no generator or `p` is 0.
     pub fn apply<const D: usize>(&mut self, x: Tensor<D>, p: f64) -> Tensor<D> {

@@ -11,11 +11,9 @@
 use burn::module::Param;
 use burn::nn::{Embedding, LayerNorm, LayerNormConfig, Linear};
 use burn::prelude::*;
-use burn::tensor::activation::softmax;
 use serde::{Deserialize, Serialize};
 
 use super::Masks;
-use super::activation::gelu_tanh;
 use super::lora::{AdaptedLinear, LoraFactors};
 use crate::rng::Rng;
 use crate::{Error, Result};
@@ -253,16 +251,16 @@ impl Gpt {
                     cache.layers.push((k.clone(), v.clone()));
                 }
             }
-            let scores = q.matmul(k.transpose()) / (dh as f64).sqrt() + bias.clone();
-            let probs = masks.apply(softmax(scores, 3), self.dropout);
+            let scores = q.matmul(k.transpose());
+            let probs = masks.attention_softmax(scores, 1.0 / (dh as f64).sqrt(), bias.clone());
+            let probs = masks.apply(probs, self.dropout);
             let context: Tensor<3> = probs.matmul(v).swap_dims(1, 2).reshape([batch, len, h]);
             let attended = block.proj.forward(context, masks);
             x = x + masks.apply(attended, self.dropout);
-            let inner = gelu_tanh(
-                block
-                    .fc
-                    .forward(masks.layer_norm(&block.ln2, NORM_EPS, x.clone()), masks),
-            );
+            let inner = block
+                .fc
+                .forward(masks.layer_norm(&block.ln2, NORM_EPS, x.clone()), masks);
+            let inner = masks.gelu(inner, true);
             let out = block.out.forward(inner, masks);
             x = x + masks.apply(out, self.dropout);
         }
@@ -752,6 +750,74 @@ mod tests {
 
     fn values(t: Tensor<3>) -> Vec<f32> {
         t.into_data().try_to_vec::<f32>().expect("f32")
+    }
+
+    /// With the fused kernels (layer norm, attention softmax, GELU) on wgpu the GPT gives the
+    /// logits and every parameter's gradient that burn's composed operations give on the same
+    /// device, through the kernels; and a cached decoding step (fewer queries than keys) the
+    /// logits of recomputing the window.
+    #[cfg(feature = "wgpu")]
+    #[test]
+    fn the_fused_kernels_give_the_composed_logits_and_gradients() {
+        use burn::optim::GradientsParams;
+
+        use crate::kernels::test_util::{assert_close, launched, param_grads, read};
+        let device = crate::kernels::test_device().autodiff();
+        let model = tiny(&device);
+        let tokens = [3, 1, 4, 1, 5, 2, 6, 5, 0, 2];
+        let upstream: Vec<f32> = (0..tokens.len() * 7).map(|i| (i as f32).sin()).collect();
+        let run = |fused: bool| {
+            let before = launched();
+            let masks = &mut Masks::none().with_fused_kernels(fused);
+            let logits = model.forward(ids(&tokens, &device), None, masks);
+            let weights = Tensor::<3>::from_data(
+                TensorData::new(upstream.clone(), [1, tokens.len(), 7]),
+                &device,
+            );
+            let grads =
+                GradientsParams::from_grads((logits.clone() * weights).sum().backward(), &model);
+            (
+                read(logits),
+                param_grads(&model, &grads),
+                launched() - before,
+            )
+        };
+        let (fused, fused_grads, fused_launches) = run(true);
+        let (composed, composed_grads, composed_launches) = run(false);
+        assert_close("logits", &fused, &composed, 1e-4, 1e-2);
+        assert_eq!(fused_grads.len(), composed_grads.len());
+        assert!(
+            composed_grads.iter().all(|g| !g.is_empty()),
+            "every parameter has a gradient"
+        );
+        // All gradients as one list: some (the key bias's) are rounding noise around 0, judged
+        // against the model's largest gradients.
+        assert_close(
+            "gradients",
+            &fused_grads.concat(),
+            &composed_grads.concat(),
+            1e-3,
+            1e-2,
+        );
+        // Forward: five layer norms (two a block, the last), two softmaxes, two GELUs; as many
+        // backward, with two kernels a layer norm.
+        assert_eq!((fused_launches, composed_launches), (9 + 14, 0));
+
+        let inference = crate::kernels::test_device();
+        let model = model.valid();
+        let full = values(model.forward(ids(&tokens, &inference), None, &mut Masks::none()));
+        let mut cache = KvCache::default();
+        let mut cached = values(model.forward(
+            ids(&tokens[..6], &inference),
+            Some(&mut cache),
+            &mut Masks::none(),
+        ));
+        cached.extend(values(model.forward(
+            ids(&tokens[6..], &inference),
+            Some(&mut cache),
+            &mut Masks::none(),
+        )));
+        assert_close("cached logits", &cached, &full, 1e-4, 1e-2);
     }
 
     #[test]

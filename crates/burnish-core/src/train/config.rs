@@ -36,9 +36,9 @@ pub struct TrainConfig {
     pub seed: u64,
     /// Use burnish's hand-written WGSL kernels where the device is wgpu (default true): the
     /// fused optimizer step (Adam/AdamW, SGD), the fused softmax cross-entropy and the
-    /// transformers' fused layer norm (forward and backward each). `false` runs burn's composed
-    /// operations only, which compute the same thing;
-    /// it exists to compare the two (`cargo xtask bench`).
+    /// transformers' fused layer norm, attention softmax and GELU (forward and backward each).
+    /// `false` runs burn's composed operations only, which compute the same thing; it exists
+    /// to compare the two (`cargo xtask bench`).
     pub fused_kernels: bool,
     /// With `fused_kernels` on, also fuse the softmax cross-entropy (default true); `false`
     /// keeps the other fused kernels, so the bench can measure the loss kernel's own gain.
