@@ -36,7 +36,8 @@ pub struct TrainConfig {
     pub seed: u64,
     /// Use burnish's hand-written WGSL kernels where the device is wgpu (default true): the
     /// fused optimizer step (Adam/AdamW, SGD), the fused softmax cross-entropy and the
-    /// transformers' fused layer norm, attention softmax and GELU (forward and backward each).
+    /// transformers' fused layer norm, attention softmax and GELU (forward and backward each),
+    /// and the global norm of gradient clipping.
     /// `false` runs burn's composed operations only, which compute the same thing; it exists
     /// to compare the two (`cargo xtask bench`).
     pub fused_kernels: bool,

@@ -293,7 +293,7 @@ where
     }
     let mut grads = accumulator.grads();
     if let Some(max_norm) = config.clip_grad_norm {
-        clip_global_norm(&model, &mut grads, max_norm);
+        clip_global_norm(&model, &mut grads, max_norm, config.fused_kernels);
     }
     let learning_rate = config.learning_rate_at(step);
     if config.optimizer == OptimizerKind::Adamw && config.weight_decay > 0.0 {

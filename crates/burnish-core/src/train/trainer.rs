@@ -312,7 +312,7 @@ impl Trainer {
         }
         let mut grads = accumulator.grads();
         if let Some(max_norm) = self.config.clip_grad_norm {
-            clip_global_norm(&model, &mut grads, max_norm);
+            clip_global_norm(&model, &mut grads, max_norm, self.config.fused_kernels);
         }
         let learning_rate = self.config.learning_rate_at(self.step);
         self.model = Some(self.optim.step(learning_rate, model, grads));

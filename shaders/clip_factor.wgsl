@@ -1,0 +1,40 @@
+// Gradient clipping by the global norm, second pass: one workgroup adds every partial sum of
+// squares (sum_squares.wgsl) and writes
+//   out[0] = norm = sqrt(total),   out[1] = min(1, max_norm / (norm + 1e-6))
+// (PyTorch's clip_grad_norm_ factor, as train/optimizer.rs's composed path computes it), both
+// left on the device: the factor scales the gradients, the norm is there to report.
+//
+// Template items (filled by crates/burnish-core/src/kernels/clip.rs):
+//   uniform         the `ClipUniform` struct, generated from the Rust definition
+//   workgroup_size  threads per workgroup, a power of two
+
+{{ uniform }}
+
+const WORKGROUP: u32 = {{ workgroup_size }}u;
+
+@group(0) @binding(0) var<storage, read_write> partials: array<f32>;
+@group(0) @binding(1) var<storage, read_write> out: array<f32>;
+@group(0) @binding(2) var<uniform> params: ClipUniform;
+
+var<workgroup> scratch: array<f32, WORKGROUP>;
+
+@compute @workgroup_size({{ workgroup_size }})
+fn main(@builtin(local_invocation_index) local: u32) {
+    var s = 0.0;
+    for (var i = local; i < params.count; i += WORKGROUP) {
+        s += partials[i];
+    }
+    scratch[local] = s;
+    workgroupBarrier();
+    for (var stride = WORKGROUP / 2u; stride > 0u; stride /= 2u) {
+        if (local < stride) {
+            scratch[local] += scratch[local + stride];
+        }
+        workgroupBarrier();
+    }
+    if (local == 0u) {
+        let norm = sqrt(scratch[0]);
+        out[0] = norm;
+        out[1] = min(params.max_norm / (norm + 1e-6), 1.0);
+    }
+}
