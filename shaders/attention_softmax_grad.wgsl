@@ -9,6 +9,7 @@
 //   uniform         the `AttentionUniform` struct, generated from the Rust definition
 //   workgroup_size  threads per workgroup, a power of two
 //   threads         threads per row, a power of two dividing workgroup_size
+//   row_reduce      row_max and row_sum over a row's threads (shaders/row_reduce.wgsl)
 
 {{ uniform }}
 
@@ -21,6 +22,8 @@ const THREADS: u32 = {{ threads }}u;
 @group(0) @binding(3) var<uniform> params: AttentionUniform;
 
 var<workgroup> scratch: array<f32, WORKGROUP>;
+
+{{ row_reduce }}
 
 @compute @workgroup_size({{ workgroup_size }})
 fn main(
@@ -45,14 +48,7 @@ fn main(
         }
     }
     scratch[local] = d;
-    workgroupBarrier();
-    for (var stride = THREADS / 2u; stride > 0u; stride /= 2u) {
-        if (lane < stride) {
-            scratch[local] += scratch[local + stride];
-        }
-        workgroupBarrier();
-    }
-    let dot = scratch[segment];
+    let dot = row_sum(local, lane, segment);
 
     if (valid) {
         for (var j = lane; j < params.cols; j += THREADS) {

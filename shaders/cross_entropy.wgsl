@@ -16,6 +16,7 @@
 //   uniform         the `CrossEntropyUniform` struct, generated from the Rust definition
 //   workgroup_size  threads per workgroup, a power of two
 //   threads         threads per row, a power of two dividing workgroup_size
+//   row_reduce      row_max and row_sum over a row's threads (shaders/row_reduce.wgsl)
 //   index           the element type of `targets` (i32 or u32)
 //   weighted        false: `weights` is not read and every row weighs 1
 
@@ -35,6 +36,8 @@ const WEIGHTED: bool = {{ weighted }};
 @group(0) @binding(5) var<uniform> params: CrossEntropyUniform;
 
 var<workgroup> scratch: array<f32, WORKGROUP>;
+
+{{ row_reduce }}
 
 @compute @workgroup_size({{ workgroup_size }})
 fn main(
@@ -64,34 +67,20 @@ fn main(
         }
     }
     scratch[local] = m;
-    workgroupBarrier();
-    for (var stride = THREADS / 2u; stride > 0u; stride /= 2u) {
-        if (lane < stride) {
-            scratch[local] = max(scratch[local], scratch[local + stride]);
-        }
-        workgroupBarrier();
-    }
-    let row_max = scratch[segment];
-    workgroupBarrier();
+    let top = row_max(local, lane, segment);
 
     var s = 0.0;
     if (valid) {
         for (var j = lane; j < params.classes; j += THREADS) {
-            s += exp(logits[base + j] - row_max);
+            s += exp(logits[base + j] - top);
         }
     }
     scratch[local] = s;
-    workgroupBarrier();
-    for (var stride = THREADS / 2u; stride > 0u; stride /= 2u) {
-        if (lane < stride) {
-            scratch[local] += scratch[local + stride];
-        }
-        workgroupBarrier();
-    }
+    let total = row_sum(local, lane, segment);
 
     if (valid && lane == 0u) {
-        let log_sum = log(scratch[segment]);
-        stats[2u * row] = row_max;
+        let log_sum = log(total);
+        stats[2u * row] = top;
         stats[2u * row + 1u] = log_sum;
         var w = 1.0;
         if (WEIGHTED) {
@@ -105,7 +94,7 @@ fn main(
             // read another row's logit. 0 / 0 is NaN at run time; WGSL rejects it as a constant.
             loss[row] = (w - w) / (w - w);
         } else {
-            loss[row] = w * ((row_max - logits[base + u32(t)]) + log_sum);
+            loss[row] = w * ((top - logits[base + u32(t)]) + log_sum);
         }
     }
 }

@@ -12,6 +12,7 @@
 //   uniform         the `LayerNormUniform` struct, generated from the Rust definition
 //   workgroup_size  threads per workgroup, a power of two
 //   threads         threads per row, a power of two dividing workgroup_size
+//   row_reduce      row_max and row_sum over a row's threads (shaders/row_reduce.wgsl)
 
 {{ uniform }}
 
@@ -29,20 +30,7 @@ const THREADS: u32 = {{ threads }}u;
 
 var<workgroup> scratch: array<f32, WORKGROUP>;
 
-// The sum of `scratch` over each row's THREADS slots, for every thread of the row. Called by
-// every thread of the workgroup (it holds barriers).
-fn row_sum(local: u32, lane: u32, segment: u32) -> f32 {
-    workgroupBarrier();
-    for (var stride = THREADS / 2u; stride > 0u; stride /= 2u) {
-        if (lane < stride) {
-            scratch[local] += scratch[local + stride];
-        }
-        workgroupBarrier();
-    }
-    let total = scratch[segment];
-    workgroupBarrier();
-    return total;
-}
+{{ row_reduce }}
 
 @compute @workgroup_size({{ workgroup_size }})
 fn main(

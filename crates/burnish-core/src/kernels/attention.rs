@@ -77,7 +77,6 @@ pub(crate) fn composed(scores: Tensor<4>, scale: f64, mask: Tensor<4>) -> Tensor
 
 #[cfg(feature = "wgpu")]
 mod wgpu {
-    use burn::backend::Autodiff;
     use burn::backend::autodiff::checkpoint::base::Checkpointer;
     use burn::backend::autodiff::checkpoint::strategy::NoCheckpointing;
     use burn::backend::autodiff::grads::Gradients;
@@ -87,16 +86,9 @@ mod wgpu {
 
     use super::AttentionUniform;
     use crate::kernels::registry::{
-        Launch, WORKGROUP, WgslKernel, burn_tensor, contiguous, cube_tensor, empty_like,
+        Launch, Tracked, WgslKernel, burn_tensor, contiguous, cube_tensor, empty_like,
+        threads_per_row,
     };
-
-    /// burn's autodiff over the CubeCL backend, as a training device's tensors carry it.
-    type Tracked = Autodiff<CubeBackend, NoCheckpointing>;
-
-    /// Threads sharing a row: about 32 values each, a power of two up to the workgroup.
-    fn threads_per_row(cols: u32) -> u32 {
-        cols.div_ceil(32).next_power_of_two().min(WORKGROUP)
-    }
 
     fn launch(name: &'static str, source: &'static str, uniform: &AttentionUniform) -> Launch {
         let threads = threads_per_row(uniform.cols);

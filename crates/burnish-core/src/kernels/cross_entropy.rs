@@ -65,7 +65,6 @@ pub(crate) fn row_losses(
 
 #[cfg(feature = "wgpu")]
 mod wgpu {
-    use burn::backend::Autodiff;
     use burn::backend::autodiff::checkpoint::base::Checkpointer;
     use burn::backend::autodiff::checkpoint::strategy::NoCheckpointing;
     use burn::backend::autodiff::grads::Gradients;
@@ -76,11 +75,9 @@ mod wgpu {
 
     use super::CrossEntropyUniform;
     use crate::kernels::registry::{
-        Launch, WORKGROUP, WgslKernel, burn_tensor, contiguous, cube_tensor, empty_like,
+        Launch, Tracked, WgslKernel, burn_tensor, contiguous, cube_tensor, empty_like,
+        threads_per_row,
     };
-
-    /// burn's autodiff over the CubeCL backend, as a training device's tensors carry it.
-    type Tracked = Autodiff<CubeBackend, NoCheckpointing>;
 
     /// What both kernels read besides the logits.
     #[derive(Debug, Clone)]
@@ -136,14 +133,6 @@ mod wgpu {
             .buffer(&stats)
             .run(&rows.uniform);
         (loss, stats)
-    }
-
-    /// Threads sharing a row in the forward pass: enough that each reads about 32 logits, a
-    /// power of two up to the workgroup (256). Few classes get one thread each (no reduction
-    /// across threads: on CPU renderers a workgroup barrier is costly), a vocabulary gets a
-    /// whole workgroup.
-    fn threads_per_row(classes: u32) -> u32 {
-        classes.div_ceil(32).next_power_of_two().min(WORKGROUP)
     }
 
     /// The gradient of the logits from the gradient `grad` (`[rows]`) of the per-row losses.

@@ -42,7 +42,6 @@ pub(crate) fn gelu<const D: usize>(x: Tensor<D>, tanh: bool) -> Tensor<D> {
 
 #[cfg(feature = "wgpu")]
 mod wgpu {
-    use burn::backend::Autodiff;
     use burn::backend::autodiff::checkpoint::base::Checkpointer;
     use burn::backend::autodiff::checkpoint::strategy::NoCheckpointing;
     use burn::backend::autodiff::grads::Gradients;
@@ -52,12 +51,9 @@ mod wgpu {
 
     use super::GeluUniform;
     use crate::kernels::registry::{
-        Launch, WgslKernel, burn_tensor, contiguous, cube_tensor, empty_like,
+        Launch, Tracked, WgslKernel, burn_tensor, contiguous, cube_tensor, empty_like,
     };
     use crate::model::activation::TANH_LIMIT;
-
-    /// burn's autodiff over the CubeCL backend, as a training device's tensors carry it.
-    type Tracked = Autodiff<CubeBackend, NoCheckpointing>;
 
     fn launch(name: &'static str, source: &'static str, tanh: bool, len: u32) -> Launch {
         let kernel = WgslKernel::new(name, source)

@@ -67,7 +67,6 @@ pub(crate) fn layer_norm(
 
 #[cfg(feature = "wgpu")]
 mod wgpu {
-    use burn::backend::Autodiff;
     use burn::backend::autodiff::checkpoint::base::Checkpointer;
     use burn::backend::autodiff::checkpoint::strategy::NoCheckpointing;
     use burn::backend::autodiff::grads::Gradients;
@@ -77,17 +76,9 @@ mod wgpu {
 
     use super::LayerNormUniform;
     use crate::kernels::registry::{
-        Launch, WORKGROUP, WgslKernel, burn_tensor, contiguous, cube_tensor, empty_like,
+        Launch, Tracked, WORKGROUP, WgslKernel, burn_tensor, contiguous, cube_tensor, empty_like,
+        threads_per_row,
     };
-
-    /// burn's autodiff over the CubeCL backend, as a training device's tensors carry it.
-    type Tracked = Autodiff<CubeBackend, NoCheckpointing>;
-
-    /// Threads sharing a row: about 32 values each, a power of two up to the workgroup (as the
-    /// cross-entropy kernel shares a row of logits).
-    fn threads_per_row(cols: u32) -> u32 {
-        cols.div_ceil(32).next_power_of_two().min(WORKGROUP)
-    }
 
     fn kernel(name: &'static str, source: &'static str, uniform: &LayerNormUniform) -> WgslKernel {
         WgslKernel::new(name, source)

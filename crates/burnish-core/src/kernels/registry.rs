@@ -2,6 +2,7 @@
 
 use std::cell::Cell;
 
+use burn::backend::autodiff::checkpoint::strategy::NoCheckpointing;
 use burn::prelude::*;
 use burn::tensor::DType;
 use burn_wgpu::{
@@ -20,6 +21,24 @@ thread_local! {
 pub(crate) const WORKGROUP: u32 = 256;
 /// WebGPU's default `maxComputeWorkgroupsPerDimension`.
 const MAX_GROUPS: u32 = 65_535;
+
+/// burn's autodiff over the CubeCL backend, as a training device's tensors carry it (the
+/// backend the kernels' backward steps register with).
+pub(crate) type Tracked = burn::backend::Autodiff<CubeBackend, NoCheckpointing>;
+
+/// The row reductions shared by the kernels that split rows among threads
+/// (`shaders/row_reduce.wgsl`), the `row_reduce` item of every kernel's text. A constant, so it
+/// stays out of the kernel id, which CubeCL hashes at every launch.
+const ROW_REDUCE: &str = include_str!("../../../../shaders/row_reduce.wgsl");
+
+/// Threads sharing a row of `cols` values in the row-wise kernels (cross-entropy, layer norm,
+/// attention softmax): enough that each reads about 32 values, a power of two up to the
+/// workgroup (256). Narrow rows (ten classes) get one thread each, so no reduction across
+/// threads (on CPU renderers a workgroup barrier is costly); a vocabulary gets a whole
+/// workgroup.
+pub(crate) fn threads_per_row(cols: u32) -> u32 {
+    cols.div_ceil(32).next_power_of_two().min(WORKGROUP)
+}
 
 /// A uniform block declared once for Rust and WGSL (see the `uniform!` macro).
 pub(crate) trait Uniform {
@@ -76,9 +95,10 @@ impl WgslKernel {
     pub(crate) fn text(&self) -> String {
         self.items
             .iter()
-            .fold(SourceTemplate::new(self.template), |t, (k, v)| {
-                t.register(*k, v.as_str())
-            })
+            .fold(
+                SourceTemplate::new(self.template).register("row_reduce", ROW_REDUCE),
+                |t, (k, v)| t.register(*k, v.as_str()),
+            )
             .complete()
     }
 }
