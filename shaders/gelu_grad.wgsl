@@ -13,21 +13,13 @@
 const WORKGROUP: u32 = {{ workgroup_size }}u;
 const TANH: bool = {{ tanh }};
 const TANH_LIMIT: f32 = {{ tanh_limit }};
-// √(2/π)
-const SCALE: f32 = 0.7978845608028654;
 
 @group(0) @binding(0) var<storage, read_write> x: array<f32>;
 @group(0) @binding(1) var<storage, read_write> dy: array<f32>;
 @group(0) @binding(2) var<storage, read_write> dx: array<f32>;
 @group(0) @binding(3) var<uniform> params: GeluUniform;
 
-fn erf(v: f32) -> f32 {
-    let a = abs(v);
-    let t = 1.0 / (1.0 + 0.3275911 * a);
-    let poly = ((((1.0614054 * t - 1.453152) * t + 1.4214137) * t - 0.28449674) * t + 0.2548296) * t;
-    let e = 1.0 - poly * exp(-a * a);
-    return select(e, -e, v < 0.0);
-}
+{{ gelu_math }}
 
 @compute @workgroup_size({{ workgroup_size }})
 fn main(
@@ -42,7 +34,7 @@ fn main(
     let v = x[i];
     var slope = 0.0;
     if (TANH) {
-        let u = SCALE * (v + 0.044715 * v * v * v);
+        let u = tanh_argument(v);
         let t = tanh(clamp(u, -TANH_LIMIT, TANH_LIMIT));
         var inner = 0.0;
         if (abs(u) < TANH_LIMIT) {

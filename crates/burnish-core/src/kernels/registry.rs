@@ -26,10 +26,20 @@ const MAX_GROUPS: u32 = 65_535;
 /// backend the kernels' backward steps register with).
 pub(crate) type Tracked = burn::backend::Autodiff<CubeBackend, NoCheckpointing>;
 
-/// The row reductions shared by the kernels that split rows among threads
-/// (`shaders/row_reduce.wgsl`), the `row_reduce` item of every kernel's text. A constant, so it
-/// stays out of the kernel id, which CubeCL hashes at every launch.
-const ROW_REDUCE: &str = include_str!("../../../../shaders/row_reduce.wgsl");
+/// WGSL shared by several kernels (WGSL has no includes), registered as template items of
+/// every kernel's text under these names: the row reductions of the kernels that split rows
+/// among threads, and GELU's erf and tanh argument. Constants, so they stay out of the kernel
+/// id, which CubeCL hashes at every launch.
+const SNIPPETS: [(&str, &str); 2] = [
+    (
+        "row_reduce",
+        include_str!("../../../../shaders/row_reduce.wgsl"),
+    ),
+    (
+        "gelu_math",
+        include_str!("../../../../shaders/gelu_math.wgsl"),
+    ),
+];
 
 /// Threads sharing a row of `cols` values in the row-wise kernels (cross-entropy, layer norm,
 /// attention softmax): enough that each reads about 32 values, a power of two up to the
@@ -96,7 +106,11 @@ impl WgslKernel {
         self.items
             .iter()
             .fold(
-                SourceTemplate::new(self.template).register("row_reduce", ROW_REDUCE),
+                SNIPPETS
+                    .iter()
+                    .fold(SourceTemplate::new(self.template), |t, (k, v)| {
+                        t.register(*k, *v)
+                    }),
                 |t, (k, v)| t.register(*k, v.as_str()),
             )
             .complete()
