@@ -9,15 +9,21 @@
 //   Adam:  g = wd w + g (L2), the same moments, w = w - lr (m f) / (sqrt(v) + eps'), with the
 //          bias corrections folded into f and eps' as burn does
 // First step: the caller passes zeroed moments (0 b + x = x exactly).
+// With SCALED the gradient is first multiplied by scale[0], a factor left on the device by
+// global-norm clipping (clip_factor.wgsl): the same f32 product as scaling the gradient on its
+// own, without a pass over it. The decay settings come per parameter (the text trainers decay
+// matrices only), so a parameter without decay has decay_factor 1 and weight_decay 0.
 //
 // Template items (filled by crates/burnish-core/src/kernels/mod.rs):
 //   uniform         the `AdamUniform` struct, generated from the Rust definition
 //   workgroup_size  threads per workgroup
 //   decoupled       true for AdamW, false for Adam's L2 penalty
+//   scaled          whether binding 4 holds a gradient scale (else it is not touched)
 
 {{ uniform }}
 
 const DECOUPLED: bool = {{ decoupled }};
+const SCALED: bool = {{ scaled }};
 const WORKGROUP: u32 = {{ workgroup_size }}u;
 
 @group(0) @binding(0) var<storage, read_write> weight: array<f32>;
@@ -27,7 +33,8 @@ const WORKGROUP: u32 = {{ workgroup_size }}u;
 @group(0) @binding(1) var<storage, read_write> grad: array<f32>;
 @group(0) @binding(2) var<storage, read_write> first: array<f32>;
 @group(0) @binding(3) var<storage, read_write> second: array<f32>;
-@group(0) @binding(4) var<uniform> params: AdamUniform;
+@group(0) @binding(4) var<storage, read_write> scale: array<f32>;
+@group(0) @binding(5) var<uniform> params: AdamUniform;
 
 @compute @workgroup_size({{ workgroup_size }})
 fn main(
@@ -42,6 +49,9 @@ fn main(
     }
     let w = weight[i];
     var g = grad[i];
+    if (SCALED) {
+        g = g * scale[0];
+    }
     if (!DECOUPLED) {
         g = w * params.weight_decay + g;
     }

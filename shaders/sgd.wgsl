@@ -2,6 +2,7 @@
 // update in one pass (burn's composed update is up to six element-wise kernels).
 //
 // The arithmetic is burnish's composed update (train/optim.rs) operation for operation:
+//   g = g s (with a scale: s = scale[0], global-norm clipping's factor left on the device);
 //   g = wd w + g (when wd > 0);  v = g + momentum v (with momentum; the caller passes a zeroed
 //   velocity on the first step, 0 m + g = g exactly);  w = w - lr v (or w - lr g without).
 //
@@ -9,10 +10,12 @@
 //   uniform         the `SgdUniform` struct, generated from the Rust definition
 //   workgroup_size  threads per workgroup
 //   momentum        whether there is a velocity (without, binding 2 is not touched)
+//   scaled          whether binding 3 holds a gradient scale (else it is not touched)
 
 {{ uniform }}
 
 const MOMENTUM: bool = {{ momentum }};
+const SCALED: bool = {{ scaled }};
 const WORKGROUP: u32 = {{ workgroup_size }}u;
 
 // Every binding read_write: CubeCL's memory pool may place several tensors in one wgpu buffer,
@@ -20,7 +23,8 @@ const WORKGROUP: u32 = {{ workgroup_size }}u;
 @group(0) @binding(0) var<storage, read_write> weight: array<f32>;
 @group(0) @binding(1) var<storage, read_write> grad: array<f32>;
 @group(0) @binding(2) var<storage, read_write> velocity: array<f32>;
-@group(0) @binding(3) var<uniform> params: SgdUniform;
+@group(0) @binding(3) var<storage, read_write> scale: array<f32>;
+@group(0) @binding(4) var<uniform> params: SgdUniform;
 
 @compute @workgroup_size({{ workgroup_size }})
 fn main(
@@ -34,6 +38,9 @@ fn main(
     }
     let w = weight[i];
     var g = grad[i];
+    if (SCALED) {
+        g = g * scale[0];
+    }
     if (params.weight_decay > 0.0) {
         g = w * params.weight_decay + g;
     }

@@ -71,7 +71,7 @@ fn time(
     };
     for _ in 0..2 {
         let g = grads(&model, device);
-        model = optim.step(1e-3, model, g);
+        model = optim.step(1e-3, model, g, None);
     }
     sync(&model);
     // The gradients are made before the clock starts: only the update is timed.
@@ -79,7 +79,7 @@ fn time(
     sync(&model);
     let start = Instant::now();
     for g in all {
-        model = optim.step(1e-3, model, g);
+        model = optim.step(1e-3, model, g, None);
     }
     sync(&model);
     start.elapsed().as_secs_f64() * 1000.0 / steps as f64

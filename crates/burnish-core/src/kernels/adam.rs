@@ -41,11 +41,13 @@ pub(crate) struct AdamStep {
 }
 
 /// The fused step: `value`, `first` and `second` updated in place where nothing else holds
-/// them (else on a copy). Call only where [`super::applies`] said yes.
+/// them (else on a copy), the gradient first multiplied by `scale` (a device scalar `[1]`, as
+/// global-norm clipping leaves it) where given. Call only where [`super::applies`] said yes.
 pub(crate) fn step(
     step: &AdamStep,
     value: Tensor<1>,
     grad: Tensor<1>,
+    scale: Option<Tensor<1>>,
     first: Tensor<1>,
     second: Tensor<1>,
 ) -> (Tensor<1>, Tensor<1>, Tensor<1>) {
@@ -58,9 +60,11 @@ pub(crate) fn step(
         let first = owned(first);
         let second = owned(second);
         let grad = input(grad);
+        let scale = scale.map(input);
         let kernel = WgslKernel::new("adam.wgsl", include_str!("../../../../shaders/adam.wgsl"))
             .uniform::<AdamUniform>()
-            .item("decoupled", step.decoupled.to_string());
+            .item("decoupled", step.decoupled.to_string())
+            .item("scaled", scale.is_some().to_string());
         let mut uniform = step.uniform;
         uniform.len = u32::try_from(len).expect("a parameter of fewer than 2^32 elements");
         Launch::new(kernel, len)
@@ -68,12 +72,14 @@ pub(crate) fn step(
             .buffer(&grad)
             .buffer(&first)
             .buffer(&second)
+            // Without a scale that binding is never touched: the gradient stands in.
+            .buffer(scale.as_ref().unwrap_or(&grad))
             .run(&uniform);
         (burn_tensor(value), burn_tensor(first), burn_tensor(second))
     }
     #[cfg(not(feature = "wgpu"))]
     {
-        let _ = (step, grad, first, second);
+        let _ = (step, grad, scale, first, second);
         unreachable!("the fused Adam step needs the wgpu feature; `applies` said no: {value:?}")
     }
 }

@@ -20,12 +20,14 @@ uniform!(
 );
 
 /// The fused step: `value` (and `velocity`, with momentum) updated in place where nothing else
-/// holds them (else on a copy). Returns the new weights and velocity. Call only where
-/// [`super::applies`] said yes.
+/// holds them (else on a copy), the gradient first multiplied by `scale` (a device scalar `[1]`)
+/// where given. Returns the new weights and velocity. Call only where [`super::applies`] said
+/// yes.
 pub(crate) fn step(
     uniform: SgdUniform,
     value: Tensor<1>,
     grad: Tensor<1>,
+    scale: Option<Tensor<1>>,
     velocity: Option<Tensor<1>>,
 ) -> (Tensor<1>, Option<Tensor<1>>) {
     #[cfg(feature = "wgpu")]
@@ -36,24 +38,27 @@ pub(crate) fn step(
         let value = owned(value);
         let grad = input(grad);
         let velocity = velocity.map(owned);
+        let scale = scale.map(input);
         let kernel = WgslKernel::new("sgd.wgsl", include_str!("../../../../shaders/sgd.wgsl"))
             .uniform::<SgdUniform>()
-            .item("momentum", velocity.is_some().to_string());
+            .item("momentum", velocity.is_some().to_string())
+            .item("scaled", scale.is_some().to_string());
         let uniform = SgdUniform {
             len: u32::try_from(len).expect("a parameter of fewer than 2^32 elements"),
             ..uniform
         };
-        // Without momentum the velocity binding is never touched: the gradient stands in.
+        // Bindings never touched (no momentum, no scale) take the gradient as a stand-in.
         Launch::new(kernel, len)
             .buffer(&value)
             .buffer(&grad)
             .buffer(velocity.as_ref().unwrap_or(&grad))
+            .buffer(scale.as_ref().unwrap_or(&grad))
             .run(&uniform);
         (burn_tensor(value), velocity.map(burn_tensor))
     }
     #[cfg(not(feature = "wgpu"))]
     {
-        let _ = (uniform, grad, velocity);
+        let _ = (uniform, grad, scale, velocity);
         unreachable!("the fused SGD step needs the wgpu feature; `applies` said no: {value:?}")
     }
 }

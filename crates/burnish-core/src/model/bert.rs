@@ -433,17 +433,6 @@ pub struct EncoderInput {
     pub mask: Tensor<2>,
 }
 
-/// `p * factor` as a fresh trainable leaf with the same id (so the optimizer keeps its state).
-/// `Param::map` keeps the id but leaves the new value untracked, so no gradient reaches it.
-/// Frozen parameters are left as they are (transformers decays only what the optimizer holds).
-pub(crate) fn decay_param(p: Param<Tensor<2>>, factor: f32) -> Param<Tensor<2>> {
-    if !p.val().is_require_grad() {
-        return p;
-    }
-    let (id, w, _) = p.consume();
-    Param::initialized(id, Tensor::from_inner(w.inner() * factor).require_grad())
-}
-
 fn take(weights: &mut BertWeights, name: &str) -> Vec<f32> {
     weights.tensors.remove(name).unwrap_or_default()
 }
@@ -645,45 +634,6 @@ impl Bert {
         let out = l.output.forward(inner, masks);
         let out = masks.apply(out, self.hidden_dropout);
         masks.layer_norm(&l.output_norm, self.norm_eps, x + out)
-    }
-
-    /// Decoupled weight decay on the matrices (embeddings and linear weights), not on biases or
-    /// LayerNorm parameters, as transformers' recipe does: every such weight is multiplied by
-    /// `factor` (`1 - learning_rate * weight_decay`).
-    pub fn decay(self, factor: f32) -> Self {
-        let scale = |p: Param<Tensor<2>>| decay_param(p, factor);
-        let linear = |l: Linear| Linear {
-            weight: scale(l.weight),
-            bias: l.bias,
-        };
-        let adapted = |l: AdaptedLinear| l.decay(factor);
-        Self {
-            word_embeddings: Embedding {
-                weight: scale(self.word_embeddings.weight),
-            },
-            position_embeddings: Embedding {
-                weight: scale(self.position_embeddings.weight),
-            },
-            token_type_embeddings: Embedding {
-                weight: scale(self.token_type_embeddings.weight),
-            },
-            layers: self
-                .layers
-                .into_iter()
-                .map(|l| BertLayer {
-                    query: adapted(l.query),
-                    key: adapted(l.key),
-                    value: adapted(l.value),
-                    attention_out: adapted(l.attention_out),
-                    attention_norm: l.attention_norm,
-                    intermediate: adapted(l.intermediate),
-                    output: adapted(l.output),
-                    output_norm: l.output_norm,
-                })
-                .collect(),
-            pooler: self.pooler.map(linear),
-            ..self
-        }
     }
 
     /// The encoder layers.

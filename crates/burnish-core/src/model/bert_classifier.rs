@@ -235,18 +235,6 @@ impl BertClassifier {
             }
         })
     }
-
-    /// Decoupled weight decay on the encoder's and the head's matrices (see [`Bert::decay`]).
-    pub fn decay(self, factor: f32) -> Self {
-        Self {
-            bert: self.bert.decay(factor),
-            head: Linear {
-                weight: super::bert::decay_param(self.head.weight, factor),
-                bias: self.head.bias,
-            },
-            ..self
-        }
-    }
 }
 
 fn names(targets: &[LoraTarget]) -> String {

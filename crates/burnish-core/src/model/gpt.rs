@@ -273,32 +273,6 @@ impl Gpt {
             .matmul(self.wte.weight.val().transpose())
             .reshape([batch, len, vocab])
     }
-
-    /// Decoupled weight decay on the matrices (embeddings and linear weights; GPT-2 and nanoGPT
-    /// decay 2-D parameters only).
-    pub fn decay(self, factor: f32) -> Self {
-        let scale = |p| super::bert::decay_param(p, factor);
-        Self {
-            wte: Embedding {
-                weight: scale(self.wte.weight),
-            },
-            wpe: Embedding {
-                weight: scale(self.wpe.weight),
-            },
-            blocks: self
-                .blocks
-                .into_iter()
-                .map(|b| GptBlock {
-                    attn: b.attn.decay(factor),
-                    proj: b.proj.decay(factor),
-                    fc: b.fc.decay(factor),
-                    out: b.out.decay(factor),
-                    ..b
-                })
-                .collect(),
-            ..self
-        }
-    }
 }
 
 /// The linear layers of a block that LoRA can adapt, by GPT-2's module names (PEFT's

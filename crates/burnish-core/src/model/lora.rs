@@ -314,23 +314,6 @@ impl AdaptedLinear {
         self.linear.weight.val().dims()
     }
 
-    /// Decoupled weight decay on the weight and the factors that train (see
-    /// [`super::bert::Bert::decay`]).
-    pub(crate) fn decay(self, factor: f32) -> Self {
-        let scale = |p| super::bert::decay_param(p, factor);
-        Self {
-            linear: Linear {
-                weight: scale(self.linear.weight),
-                bias: self.linear.bias,
-            },
-            lora: self.lora.map(|l| LoraFactors {
-                a: scale(l.a),
-                b: scale(l.b),
-                ..l
-            }),
-        }
-    }
-
     /// The adapter folded into the weight (`W + scale * A B`), as a plain layer.
     pub fn merged(self) -> Linear {
         match self.lora {

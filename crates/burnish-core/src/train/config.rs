@@ -18,7 +18,9 @@ pub struct TrainConfig {
     pub learning_rate: f64,
     /// Learning-rate warm-up and decay (default: constant, no warm-up).
     pub schedule: ScheduleConfig,
-    /// Weight decay (default 1e-4): decoupled for AdamW, an L2 penalty for Adam and SGD.
+    /// Weight decay (default 1e-4): decoupled for AdamW, an L2 penalty for Adam and SGD. The
+    /// classifier trainer decays every parameter, the text and GPT trainers matrices and
+    /// embeddings only (not biases or LayerNorm), as transformers' `Trainer` does.
     pub weight_decay: f32,
     /// SGD momentum (default 0.9; 0 turns it off). Ignored by Adam and AdamW.
     pub momentum: f64,

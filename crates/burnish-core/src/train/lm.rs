@@ -9,20 +9,15 @@ use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::loss::cross_entropy;
-use super::optimizer::{OptimizerKind, build};
-use super::text::{DecayMatrices, decoupled_step, queued_loss};
+use super::optim::DecayScope;
+use super::optimizer::build;
+use super::text::{decoupled_step, queued_loss};
 use super::trainer::step_report;
 use super::{StepReport, TrainConfig};
 use crate::model::Masks;
 use crate::model::gpt::Gpt;
 use crate::rng::Rng;
 use crate::{Error, Result};
-
-impl DecayMatrices for Gpt {
-    fn decay(self, factor: f32) -> Self {
-        Gpt::decay(self, factor)
-    }
-}
 
 /// Inputs `[rows, len]` and next-token targets `[rows * len]` of the windows of `tokens` that
 /// start at `starts`.
@@ -87,12 +82,7 @@ impl LmTrainer {
         let window = model.context().min(tokens.len() - 1);
         let device = device.clone().autodiff();
         let model = model.fork(&device).train();
-        let decay = if config.optimizer == OptimizerKind::Adamw {
-            0.0
-        } else {
-            config.weight_decay
-        };
-        let optim = build(&config, decay);
+        let optim = build(&config, DecayScope::Matrices);
         Ok(Self {
             model: Some(model),
             optim,

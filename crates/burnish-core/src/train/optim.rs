@@ -28,6 +28,24 @@ const BETA_1: f32 = 0.9;
 const BETA_2: f32 = 0.999;
 const EPSILON: f32 = 1e-5;
 
+/// Which parameters weight decay (decoupled or L2) applies to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DecayScope {
+    /// Every parameter, as burn's optimizers do (the classifier trainer).
+    #[default]
+    All,
+    /// Parameters of rank 2 and more: weight matrices and embeddings, not biases or LayerNorm
+    /// scales and shifts (the grouping transformers' `Trainer` uses; the text trainers).
+    Matrices,
+}
+
+impl DecayScope {
+    /// Whether a parameter of rank `rank` takes weight decay.
+    fn includes(self, rank: usize) -> bool {
+        self == Self::All || rank >= 2
+    }
+}
+
 /// One parameter's optimizer state on the device, flattened to `[n]`.
 #[derive(Debug, Clone)]
 struct Moments {
@@ -55,6 +73,8 @@ pub struct SavedMoments {
 pub struct Optimizer {
     kind: OptimizerKind,
     weight_decay: f32,
+    /// Which parameters `weight_decay` applies to.
+    scope: DecayScope,
     momentum: f64,
     states: HashMap<ParamId, Moments>,
     /// Run Adam and AdamW as one fused WGSL kernel per parameter where the device allows
@@ -69,10 +89,16 @@ impl Optimizer {
         Self {
             kind,
             weight_decay,
+            scope: DecayScope::All,
             momentum,
             states: HashMap::new(),
             fused: true,
         }
+    }
+
+    /// Which parameters take weight decay (default: all).
+    pub fn set_decay_scope(&mut self, scope: DecayScope) {
+        self.scope = scope;
     }
 
     /// Whether Adam and AdamW may use the fused kernel (default yes). The composed operations
@@ -90,17 +116,22 @@ impl Optimizer {
             .sum()
     }
 
-    /// Update every parameter of `module` that has a gradient in `grads`.
+    /// Update every parameter of `module` that has a gradient in `grads`, each gradient first
+    /// multiplied by `scale` (a device scalar `[1]`: global-norm clipping's factor) where given.
+    /// The fused kernels apply the scale as they read the gradient; the composed update
+    /// multiplies first; the two give the same `f32` product.
     pub fn step<M: Module>(
         &mut self,
         learning_rate: f64,
         module: M,
         mut grads: GradientsParams,
+        scale: Option<&Tensor<1>>,
     ) -> M {
         let mut mapper = Update {
             optim: self,
             grads: &mut grads,
             lr: learning_rate,
+            scale,
         };
         module.map(&mut mapper)
     }
@@ -216,6 +247,7 @@ struct Update<'a> {
     optim: &'a mut Optimizer,
     grads: &'a mut GradientsParams,
     lr: f64,
+    scale: Option<&'a Tensor<1>>,
 }
 
 impl ModuleMapper for Update<'_> {
@@ -233,7 +265,18 @@ impl ModuleMapper for Update<'_> {
         let flat_value: Tensor<1> = value.reshape([n]);
         let flat_grad: Tensor<1> = grad.reshape([n]);
         let state = self.optim.states.remove(&id);
-        let (updated, state) = self.optim.update(self.lr, flat_value, flat_grad, state);
+        let decay = if self.optim.scope.includes(D) {
+            self.optim.weight_decay
+        } else {
+            0.0
+        };
+        let grad = Gradient {
+            value: flat_grad,
+            scale: self
+                .scale
+                .map(|s| s.clone().to_device(&flat_value.device())),
+        };
+        let (updated, state) = self.optim.update(self.lr, decay, flat_value, grad, state);
         if let Some(state) = state {
             self.optim.states.insert(id, state);
         }
@@ -248,23 +291,35 @@ impl ModuleMapper for Update<'_> {
     }
 }
 
+/// One parameter's gradient, flattened, and the factor to scale it by first.
+struct Gradient {
+    value: Tensor<1>,
+    scale: Option<Tensor<1>>,
+}
+
 impl Optimizer {
-    /// One parameter's update, as burn 0.22 computes it.
+    /// One parameter's update with weight decay `decay`, as burn 0.22 computes it.
     fn update(
         &self,
         lr: f64,
+        decay: f32,
         value: Tensor<1>,
-        mut grad: Tensor<1>,
+        grad: Gradient,
         state: Option<Moments>,
     ) -> (Tensor<1>, Option<Moments>) {
-        if self.fused && kernels::applies(&[&value, &grad]) {
+        let scale_applies = grad.scale.as_ref().is_none_or(|s| kernels::applies(&[s]));
+        if self.fused && scale_applies && kernels::applies(&[&value, &grad.value]) {
             return match self.kind {
                 OptimizerKind::Adam | OptimizerKind::Adamw => {
-                    self.fused_adam(lr, value, grad, state)
+                    self.fused_adam(lr, decay, value, grad, state)
                 }
-                OptimizerKind::Sgd => self.fused_sgd(lr, value, grad, state),
+                OptimizerKind::Sgd => self.fused_sgd(lr, decay, value, grad, state),
             };
         }
+        let mut grad = match grad.scale {
+            Some(scale) => grad.value * scale,
+            None => grad.value,
+        };
         match self.kind {
             OptimizerKind::Adamw => {
                 let state = adaptive_moments(grad, state);
@@ -273,7 +328,7 @@ impl Optimizer {
                 let v = state.second.clone().expect("Adam keeps a second moment");
                 let v_hat = v.div_scalar(1f32 - BETA_2.powi(t));
                 let delta = m_hat.div(v_hat.sqrt().add_scalar(EPSILON));
-                let decay = lr * f64::from(self.weight_decay);
+                let decay = lr * f64::from(decay);
                 let decayed = if decay == 0.0 {
                     value
                 } else {
@@ -282,8 +337,8 @@ impl Optimizer {
                 (decayed - delta.mul_scalar(lr), Some(state))
             }
             OptimizerKind::Adam => {
-                if self.weight_decay > 0.0 {
-                    grad = value.clone().mul_scalar(self.weight_decay).add(grad);
+                if decay > 0.0 {
+                    grad = value.clone().mul_scalar(decay).add(grad);
                 }
                 let state = adaptive_moments(grad, state);
                 let t = state.time as i32;
@@ -298,8 +353,8 @@ impl Optimizer {
                 (value - delta.mul_scalar(lr), Some(state))
             }
             OptimizerKind::Sgd => {
-                if self.weight_decay > 0.0 {
-                    grad = value.clone().mul_scalar(self.weight_decay).add(grad);
+                if decay > 0.0 {
+                    grad = value.clone().mul_scalar(decay).add(grad);
                 }
                 let state = (self.momentum > 0.0).then(|| {
                     let velocity = match state {
@@ -327,8 +382,9 @@ impl Optimizer {
     fn fused_sgd(
         &self,
         lr: f64,
+        decay: f32,
         value: Tensor<1>,
-        grad: Tensor<1>,
+        grad: Gradient,
         state: Option<Moments>,
     ) -> (Tensor<1>, Option<Moments>) {
         let velocity = (self.momentum > 0.0).then(|| match state {
@@ -339,10 +395,11 @@ impl Optimizer {
         let uniform = SgdUniform {
             len: 0,
             lr: lr as f32,
-            weight_decay: self.weight_decay,
+            weight_decay: decay,
             momentum: self.momentum as f32,
         };
-        let (value, velocity) = kernels::sgd::step(uniform, value, grad, velocity);
+        let (value, velocity) =
+            kernels::sgd::step(uniform, value, grad.value, grad.scale, velocity);
         (
             value,
             velocity.map(|first| Moments {
@@ -358,8 +415,9 @@ impl Optimizer {
     fn fused_adam(
         &self,
         lr: f64,
+        decay: f32,
         value: Tensor<1>,
-        grad: Tensor<1>,
+        grad: Gradient,
         state: Option<Moments>,
     ) -> (Tensor<1>, Option<Moments>) {
         let (time, first, second) = match state {
@@ -383,8 +441,8 @@ impl Optimizer {
             uniform: AdamUniform {
                 len: 0,
                 lr: lr as f32,
-                decay_factor: (1.0 - lr * f64::from(self.weight_decay)) as f32,
-                weight_decay: if decoupled { 0.0 } else { self.weight_decay },
+                decay_factor: (1.0 - lr * f64::from(decay)) as f32,
+                weight_decay: if decoupled { 0.0 } else { decay },
                 beta_1: BETA_1,
                 one_minus_beta_1: 1.0 - BETA_1,
                 beta_2: BETA_2,
@@ -399,7 +457,8 @@ impl Optimizer {
                 },
             },
         };
-        let (value, first, second) = kernels::adam::step(&step, value, grad, first, second);
+        let (value, first, second) =
+            kernels::adam::step(&step, value, grad.value, grad.scale, first, second);
         (
             value,
             Some(Moments {
@@ -497,7 +556,7 @@ mod tests {
                 let ga = grads(&a, i, &device);
                 a = burns.step(lr, a, ga);
                 let gb = grads(&b, i, &device);
-                b = ours.step(lr, b, gb);
+                b = ours.step(lr, b, gb, None);
             }
             let (va, vb) = (values(&a), values(&b));
             for (x, y) in va.iter().zip(&vb) {
@@ -522,7 +581,7 @@ mod tests {
             let mut optim = Optimizer::new(kind, 0.01, 0.9);
             for i in 0..3 {
                 let g = grads(&layer, i, &device);
-                layer = optim.step(0.05, layer, g);
+                layer = optim.step(0.05, layer, g, None);
             }
             let saved = pollster::block_on(optim.save(&layer)).expect("save");
             // A rebuilt layer: same values, new ids.
@@ -538,9 +597,9 @@ mod tests {
             resumed.restore(&rebuilt, saved, &device).expect("restore");
             for i in 3..6 {
                 let g = grads(&layer, i, &device);
-                layer = optim.step(0.05, layer, g);
+                layer = optim.step(0.05, layer, g, None);
                 let g = grads(&rebuilt, i, &device);
-                rebuilt = resumed.step(0.05, rebuilt, g);
+                rebuilt = resumed.step(0.05, rebuilt, g, None);
             }
             assert_eq!(values(&layer), values(&rebuilt), "{kind:?}");
         }
@@ -569,6 +628,52 @@ mod tests {
             .restore(&layer, sized, &device)
             .expect_err("no second moment");
         assert!(e.to_string().contains("tensor 0"), "{e}");
+    }
+
+    /// With zero gradients every kind's update is its weight decay alone: scoped to matrices,
+    /// the weight matrix decays and the bias stays bit for bit; unscoped, both decay. AdamW's
+    /// decoupled decay is exactly `w (1 - lr wd)`.
+    #[test]
+    fn weight_decay_reaches_only_the_scoped_parameters() {
+        let device = Device::flex().autodiff();
+        let layer: Linear = LinearConfig::new(3, 2).init(&device);
+        let inner = device.clone().without_autodiff();
+        let zeros = || {
+            let mut g = GradientsParams::new();
+            g.register(layer.weight.id, Tensor::<2>::zeros([3, 2], &inner));
+            let bias = layer.bias.as_ref().expect("bias");
+            g.register(bias.id, Tensor::<1>::zeros([2], &inner));
+            g
+        };
+        let start = values(&layer);
+        for kind in [
+            OptimizerKind::Adamw,
+            OptimizerKind::Adam,
+            OptimizerKind::Sgd,
+        ] {
+            for scope in [DecayScope::All, DecayScope::Matrices] {
+                let mut optim = Optimizer::new(kind, 0.1, 0.9);
+                optim.set_decay_scope(scope);
+                let after = values(&optim.step(0.5, layer.clone(), zeros(), None));
+                let (weight, bias) = after.split_at(6);
+                for (w, s) in weight.iter().zip(&start) {
+                    assert_ne!(w, s, "{kind:?} {scope:?}: the matrix decays");
+                    if kind == OptimizerKind::Adamw {
+                        assert_eq!(
+                            *w,
+                            s * (1.0 - 0.5 * f64::from(0.1f32)) as f32,
+                            "{kind:?} {scope:?}"
+                        );
+                    }
+                }
+                let kept = bias == &start[6..];
+                assert_eq!(
+                    kept,
+                    scope == DecayScope::Matrices,
+                    "{kind:?} {scope:?}: bias"
+                );
+            }
+        }
     }
 }
 
@@ -600,11 +705,25 @@ mod fused_tests {
             .expect("f32")
     }
 
+    /// How the gradients reach the update: scaled by a device factor (clipping) or not, and
+    /// whether weight decay reaches this vector (`DecayScope::All`) or not (`Matrices`).
+    #[derive(Debug, Clone, Copy)]
+    struct Variant {
+        scaled: bool,
+        scope: DecayScope,
+    }
+
+    const PLAIN: Variant = Variant {
+        scaled: false,
+        scope: DecayScope::All,
+    };
+
     /// Run `steps` steps with the kernel on or off from the same weights and gradients;
     /// `keep` holds a clone of the weights across each step (as the best epoch's copy does), so
     /// the kernel must not write in place.
     fn run(
         (kind, momentum): (OptimizerKind, f64),
+        variant: Variant,
         fused: bool,
         keep: bool,
         n: usize,
@@ -618,6 +737,7 @@ mod fused_tests {
         };
         let mut optim = Optimizer::new(kind, 0.05, momentum);
         optim.set_fused_kernels(fused);
+        optim.set_decay_scope(variant.scope);
         let mut kept = Vec::new();
         for i in 0..steps {
             let g = Tensor::<1>::from_floats(random(&mut rng, n, 0.5).as_slice(), device);
@@ -627,7 +747,8 @@ mod fused_tests {
                 kept.push(weights.w.val());
             }
             let lr = 0.01 * (1.0 + i as f64 / 4.0);
-            weights = optim.step(lr, weights, grads);
+            let scale = Tensor::<1>::from_floats([0.3 + 0.25 * i as f32], device);
+            weights = optim.step(lr, weights, grads, variant.scaled.then_some(&scale));
         }
         // A kept copy must still hold the values it had when kept.
         if keep {
@@ -690,20 +811,37 @@ mod fused_tests {
         for kind in kinds {
             for (n, steps) in sizes {
                 for keep in [false, true] {
-                    let launched = kernels::test_util::launched;
-                    let before = launched();
-                    let fused = run(kind, true, keep, n, steps, &device);
-                    assert_eq!(launched() - before, steps, "{kind:?}: one kernel per step");
-                    let before = launched();
-                    let composed = run(kind, false, keep, n, steps, &device);
-                    assert_eq!(launched(), before, "{kind:?}: no kernel when switched off");
-                    let what = format!("{kind:?}, {n} values, {steps} steps, kept copy {keep}");
-                    assert_close(&format!("{what}: weights"), &fused.0, &composed.0);
-                    assert_close(&format!("{what}: first moment"), &fused.1, &composed.1);
-                    assert_close(&format!("{what}: second moment"), &fused.2, &composed.2);
+                    compare(kind, PLAIN, keep, n, steps, &device);
+                }
+            }
+            // Clipping's factor and the decay scope, on one size.
+            for scaled in [false, true] {
+                for scope in [DecayScope::All, DecayScope::Matrices] {
+                    compare(kind, Variant { scaled, scope }, false, 257, 8, &device);
                 }
             }
         }
+    }
+
+    fn compare(
+        kind: (OptimizerKind, f64),
+        variant: Variant,
+        keep: bool,
+        n: usize,
+        steps: usize,
+        device: &Device,
+    ) {
+        let launched = kernels::test_util::launched;
+        let before = launched();
+        let fused = run(kind, variant, true, keep, n, steps, device);
+        assert_eq!(launched() - before, steps, "{kind:?}: one kernel per step");
+        let before = launched();
+        let composed = run(kind, variant, false, keep, n, steps, device);
+        assert_eq!(launched(), before, "{kind:?}: no kernel when switched off");
+        let what = format!("{kind:?}, {variant:?}, {n} values, {steps} steps, kept copy {keep}");
+        assert_close(&format!("{what}: weights"), &fused.0, &composed.0);
+        assert_close(&format!("{what}: first moment"), &fused.1, &composed.1);
+        assert_close(&format!("{what}: second moment"), &fused.2, &composed.2);
     }
 
     #[test]

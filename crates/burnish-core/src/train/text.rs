@@ -1,6 +1,6 @@
 //! Fine-tuning a [`BertClassifier`] on tokenized texts, one optimizer step per call, with the
 //! recipe of [`TrainConfig`] (optimizer, schedule, accumulation, clipping) and transformers'
-//! weight-decay rule for AdamW (matrices only; biases and LayerNorm are not decayed).
+//! weight-decay rule (matrices and embeddings only; biases and LayerNorm are not decayed).
 //!
 //! Sequence and token tasks share one loss: cross-entropy over the labelled rows of the logits,
 //! averaged over them (for tokens, only the first sub-token of each word carries a label, as
@@ -12,7 +12,8 @@ use burn::prelude::*;
 
 use super::batches::BatchOrder;
 use super::loss::cross_entropy;
-use super::optimizer::{OptimizerKind, build, clip_global_norm};
+use super::optim::DecayScope;
+use super::optimizer::{build, clip_factor};
 use super::trainer::{add_loss, step_report};
 use super::{Evaluation, StepReport, TrainConfig};
 use crate::eval::{ClassificationReport, EntityReport};
@@ -163,13 +164,7 @@ impl TextTrainer {
         }
         let device = device.clone().autodiff();
         let model = model.fork(&device).train();
-        // AdamW's decay is applied by hand to the matrices only (see `step`).
-        let decay = if config.optimizer == OptimizerKind::Adamw {
-            0.0
-        } else {
-            config.weight_decay
-        };
-        let optim = build(&config, decay);
+        let optim = build(&config, DecayScope::Matrices);
         let mut rng = Rng::new(config.seed);
         let _ = rng.next_u64();
         Ok(Self {
@@ -256,32 +251,20 @@ impl TextTrainer {
     }
 }
 
-/// A model whose matrices take decoupled weight decay by hand (`w *= factor`).
-pub(crate) trait DecayMatrices {
-    /// Every trainable matrix multiplied by `factor`.
-    fn decay(self, factor: f32) -> Self;
-}
-
-impl DecayMatrices for BertClassifier {
-    fn decay(self, factor: f32) -> Self {
-        BertClassifier::decay(self, factor)
-    }
-}
-
 /// One optimizer step of `model`, shared by the trainers of pretrained and generative models:
 /// `grad_accumulation` micro-batches (`loss_of(model, micro)` gives each one's loss, already
-/// divided by `micro`), global-norm clipping, the scheduled learning rate, decoupled weight decay
-/// on matrices for AdamW (the optimizer's own decay is off) and the update. Returns the model,
-/// the mean loss still on the device (`None` without micro-batches) and the learning rate used.
+/// divided by `micro`), global-norm clipping, the scheduled learning rate and the update (whose
+/// weight decay the trainers scope to matrices). Returns the model, the mean loss still on the
+/// device (`None` without micro-batches) and the learning rate used.
 pub(crate) fn decoupled_step<M>(
-    mut model: M,
+    model: M,
     optim: &mut Optimizer,
     config: &TrainConfig,
     step: usize,
     mut loss_of: impl FnMut(&M, usize) -> Tensor<1>,
 ) -> (M, Option<Tensor<1>>, f64)
 where
-    M: burn::module::Module + DecayMatrices,
+    M: burn::module::Module,
 {
     let micro = config.grad_accumulation;
     let mut accumulator = GradientsAccumulator::<M>::new();
@@ -291,15 +274,12 @@ where
         accumulator.accumulate(&model, GradientsParams::from_grads(loss.backward(), &model));
         total = add_loss(total, loss.detach());
     }
-    let mut grads = accumulator.grads();
-    if let Some(max_norm) = config.clip_grad_norm {
-        clip_global_norm(&model, &mut grads, max_norm, config.fused_kernels);
-    }
+    let grads = accumulator.grads();
+    let clip = config
+        .clip_grad_norm
+        .and_then(|max_norm| clip_factor(&model, &grads, max_norm, config.fused_kernels));
     let learning_rate = config.learning_rate_at(step);
-    if config.optimizer == OptimizerKind::Adamw && config.weight_decay > 0.0 {
-        model = model.decay((1.0 - learning_rate * f64::from(config.weight_decay)) as f32);
-    }
-    let model = optim.step(learning_rate, model, grads);
+    let model = optim.step(learning_rate, model, grads, clip.map(|c| c.factor).as_ref());
     (model, total, learning_rate)
 }
 
@@ -432,6 +412,7 @@ pub(crate) mod tests {
     use crate::model::bert::{Bert, BertWeights};
     use crate::model::bert_classifier::Pooling;
     use crate::text::TextTokenizer;
+    use crate::train::optimizer::OptimizerKind;
 
     /// A word-level tokenizer.json over a 12-word vocabulary, with BERT's [CLS] ... [SEP]
     /// (`tests/fixtures/tiny-tokenizer.json`, shared with the CLI tests).

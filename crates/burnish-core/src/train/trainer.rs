@@ -6,8 +6,9 @@ use serde::{Deserialize, Serialize};
 use super::TrainConfig;
 use super::batches::{BatchOrder, BatchPosition};
 use super::loss::cross_entropy;
+use super::optim::DecayScope;
 use super::optim::SavedMoments;
-use super::optimizer::{build, clip_global_norm};
+use super::optimizer::{build, clip_factor};
 use crate::data::ClassificationDataset;
 use crate::data::augment::AugmentConfig;
 use crate::eval::ClassificationReport;
@@ -144,7 +145,7 @@ impl Trainer {
         let mut rng = Rng::new(config.seed);
         let init_seed = rng.next_u64();
         let model = model.init(init_seed, &device)?;
-        let optim = build(&config, config.weight_decay);
+        let optim = build(&config, DecayScope::All);
         Ok(Self {
             model: Some(model),
             optim,
@@ -310,12 +311,17 @@ impl Trainer {
             accumulator.accumulate(&model, GradientsParams::from_grads(loss.backward(), &model));
             total_loss = add_loss(total_loss, loss.detach());
         }
-        let mut grads = accumulator.grads();
-        if let Some(max_norm) = self.config.clip_grad_norm {
-            clip_global_norm(&model, &mut grads, max_norm, self.config.fused_kernels);
-        }
+        let grads = accumulator.grads();
+        let clip = self
+            .config
+            .clip_grad_norm
+            .and_then(|max_norm| clip_factor(&model, &grads, max_norm, self.config.fused_kernels));
         let learning_rate = self.config.learning_rate_at(self.step);
-        self.model = Some(self.optim.step(learning_rate, model, grads));
+        let factor = clip.map(|c| c.factor);
+        self.model = Some(
+            self.optim
+                .step(learning_rate, model, grads, factor.as_ref()),
+        );
         self.step += 1;
         let loss = total_loss
             .ok_or_else(|| Error::config("grad_accumulation", "expected at least 1 micro-batch"))?;
