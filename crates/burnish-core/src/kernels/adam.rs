@@ -53,7 +53,7 @@ pub(crate) fn step(
 ) -> (Tensor<1>, Tensor<1>, Tensor<1>) {
     #[cfg(feature = "wgpu")]
     {
-        use super::registry::{Launch, WgslKernel, burn_tensor, input, owned};
+        use super::registry::{Launch, WgslKernel, burn_tensor, empty_like, input, owned};
 
         let len = value.shape().num_elements();
         let value = owned(value);
@@ -72,8 +72,9 @@ pub(crate) fn step(
             .buffer(&grad)
             .buffer(&first)
             .buffer(&second)
-            // Without a scale that binding is never touched: the gradient stands in.
-            .buffer(scale.as_ref().unwrap_or(&grad))
+            // Without a scale that binding is never touched: a one-value stand-in fills it (not
+            // the gradient again: WebGPU rejects one buffer range bound twice as writable).
+            .buffer(&scale.unwrap_or_else(|| empty_like(&grad, [1])))
             .run(&uniform);
         (burn_tensor(value), burn_tensor(first), burn_tensor(second))
     }

@@ -185,7 +185,8 @@ impl Launch {
         }
     }
 
-    /// The next binding.
+    /// The next binding. Never the same tensor twice in one launch: every binding is writable
+    /// storage, and WebGPU rejects overlapping writable ranges (native wgpu lets it pass).
     pub(crate) fn buffer(mut self, tensor: &CubeTensor) -> Self {
         self.buffers.push(tensor.clone());
         self

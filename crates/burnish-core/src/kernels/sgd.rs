@@ -32,7 +32,7 @@ pub(crate) fn step(
 ) -> (Tensor<1>, Option<Tensor<1>>) {
     #[cfg(feature = "wgpu")]
     {
-        use super::registry::{Launch, WgslKernel, burn_tensor, input, owned};
+        use super::registry::{Launch, WgslKernel, burn_tensor, empty_like, input, owned};
 
         let len = value.shape().num_elements();
         let value = owned(value);
@@ -47,12 +47,14 @@ pub(crate) fn step(
             len: u32::try_from(len).expect("a parameter of fewer than 2^32 elements"),
             ..uniform
         };
-        // Bindings never touched (no momentum, no scale) take the gradient as a stand-in.
+        // Bindings never touched (no momentum, no scale) get one-value stand-ins of their own:
+        // WebGPU rejects one buffer range bound twice as writable, so not the gradient again.
+        let unused = || empty_like(&grad, [1]);
         Launch::new(kernel, len)
             .buffer(&value)
             .buffer(&grad)
-            .buffer(velocity.as_ref().unwrap_or(&grad))
-            .buffer(scale.as_ref().unwrap_or(&grad))
+            .buffer(velocity.as_ref().unwrap_or(&unused()))
+            .buffer(&scale.unwrap_or_else(unused))
             .run(&uniform);
         (burn_tensor(value), velocity.map(burn_tensor))
     }
