@@ -199,14 +199,30 @@ impl Launch {
             return;
         };
         let client = first.client.clone();
+        let bindings: Vec<_> = self
+            .buffers
+            .iter()
+            .map(|t| t.handle.clone().binding())
+            .collect();
+        // WebGPU rejects one allocation bound twice as writable storage in a dispatch (Chromium:
+        // "Writable storage buffer binding aliasing"), native wgpu does not: check here so that
+        // native tests catch what only the browser would.
+        for (i, b) in bindings.iter().enumerate() {
+            if let Some(j) = bindings[..i]
+                .iter()
+                .position(|a| a.memory.id() == b.memory.id())
+            {
+                panic!(
+                    "{}: bindings {j} and {i} are one tensor; WebGPU rejects that",
+                    self.kernel.name
+                );
+            }
+        }
         let x = self.groups.clamp(1, MAX_GROUPS);
         let y = self.groups.div_ceil(x).max(1);
-        let arguments = self
-            .buffers
+        let arguments = bindings
             .into_iter()
-            .fold(KernelArguments::new(), |a, t| {
-                a.with_buffer(t.handle.binding())
-            })
+            .fold(KernelArguments::new(), KernelArguments::with_buffer)
             .with_info(MetadataBindingInfo::custom(uniform.words()));
         LAUNCHES.with(|n| n.set(n.get() + 1));
         client.launch(
