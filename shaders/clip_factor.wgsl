@@ -1,8 +1,9 @@
 // Gradient clipping by the global norm, second pass: one workgroup adds every partial sum of
 // squares (sum_squares.wgsl) and writes
-//   out[0] = norm = sqrt(total),   out[1] = min(1, max_norm / (norm + 1e-6))
+//   norm = sqrt(total),   factor = min(1, max_norm / (norm + 1e-6))
 // (PyTorch's clip_grad_norm_ factor, as train/optimizer.rs's composed path computes it), both
-// left on the device: the factor scales the gradients, the norm is there to report.
+// left on the device, each a one-value buffer of its own (no slicing launches after): the
+// optimizer's kernels scale the gradients by the factor, the norm is there to report.
 //
 // Template items (filled by crates/burnish-core/src/kernels/clip.rs):
 //   uniform         the `ClipUniform` struct, generated from the Rust definition
@@ -13,8 +14,9 @@
 const WORKGROUP: u32 = {{ workgroup_size }}u;
 
 @group(0) @binding(0) var<storage, read_write> partials: array<f32>;
-@group(0) @binding(1) var<storage, read_write> out: array<f32>;
-@group(0) @binding(2) var<uniform> params: ClipUniform;
+@group(0) @binding(1) var<storage, read_write> norm_out: array<f32>;
+@group(0) @binding(2) var<storage, read_write> factor_out: array<f32>;
+@group(0) @binding(3) var<uniform> params: ClipUniform;
 
 var<workgroup> scratch: array<f32, WORKGROUP>;
 
@@ -34,7 +36,7 @@ fn main(@builtin(local_invocation_index) local: u32) {
     }
     if (local == 0u) {
         let norm = sqrt(scratch[0]);
-        out[0] = norm;
-        out[1] = min(params.max_norm / (norm + 1e-6), 1.0);
+        norm_out[0] = norm;
+        factor_out[0] = min(params.max_norm / (norm + 1e-6), 1.0);
     }
 }

@@ -44,8 +44,7 @@ pub(crate) fn applies(grads: &[Tensor<1>]) -> bool {
 pub(crate) fn norm_and_factor(grads: &[Tensor<1>], max_norm: f32) -> (Tensor<1>, Tensor<1>) {
     #[cfg(feature = "wgpu")]
     {
-        let out = wgpu::norm_and_factor(grads, max_norm);
-        (out.clone().narrow(0, 0, 1), out.narrow(0, 1, 1))
+        wgpu::norm_and_factor(grads, max_norm)
     }
     #[cfg(not(feature = "wgpu"))]
     {
@@ -66,8 +65,8 @@ mod wgpu {
         len.div_ceil(WORKGROUP as usize * 8).clamp(1, 64) as u32
     }
 
-    /// `[norm, factor]`.
-    pub(super) fn norm_and_factor(grads: &[Tensor<1>], max_norm: f32) -> Tensor<1> {
+    /// The norm and the factor, each `[1]`.
+    pub(super) fn norm_and_factor(grads: &[Tensor<1>], max_norm: f32) -> (Tensor<1>, Tensor<1>) {
         let cubes: Vec<_> = grads.iter().map(|g| input(g.clone())).collect();
         let count: u32 = grads.iter().map(|g| groups(g.dims()[0])).sum();
         let partials = empty_like(&cubes[0], [count as usize]);
@@ -90,7 +89,8 @@ mod wgpu {
                 .run(&uniform);
             offset += uniform.groups;
         }
-        let out = empty_like(&cubes[0], [2]);
+        let norm = empty_like(&cubes[0], [1]);
+        let factor = empty_like(&cubes[0], [1]);
         let kernel = WgslKernel::new(
             "clip_factor.wgsl",
             include_str!("../../../../shaders/clip_factor.wgsl"),
@@ -98,8 +98,9 @@ mod wgpu {
         .uniform::<ClipUniform>();
         Launch::new(kernel, WORKGROUP as usize)
             .buffer(&partials)
-            .buffer(&out)
+            .buffer(&norm)
+            .buffer(&factor)
             .run(&ClipUniform { count, max_norm });
-        burn_tensor(out)
+        (burn_tensor(norm), burn_tensor(factor))
     }
 }
