@@ -17,6 +17,7 @@
 pub(crate) mod adam;
 pub(crate) mod attention;
 pub(crate) mod clip;
+pub(crate) mod conv_pool;
 pub(crate) mod cross_entropy;
 pub(crate) mod gelu;
 pub(crate) mod layer_norm;

@@ -274,7 +274,7 @@ impl Cnn {
         let [c, h, w] = self.image_shape;
         let mut x: Tensor<4> = input.reshape([batch, c, h, w]);
         for conv in &self.convs {
-            x = self.pool.forward(self.activation.forward(conv.forward(x)));
+            x = masks.conv_block(conv, &self.pool, &self.activation, x);
         }
         let mut x: Tensor<2> = x.flatten(1, 3);
         let last = self.head.len() - 1;

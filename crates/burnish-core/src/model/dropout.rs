@@ -43,6 +43,27 @@ impl<'a> Masks<'a> {
         self
     }
 
+    /// A CNN block: `conv` (3x3, padding 1, with bias), ReLU and 2x2 max pooling of `x`,
+    /// through the fused kernel (`kernels::conv_pool`) where it applies and is allowed, else
+    /// burn's operations (`pool` and `activation` are the model's own modules).
+    pub fn conv_block(
+        &self,
+        conv: &burn::nn::conv::Conv2d,
+        pool: &burn::nn::pool::MaxPool2d,
+        activation: &burn::nn::Relu,
+        x: Tensor<4>,
+    ) -> Tensor<4> {
+        if self.fused_kernels
+            && let Some(bias) = &conv.bias
+        {
+            let (w, b) = (conv.weight.val(), bias.val());
+            if kernels::conv_pool::applies(&x, &w, &b) {
+                return kernels::conv_pool::conv_relu_pool(x, w, b);
+            }
+        }
+        pool.forward(activation.forward(conv.forward(x)))
+    }
+
     /// Layer normalisation of `x` over its last dimension by `ln`, through the fused kernel
     /// (`kernels::layer_norm`) where it applies and is allowed, else burn's own. burn's
     /// `LayerNorm` keeps its epsilon private, so the caller passes the one it built it with.

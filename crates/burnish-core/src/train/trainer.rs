@@ -306,7 +306,9 @@ impl Trainer {
             let y = Tensor::<1, Int>::from_data(TensorData::new(labels, [rows]), &self.device);
             // Each micro-batch's loss is divided by their count, so the summed gradients are
             // those of the mean over the whole effective batch (as in PyTorch).
-            let logits = model.forward_with(x, &mut Masks::from(&mut self.dropout_rng));
+            let masks = &mut Masks::from(&mut self.dropout_rng)
+                .with_fused_kernels(self.config.fused_kernels);
+            let logits = model.forward_with(x, masks);
             let loss = cross_entropy(logits, y, None, fused) / micro as f32;
             accumulator.accumulate(&model, GradientsParams::from_grads(loss.backward(), &model));
             total_loss = add_loss(total_loss, loss.detach());
