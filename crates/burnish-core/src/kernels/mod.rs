@@ -21,6 +21,7 @@ pub(crate) mod conv_pool;
 pub(crate) mod cross_entropy;
 pub(crate) mod gelu;
 pub(crate) mod layer_norm;
+pub(crate) mod linear;
 #[cfg(feature = "wgpu")]
 mod registry;
 pub(crate) mod sgd;

@@ -279,10 +279,8 @@ impl Cnn {
         let mut x: Tensor<2> = x.flatten(1, 3);
         let last = self.head.len() - 1;
         for (i, layer) in self.head.iter().enumerate() {
-            x = layer.forward(masks.apply(x, self.dropout));
-            if i < last {
-                x = self.activation.forward(x);
-            }
+            let dropped = masks.apply(x, self.dropout);
+            x = masks.linear(layer, dropped, i < last);
         }
         x
     }

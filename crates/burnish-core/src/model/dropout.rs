@@ -64,6 +64,26 @@ impl<'a> Masks<'a> {
         pool.forward(activation.forward(conv.forward(x)))
     }
 
+    /// A dense layer `layer` of `x`, through ReLU when `relu`, by the fused kernel
+    /// (`kernels::linear`, small layers only) where it applies and is allowed, else burn's
+    /// operations.
+    pub fn linear(&self, layer: &burn::nn::Linear, x: Tensor<2>, relu: bool) -> Tensor<2> {
+        if self.fused_kernels
+            && let Some(bias) = &layer.bias
+        {
+            let (w, b) = (layer.weight.val(), bias.val());
+            if kernels::linear::applies(&x, &w, &b) {
+                return kernels::linear::linear(x, w, b, relu);
+            }
+        }
+        let y = layer.forward(x);
+        if relu {
+            burn::tensor::activation::relu(y)
+        } else {
+            y
+        }
+    }
+
     /// Layer normalisation of `x` over its last dimension by `ln`, through the fused kernel
     /// (`kernels::layer_norm`) where it applies and is allowed, else burn's own. burn's
     /// `LayerNorm` keeps its epsilon private, so the caller passes the one it built it with.

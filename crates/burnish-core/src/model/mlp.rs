@@ -193,9 +193,9 @@ impl Mlp {
         let last = self.layers.len() - 1;
         let mut x = input;
         for (i, layer) in self.layers.iter().enumerate() {
-            x = layer.forward(x);
+            x = masks.linear(layer, x, i < last);
             if i < last {
-                x = masks.apply(self.activation.forward(x), self.dropout);
+                x = masks.apply(x, self.dropout);
             }
         }
         x
