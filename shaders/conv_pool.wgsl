@@ -1,6 +1,6 @@
 // A convolution block, forward pass: 3x3 convolution (stride 1, zero padding 1) with bias, ReLU,
 // then 2x2 max pooling (stride 2, the last row or column of an odd size dropped), in one
-// dispatch, one thread per pooled output:
+// dispatch, one thread per pooled position in four output channels:
 //   z[b, o, y, x]   = bias[o] + sum_{c, ky, kx} w[o, c, ky, kx] x[b, c, y + ky - 1, x + kx - 1]
 //   out[b, o, i, j] = max(0, max_{dy, dx in 0..2} z[b, o, 2i + dy, 2j + dx])
 //   arg[b, o, i, j] = 2 dy + dx of the first largest z in the window (row-major), or 4 when
@@ -11,8 +11,8 @@
 // pooling with its indices) with two [batch, out, height, width] intermediates.
 //
 // Each thread reads, per input channel, the 4x4 input patch under its 2x2 window (rows
-// 2i - 1 ..= 2i + 2, zero outside the image) as four vec4 rows, and forms the four outputs as
-// dot products with the kernel's three rows.
+// 2i - 1 ..= 2i + 2, zero outside the image) as four vec4 rows, and forms the window's four
+// pre-activations in four output channels as dot products with the kernels' rows.
 //
 // Template items (filled by crates/burnish-core/src/kernels/conv_pool.rs):
 //   uniform         the `ConvPoolUniform` struct, generated from the Rust definition
@@ -52,53 +52,87 @@ fn patch_row(plane: u32, iy: i32, ix0: i32) -> vec4<f32> {
     );
 }
 
+// The four pre-activations of a 2x2 window ((0, 0), (0, 1), (1, 0), (1, 1)) that one input
+// channel's 4x4 patch (rows p0 ..= p3) adds through the 3x3 kernel starting at w[k].
+fn window(p0: vec4<f32>, p1: vec4<f32>, p2: vec4<f32>, p3: vec4<f32>, k: u32) -> vec4<f32> {
+    let w0 = vec3<f32>(w[k], w[k + 1u], w[k + 2u]);
+    let w1 = vec3<f32>(w[k + 3u], w[k + 4u], w[k + 5u]);
+    let w2 = vec3<f32>(w[k + 6u], w[k + 7u], w[k + 8u]);
+    return vec4<f32>(
+        dot(p0.xyz, w0) + dot(p1.xyz, w1) + dot(p2.xyz, w2),
+        dot(p0.yzw, w0) + dot(p1.yzw, w1) + dot(p2.yzw, w2),
+        dot(p1.xyz, w0) + dot(p2.xyz, w1) + dot(p3.xyz, w2),
+        dot(p1.yzw, w0) + dot(p2.yzw, w1) + dot(p3.yzw, w2),
+    );
+}
+
+// Max-pool and ReLU one window's pre-activations z into out[at] and arg[at]: the first largest,
+// without branches.
+fn pool(z: vec4<f32>, at: u32) {
+    var best = z.x;
+    var which = 0.0;
+    which = select(which, 1.0, z.y > best);
+    best = max(best, z.y);
+    which = select(which, 2.0, z.z > best);
+    best = max(best, z.z);
+    which = select(which, 3.0, z.w > best);
+    best = max(best, z.w);
+    out[at] = max(best, 0.0);
+    arg[at] = select(4.0, which, best > 0.0);
+}
+
 @compute @workgroup_size({{ workgroup_size }})
 fn main(
     @builtin(workgroup_id) group: vec3<u32>,
     @builtin(num_workgroups) groups: vec3<u32>,
     @builtin(local_invocation_index) local: u32,
 ) {
-    // Two-dimensional grid: there may be more than 65,535 workgroups.
+    // Two-dimensional grid: there may be more than 65,535 workgroups. A thread takes one window
+    // position in four output channels (o0 ..= o0 + 3, the last block's clamped to the last
+    // channel and written only where they exist), so each input patch is read once for four.
     let i = (group.y * groups.x + group.x) * WORKGROUP + local;
-    if (i >= params.outputs) {
+    let windows = params.pooled_h * params.pooled_w;
+    let blocks = (params.c_out + 3u) / 4u;
+    if (i >= params.batch * blocks * windows) {
         return;
     }
-    let pj = i % params.pooled_w;
-    let pi = (i / params.pooled_w) % params.pooled_h;
-    let o = (i / (params.pooled_w * params.pooled_h)) % params.c_out;
-    let b = i / (params.pooled_w * params.pooled_h * params.c_out);
+    let window_at = i % windows;
+    let pj = window_at % params.pooled_w;
+    let pi = window_at / params.pooled_w;
+    let o0 = (i / windows) % blocks * 4u;
+    let b = i / (windows * blocks);
     let iy0 = i32(2u * pi) - 1;
     let ix0 = i32(2u * pj) - 1;
     let plane_size = params.height * params.width;
+    let last = params.c_out - 1u;
+    let os = min(vec4<u32>(o0) + vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(last));
 
-    let b0 = bias[o];
-    var z = vec4<f32>(b0, b0, b0, b0); // (0, 0), (0, 1), (1, 0), (1, 1)
+    var z0 = vec4<f32>(bias[os.x]);
+    var z1 = vec4<f32>(bias[os.y]);
+    var z2 = vec4<f32>(bias[os.z]);
+    var z3 = vec4<f32>(bias[os.w]);
+    let stride = params.c_in * 9u;
     for (var c = 0u; c < params.c_in; c++) {
         let plane = (b * params.c_in + c) * plane_size;
         let p0 = patch_row(plane, iy0, ix0);
         let p1 = patch_row(plane, iy0 + 1, ix0);
         let p2 = patch_row(plane, iy0 + 2, ix0);
         let p3 = patch_row(plane, iy0 + 3, ix0);
-        let k = (o * params.c_in + c) * 9u;
-        let w0 = vec3<f32>(w[k], w[k + 1u], w[k + 2u]);
-        let w1 = vec3<f32>(w[k + 3u], w[k + 4u], w[k + 5u]);
-        let w2 = vec3<f32>(w[k + 6u], w[k + 7u], w[k + 8u]);
-        z += vec4<f32>(
-            dot(p0.xyz, w0) + dot(p1.xyz, w1) + dot(p2.xyz, w2),
-            dot(p0.yzw, w0) + dot(p1.yzw, w1) + dot(p2.yzw, w2),
-            dot(p1.xyz, w0) + dot(p2.xyz, w1) + dot(p3.xyz, w2),
-            dot(p1.yzw, w0) + dot(p2.yzw, w1) + dot(p3.yzw, w2),
-        );
+        let k = c * 9u;
+        z0 += window(p0, p1, p2, p3, os.x * stride + k);
+        z1 += window(p0, p1, p2, p3, os.y * stride + k);
+        z2 += window(p0, p1, p2, p3, os.z * stride + k);
+        z3 += window(p0, p1, p2, p3, os.w * stride + k);
     }
-    // The first largest, without branches.
-    var best = z.x;
-    var at = 0.0;
-    at = select(at, 1.0, z.y > best);
-    best = max(best, z.y);
-    at = select(at, 2.0, z.z > best);
-    best = max(best, z.z);
-    at = select(at, 3.0, z.w > best);
-    best = max(best, z.w);
-    out[i] = max(best, 0.0);
-    arg[i] = select(4.0, at, best > 0.0);
+    let first = (b * params.c_out + o0) * windows + window_at;
+    pool(z0, first);
+    if (o0 + 1u <= last) {
+        pool(z1, first + windows);
+    }
+    if (o0 + 2u <= last) {
+        pool(z2, first + 2u * windows);
+    }
+    if (o0 + 3u <= last) {
+        pool(z3, first + 3u * windows);
+    }
 }

@@ -32,8 +32,9 @@ function cli(args, env = {}) {
 }
 
 // `variant`: what the speed work changed, so each change is measured against the same run without
-// it: `base` (burn's composed optimizer and loss, the loss read after every step), `fused` (the
-// fused kernels: Adam, softmax cross-entropy) and the default (fused + losses read every ~100 ms). `env` picks the Vulkan driver
+// it: `base` (burn's composed operations, no fused kernel, the loss read after every step),
+// `fused` (the fused kernels: convolution blocks, dense layers, Adam, softmax cross-entropy) and
+// the default (fused + losses read every ~100 ms). `env` picks the Vulkan driver
 // (`name` tells the runs' outputs apart).
 function cnnNative(device, variant = 'default', { env = {}, name = device } = {}) {
   const recipe = `${OUT}/cnn-recipe-${variant}.json`;
@@ -193,8 +194,8 @@ async function browserFigures() {
   const { browser, page } = await launch();
   const out = {};
   try {
-    // The digits CNN through the page, first without the speed work (burn's composed optimizer,
-    // the loss read after every step), then as shipped.
+    // The digits CNN through the page, first without the speed work (burn's composed operations,
+    // no fused kernel, the loss read after every step), then as shipped.
     for (const [key, extra] of [['burnishCnnBase', '&kernels=0&lossread=0'], ['burnishCnn', '']]) {
       await page.goto(`${BASE_URL}?demo=1&autostart=1&epochs=${EPOCHS}&autosave=0${extra}`);
       out.adapter = await poll(page, () => window.burnish?.adapter, 60_000, 'the adapter');
@@ -317,11 +318,11 @@ async function main() {
   const up = browser.startup ?? {};
   const rows = [
     ['burnish, native flex (CPU)', native.flex.msPerStep, native.flex.device, native.flex.hostMs],
-    ['burnish, native wgpu: composed optimizer and loss, loss read every step', native.wgpuBase?.msPerStep, native.wgpuBase?.device, native.wgpuBase?.hostMs],
-    ['burnish, native wgpu: fused kernels (Adam, cross-entropy), loss read every step', native.wgpuFused?.msPerStep, native.wgpuFused?.device, native.wgpuFused?.hostMs],
+    ['burnish, native wgpu: burn\'s composed operations (no fused kernels), loss read every step', native.wgpuBase?.msPerStep, native.wgpuBase?.device, native.wgpuBase?.hostMs],
+    ['burnish, native wgpu: fused kernels (convolution blocks, dense layers, Adam, cross-entropy), loss read every step', native.wgpuFused?.msPerStep, native.wgpuFused?.device, native.wgpuFused?.hostMs],
     ['burnish, native wgpu (default: fused kernels, losses read every ~100 ms)', native.wgpu.msPerStep, native.wgpu.device ?? native.wgpu.error, native.wgpu.hostMs],
     ['burnish, native wgpu on SwiftShader (Chromium\'s Vulkan driver), as the default', native.wgpuSwiftshader?.msPerStep, native.wgpuSwiftshader?.error ?? native.wgpuSwiftshader?.device ?? `${SWIFTSHADER_ICD ?? 'Chromium\'s vk_swiftshader_icd.json'} not found`, native.wgpuSwiftshader?.hostMs],
-    ['burnish, Chromium WebGPU (page + worker): composed optimizer and loss, loss read every step', browser.burnishCnnBase?.msPerStep, 'same', browser.burnishCnnBase?.hostMs],
+    ['burnish, Chromium WebGPU (page + worker): burn\'s composed operations (no fused kernels), loss read every step', browser.burnishCnnBase?.msPerStep, 'same', browser.burnishCnnBase?.hostMs],
     ['burnish, Chromium WebGPU (page + worker)', b.msPerStep, [browser.adapter?.vendor, browser.adapter?.architecture].filter(Boolean).join(' / ') || b.device || 'WebGPU', b.hostMs],
     ['TF.js 4.22, Chromium WebGPU', browser.tfjs_webgpu.msPerStep, browser.tfjs_webgpu.error ?? browser.tfjs_webgpu.backend],
     ['TF.js 4.22, Chromium WebGL', browser.tfjs_webgl.msPerStep, browser.tfjs_webgl.error ?? browser.tfjs_webgl.backend],

@@ -25,8 +25,6 @@ uniform!(
         width: u32,
         pooled_h: u32,
         pooled_w: u32,
-        /// Pooled outputs: batch x c_out x pooled_h x pooled_w.
-        outputs: u32,
     }
 );
 
@@ -114,7 +112,6 @@ mod wgpu {
             width: n(width),
             pooled_h: n(height / 2),
             pooled_w: n(width / 2),
-            outputs: n(batch * c_out * (height / 2) * (width / 2)),
         }
     }
 
@@ -136,7 +133,9 @@ mod wgpu {
             include_str!("../../../../shaders/conv_pool.wgsl"),
         )
         .uniform::<ConvPoolUniform>();
-        Launch::new(kernel, u.outputs as usize)
+        // One thread per pooled position in four output channels.
+        let [batch, c_out, rows, cols] = pooled_shape(u);
+        Launch::new(kernel, batch * c_out.div_ceil(4) * rows * cols)
             .buffer(x)
             .buffer(w)
             .buffer(b)
@@ -165,13 +164,30 @@ mod wgpu {
             include_str!("../../../../shaders/conv_pool_input_grad.wgsl"),
         )
         .uniform::<ConvPoolUniform>();
-        Launch::new(kernel, shape.iter().product())
-            .buffer(&state.w)
-            .buffer(&state.arg)
-            .buffer(g)
-            .buffer(&dx)
-            .run(u);
+        // One thread per position in four input channels.
+        Launch::new(
+            kernel,
+            shape[0] * shape[1].div_ceil(4) * shape[2] * shape[3],
+        )
+        .buffer(&state.w)
+        .buffer(&state.arg)
+        .buffer(g)
+        .buffer(&dx)
+        .run(u);
         dx
+    }
+
+    /// Threads sharing each of `rows` sums of `terms` terms in the weights' gradient: about 2,048
+    /// threads in all (each cross-thread step costs workgroup barriers, which CPU renderers pay
+    /// dearly for: the digits CNN's second block, 512 sums of 256 terms, took 11.2 ms a step on
+    /// SwiftShader at 8 threads a sum, 6.8 at 2), but at most ~1,024 terms a thread and at least
+    /// ~32 (`threads_per_row`); a power of two.
+    fn params_threads(rows: usize, terms: u32) -> u32 {
+        let most = threads_per_row(terms);
+        let least = terms.div_ceil(1024).next_power_of_two().min(most);
+        let wanted = u32::try_from(2048 / rows.max(1)).unwrap_or(u32::MAX).max(1);
+        let floor_pow2 = 1 << wanted.ilog2();
+        floor_pow2.clamp(least, most)
     }
 
     /// The weights' and the bias's gradients from the pooled output's (`g`, contiguous).
@@ -180,7 +196,7 @@ mod wgpu {
         let (c_out, c_in) = (u.c_out as usize, u.c_in as usize);
         let dw = empty_like(&state.x, [c_out, c_in, 3, 3]);
         let db = empty_like(&state.x, [c_out]);
-        let threads = threads_per_row(u.batch * u.pooled_h * u.pooled_w);
+        let threads = params_threads(c_out * c_in, u.batch * u.pooled_h * u.pooled_w);
         let kernel = WgslKernel::new(
             "conv_pool_params_grad.wgsl",
             include_str!("../../../../shaders/conv_pool_params_grad.wgsl"),
