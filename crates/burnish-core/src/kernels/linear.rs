@@ -14,6 +14,7 @@ use burn::prelude::*;
 use super::uniform;
 
 /// The largest layer (`d_in x d_out` weights) the kernels take: a 256 x 256 layer.
+#[cfg_attr(not(feature = "wgpu"), allow(dead_code))]
 pub(crate) const MAX_WEIGHTS: usize = 1 << 16;
 
 uniform!(
