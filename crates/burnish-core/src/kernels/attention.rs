@@ -87,7 +87,7 @@ mod wgpu {
     use super::AttentionUniform;
     use crate::kernels::registry::{
         Launch, Tracked, WgslKernel, burn_tensor, contiguous, cube_tensor, empty_like,
-        threads_per_row,
+        threads_per_row, tracked,
     };
 
     fn launch(name: &'static str, source: &'static str, uniform: &AttentionUniform) -> Launch {
@@ -189,11 +189,7 @@ mod wgpu {
                 &uniform,
             ));
         }
-        let (scores, node) = scores
-            .try_into_primitive::<Tracked>()
-            .expect("`applies` checked that the scores live on a wgpu device")
-            .into_parts();
-        let scores = contiguous(scores);
+        let (scores, node) = tracked(scores);
         let probs = forward(&scores, &mask, dims, &uniform);
         let out = match AttentionSoftmaxBackward
             .prepare::<NoCheckpointing>([node])

@@ -98,7 +98,7 @@ mod wgpu {
     use super::ConvPoolUniform;
     use crate::kernels::registry::{
         Launch, Tracked, WgslKernel, burn_tensor, contiguous, cube_tensor, empty_like,
-        threads_per_row,
+        register_input_and_params, threads_per_row, tracked,
     };
 
     fn uniform(x: [usize; 4], c_out: usize) -> ConvPoolUniform {
@@ -232,20 +232,12 @@ mod wgpu {
                 state,
             } = ops;
             let g = contiguous(grads.consume::<CubeBackend>(&node));
-            let [x_node, w_node, b_node] = parents;
-            // The first block's input is the data: no gradient, no launch.
-            if let Some(x_node) = x_node {
-                grads.register::<CubeBackend>(x_node.id, input_grad(&state, &g));
-            }
-            if w_node.is_some() || b_node.is_some() {
-                let (dw, db) = params_grad(&state, &g);
-                if let Some(w_node) = w_node {
-                    grads.register::<CubeBackend>(w_node.id, dw);
-                }
-                if let Some(b_node) = b_node {
-                    grads.register::<CubeBackend>(b_node.id, db);
-                }
-            }
+            register_input_and_params(
+                grads,
+                parents.map(|p| p.map(|node| node.id)),
+                || input_grad(&state, &g),
+                || params_grad(&state, &g),
+            );
         }
     }
 
@@ -260,18 +252,9 @@ mod wgpu {
             );
             return burn_tensor(out);
         }
-        fn parts<const D: usize>(
-            t: Tensor<D>,
-        ) -> (CubeTensor, burn::backend::autodiff::ops::NodeGuard) {
-            let (primitive, node) = t
-                .try_into_primitive::<Tracked>()
-                .expect("`applies` checked that every tensor lives on a wgpu autodiff device")
-                .into_parts();
-            (contiguous(primitive), node)
-        }
-        let (x, x_node) = parts(x);
-        let (w, w_node) = parts(w);
-        let (b, b_node) = parts(b);
+        let (x, x_node) = tracked(x);
+        let (w, w_node) = tracked(w);
+        let (b, b_node) = tracked(b);
         let (out, arg) = forward(&x, &w, &b, &u);
         let result = match ConvPoolBackward
             .prepare::<NoCheckpointing>([x_node, w_node, b_node])

@@ -76,7 +76,7 @@ mod wgpu {
     use super::CrossEntropyUniform;
     use crate::kernels::registry::{
         Launch, Tracked, WgslKernel, burn_tensor, contiguous, cube_tensor, empty_like,
-        threads_per_row,
+        threads_per_row, tracked,
     };
 
     /// What both kernels read besides the logits.
@@ -213,11 +213,7 @@ mod wgpu {
             let (loss, _) = forward(&contiguous(cube_tensor(logits)), &rows);
             return burn_tensor(loss);
         }
-        let tracked = logits
-            .try_into_primitive::<Tracked>()
-            .expect("`applies` checked that the logits live on a wgpu device");
-        let (primitive, node) = tracked.into_parts();
-        let x = contiguous(primitive);
+        let (x, node) = tracked(logits);
         let (loss, stats) = forward(&x, &rows);
         let out = match CrossEntropyBackward
             .prepare::<NoCheckpointing>([node])

@@ -51,7 +51,7 @@ mod wgpu {
 
     use super::GeluUniform;
     use crate::kernels::registry::{
-        Launch, Tracked, WgslKernel, burn_tensor, contiguous, cube_tensor, empty_like,
+        Launch, Tracked, WgslKernel, burn_tensor, contiguous, cube_tensor, empty_like, tracked,
     };
     use crate::model::activation::TANH_LIMIT;
 
@@ -127,11 +127,7 @@ mod wgpu {
         if !x.is_autodiff() {
             return burn_tensor(forward(&contiguous(cube_tensor(x)), tanh, len));
         }
-        let (x, node) = x
-            .try_into_primitive::<Tracked>()
-            .expect("`applies` checked that the input lives on a wgpu device")
-            .into_parts();
-        let x = contiguous(x);
+        let (x, node) = tracked(x);
         let y = forward(&x, tanh, len);
         let out = match GeluBackward
             .prepare::<NoCheckpointing>([node])

@@ -77,7 +77,7 @@ mod wgpu {
     use super::LayerNormUniform;
     use crate::kernels::registry::{
         Launch, Tracked, WORKGROUP, WgslKernel, burn_tensor, contiguous, cube_tensor, empty_like,
-        threads_per_row,
+        register_input_and_params, threads_per_row, tracked,
     };
 
     fn kernel(name: &'static str, source: &'static str, uniform: &LayerNormUniform) -> WgslKernel {
@@ -180,19 +180,12 @@ mod wgpu {
                 state,
             } = ops;
             let dy = contiguous(grads.consume::<CubeBackend>(&node));
-            let [x_node, gamma_node, beta_node] = parents;
-            if let Some(x_node) = x_node {
-                grads.register::<CubeBackend>(x_node.id, input_grad(&state, &dy));
-            }
-            if gamma_node.is_some() || beta_node.is_some() {
-                let (dgamma, dbeta) = params_grad(&state, &dy);
-                if let Some(gamma_node) = gamma_node {
-                    grads.register::<CubeBackend>(gamma_node.id, dgamma);
-                }
-                if let Some(beta_node) = beta_node {
-                    grads.register::<CubeBackend>(beta_node.id, dbeta);
-                }
-            }
+            register_input_and_params(
+                grads,
+                parents.map(|p| p.map(|node| node.id)),
+                || input_grad(&state, &dy),
+                || params_grad(&state, &dy),
+            );
         }
     }
 
@@ -219,18 +212,9 @@ mod wgpu {
             );
             return burn_tensor(y);
         }
-        fn parts<const D: usize>(
-            t: Tensor<D>,
-        ) -> (CubeTensor, burn::backend::autodiff::ops::NodeGuard) {
-            let (primitive, node) = t
-                .try_into_primitive::<Tracked>()
-                .expect("`applies` checked that every tensor lives on a wgpu autodiff device")
-                .into_parts();
-            (contiguous(primitive), node)
-        }
-        let (x, x_node) = parts(x);
-        let (gamma, gamma_node) = parts(gamma);
-        let (beta, beta_node) = parts(beta);
+        let (x, x_node) = tracked(x);
+        let (gamma, gamma_node) = tracked(gamma);
+        let (beta, beta_node) = tracked(beta);
         let (y, stats) = forward(&x, &gamma, &beta, &uniform);
         let out = match LayerNormBackward
             .prepare::<NoCheckpointing>([x_node, gamma_node, beta_node])

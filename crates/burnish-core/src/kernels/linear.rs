@@ -83,6 +83,7 @@ mod wgpu {
     use super::LinearUniform;
     use crate::kernels::registry::{
         Launch, Tracked, WgslKernel, burn_tensor, contiguous, cube_tensor, empty_like,
+        register_input_and_params, tracked,
     };
 
     /// 4 x 4 blocks of outputs a thread: blocks along a side of `n`.
@@ -187,19 +188,12 @@ mod wgpu {
                 state,
             } = ops;
             let dy = contiguous(grads.consume::<CubeBackend>(&node));
-            let [x_node, w_node, b_node] = parents;
-            if let Some(x_node) = x_node {
-                grads.register::<CubeBackend>(x_node.id, input_grad(&state, &dy));
-            }
-            if w_node.is_some() || b_node.is_some() {
-                let (dw, db) = params_grad(&state, &dy);
-                if let Some(w_node) = w_node {
-                    grads.register::<CubeBackend>(w_node.id, dw);
-                }
-                if let Some(b_node) = b_node {
-                    grads.register::<CubeBackend>(b_node.id, db);
-                }
-            }
+            register_input_and_params(
+                grads,
+                parents.map(|p| p.map(|node| node.id)),
+                || input_grad(&state, &dy),
+                || params_grad(&state, &dy),
+            );
         }
     }
 
@@ -220,18 +214,9 @@ mod wgpu {
                 &u,
             ));
         }
-        fn parts<const D: usize>(
-            t: Tensor<D>,
-        ) -> (CubeTensor, burn::backend::autodiff::ops::NodeGuard) {
-            let (primitive, node) = t
-                .try_into_primitive::<Tracked>()
-                .expect("`applies` checked that every tensor lives on a wgpu autodiff device")
-                .into_parts();
-            (contiguous(primitive), node)
-        }
-        let (x, x_node) = parts(x);
-        let (w, w_node) = parts(w);
-        let (b, b_node) = parts(b);
+        let (x, x_node) = tracked(x);
+        let (w, w_node) = tracked(w);
+        let (b, b_node) = tracked(b);
         let y = forward(&x, &w, &b, relu, &u);
         let out = match LinearBackward
             .prepare::<NoCheckpointing>([x_node, w_node, b_node])

@@ -131,6 +131,46 @@ impl KernelSource for WgslKernel {
     }
 }
 
+/// The contiguous CubeCL tensor behind a tensor on a wgpu autodiff device, and its node in burn's
+/// graph (what a kernel's backward step is prepared with).
+///
+/// # Panics
+/// When the tensor is not on a wgpu autodiff device: callers check first (`applies`).
+pub(crate) fn tracked<const D: usize>(
+    tensor: Tensor<D>,
+) -> (CubeTensor, burn::backend::autodiff::ops::NodeGuard) {
+    let (primitive, node) = tensor
+        .try_into_primitive::<Tracked>()
+        .expect("`applies` checked that every tensor lives on a wgpu autodiff device")
+        .into_parts();
+    (contiguous(primitive), node)
+}
+
+/// Register the gradients of a kernel whose parents are an input, weights and a bias (`parents`,
+/// their node ids where tracked): the input's, from `input`, where it is tracked (a first
+/// layer's input, the data, is not, and costs no launch), and the weights' and bias's, computed
+/// together by `params`, where either is.
+pub(crate) fn register_input_and_params(
+    grads: &mut burn::backend::autodiff::grads::Gradients,
+    parents: [Option<burn::backend::autodiff::NodeId>; 3],
+    input: impl FnOnce() -> CubeTensor,
+    params: impl FnOnce() -> (CubeTensor, CubeTensor),
+) {
+    let [x, w, b] = parents;
+    if let Some(x) = x {
+        grads.register::<CubeBackend>(x, input());
+    }
+    if w.is_some() || b.is_some() {
+        let (dw, db) = params();
+        if let Some(w) = w {
+            grads.register::<CubeBackend>(w, dw);
+        }
+        if let Some(b) = b {
+            grads.register::<CubeBackend>(b, db);
+        }
+    }
+}
+
 /// The CubeCL tensor behind a burn tensor on a wgpu device.
 ///
 /// # Panics
