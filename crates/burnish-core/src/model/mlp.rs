@@ -1,6 +1,6 @@
 //! Multi-layer perceptron for tabular features.
 
-use burn::nn::{Linear, Relu};
+use burn::nn::Linear;
 use burn::prelude::*;
 
 use serde::{Deserialize, Serialize};
@@ -102,17 +102,16 @@ impl MlpConfig {
             .collect();
         Ok(Mlp {
             layers,
-            activation: Relu::new(),
             dropout: self.dropout,
         })
     }
 }
 
-/// Linear layers with ReLU (and dropout) between them; the last layer gives logits.
+/// Linear layers with ReLU (and dropout) between them; the last layer gives logits. Each layer
+/// and its ReLU run through [`Masks::linear`] (one fused kernel on wgpu).
 #[derive(Module, Debug)]
 pub struct Mlp {
     layers: Vec<Linear>,
-    activation: Relu,
     /// Dropout probability after each hidden activation (applied by [`Masks`] in training).
     dropout: f64,
 }
@@ -178,7 +177,6 @@ impl Mlp {
         let layers = linears(&config.widths(), weights, device)?;
         Ok(Self {
             layers,
-            activation: Relu::new(),
             dropout: config.dropout,
         })
     }
