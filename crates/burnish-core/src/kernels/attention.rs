@@ -78,15 +78,14 @@ pub(crate) fn composed(scores: Tensor<4>, scale: f64, mask: Tensor<4>) -> Tensor
 #[cfg(feature = "wgpu")]
 mod wgpu {
     use burn::backend::autodiff::checkpoint::base::Checkpointer;
-    use burn::backend::autodiff::checkpoint::strategy::NoCheckpointing;
     use burn::backend::autodiff::grads::Gradients;
-    use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+    use burn::backend::autodiff::ops::{Backward, Ops};
     use burn::prelude::*;
     use burn_wgpu::{CubeBackend, CubeTensor};
 
     use super::AttentionUniform;
     use crate::kernels::registry::{
-        Launch, Tracked, WgslKernel, burn_tensor, contiguous, cube_tensor, empty_like,
+        Launch, WgslKernel, burn_tensor, contiguous, cube_tensor, empty_like, record,
         threads_per_row, tracked,
     };
 
@@ -191,22 +190,16 @@ mod wgpu {
         }
         let (scores, node) = tracked(scores);
         let probs = forward(&scores, &mask, dims, &uniform);
-        let out = match AttentionSoftmaxBackward
-            .prepare::<NoCheckpointing>([node])
-            .compute_bound()
-            .stateful()
-        {
-            OpsKind::Tracked(prep) => prep.finish(
-                State {
-                    probs: probs.clone(),
-                    dims,
-                    uniform,
-                },
-                probs,
-            ),
-            OpsKind::UnTracked(prep) => prep.finish(probs),
-        };
-        Tensor::from_primitive::<Tracked>(out)
+        record(
+            AttentionSoftmaxBackward,
+            [node],
+            |probs| State {
+                probs: probs.clone(),
+                dims,
+                uniform,
+            },
+            probs,
+        )
     }
 }
 

@@ -89,15 +89,14 @@ pub(crate) fn composed(x: Tensor<4>, w: Tensor<4>, b: Tensor<1>) -> Tensor<4> {
 #[cfg(feature = "wgpu")]
 mod wgpu {
     use burn::backend::autodiff::checkpoint::base::Checkpointer;
-    use burn::backend::autodiff::checkpoint::strategy::NoCheckpointing;
     use burn::backend::autodiff::grads::Gradients;
-    use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+    use burn::backend::autodiff::ops::{Backward, Ops};
     use burn::prelude::*;
     use burn_wgpu::{CubeBackend, CubeTensor};
 
     use super::ConvPoolUniform;
     use crate::kernels::registry::{
-        Launch, Tracked, WgslKernel, burn_tensor, contiguous, cube_tensor, empty_like,
+        Launch, WgslKernel, burn_tensor, contiguous, cube_tensor, empty_like, record,
         register_input_and_params, threads_per_row, tracked,
     };
 
@@ -256,23 +255,17 @@ mod wgpu {
         let (w, w_node) = tracked(w);
         let (b, b_node) = tracked(b);
         let (out, arg) = forward(&x, &w, &b, &u);
-        let result = match ConvPoolBackward
-            .prepare::<NoCheckpointing>([x_node, w_node, b_node])
-            .compute_bound()
-            .stateful()
-        {
-            OpsKind::Tracked(prep) => prep.finish(
-                State {
-                    x,
-                    w,
-                    arg,
-                    uniform: u,
-                },
-                out,
-            ),
-            OpsKind::UnTracked(prep) => prep.finish(out),
-        };
-        Tensor::from_primitive::<Tracked>(result)
+        record(
+            ConvPoolBackward,
+            [x_node, w_node, b_node],
+            |_| State {
+                x,
+                w,
+                arg,
+                uniform: u,
+            },
+            out,
+        )
     }
 }
 

@@ -66,16 +66,15 @@ pub(crate) fn row_losses(
 #[cfg(feature = "wgpu")]
 mod wgpu {
     use burn::backend::autodiff::checkpoint::base::Checkpointer;
-    use burn::backend::autodiff::checkpoint::strategy::NoCheckpointing;
     use burn::backend::autodiff::grads::Gradients;
-    use burn::backend::autodiff::ops::{Backward, Ops, OpsKind, unary};
+    use burn::backend::autodiff::ops::{Backward, Ops, unary};
     use burn::prelude::*;
     use burn::tensor::DType;
     use burn_wgpu::{CubeBackend, CubeTensor};
 
     use super::CrossEntropyUniform;
     use crate::kernels::registry::{
-        Launch, Tracked, WgslKernel, burn_tensor, contiguous, cube_tensor, empty_like,
+        Launch, WgslKernel, burn_tensor, contiguous, cube_tensor, empty_like, record,
         threads_per_row, tracked,
     };
 
@@ -215,21 +214,15 @@ mod wgpu {
         }
         let (x, node) = tracked(logits);
         let (loss, stats) = forward(&x, &rows);
-        let out = match CrossEntropyBackward
-            .prepare::<NoCheckpointing>([node])
-            .compute_bound()
-            .stateful()
-        {
-            OpsKind::Tracked(prep) => prep.finish(
-                State {
-                    logits: x,
-                    stats,
-                    rows,
-                },
-                loss,
-            ),
-            OpsKind::UnTracked(prep) => prep.finish(loss),
-        };
-        Tensor::from_primitive::<Tracked>(out)
+        record(
+            CrossEntropyBackward,
+            [node],
+            |_| State {
+                logits: x,
+                stats,
+                rows,
+            },
+            loss,
+        )
     }
 }

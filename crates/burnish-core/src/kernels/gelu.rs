@@ -43,15 +43,14 @@ pub(crate) fn gelu<const D: usize>(x: Tensor<D>, tanh: bool) -> Tensor<D> {
 #[cfg(feature = "wgpu")]
 mod wgpu {
     use burn::backend::autodiff::checkpoint::base::Checkpointer;
-    use burn::backend::autodiff::checkpoint::strategy::NoCheckpointing;
     use burn::backend::autodiff::grads::Gradients;
-    use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+    use burn::backend::autodiff::ops::{Backward, Ops};
     use burn::prelude::*;
     use burn_wgpu::{CubeBackend, CubeTensor};
 
     use super::GeluUniform;
     use crate::kernels::registry::{
-        Launch, Tracked, WgslKernel, burn_tensor, contiguous, cube_tensor, empty_like, tracked,
+        Launch, WgslKernel, burn_tensor, contiguous, cube_tensor, empty_like, record, tracked,
     };
     use crate::model::activation::TANH_LIMIT;
 
@@ -129,15 +128,7 @@ mod wgpu {
         }
         let (x, node) = tracked(x);
         let y = forward(&x, tanh, len);
-        let out = match GeluBackward
-            .prepare::<NoCheckpointing>([node])
-            .compute_bound()
-            .stateful()
-        {
-            OpsKind::Tracked(prep) => prep.finish(State { x, tanh, len }, y),
-            OpsKind::UnTracked(prep) => prep.finish(y),
-        };
-        Tensor::from_primitive::<Tracked>(out)
+        record(GeluBackward, [node], |_| State { x, tanh, len }, y)
     }
 }
 

@@ -68,15 +68,14 @@ pub(crate) fn layer_norm(
 #[cfg(feature = "wgpu")]
 mod wgpu {
     use burn::backend::autodiff::checkpoint::base::Checkpointer;
-    use burn::backend::autodiff::checkpoint::strategy::NoCheckpointing;
     use burn::backend::autodiff::grads::Gradients;
-    use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+    use burn::backend::autodiff::ops::{Backward, Ops};
     use burn::prelude::*;
     use burn_wgpu::{CubeBackend, CubeTensor};
 
     use super::LayerNormUniform;
     use crate::kernels::registry::{
-        Launch, Tracked, WORKGROUP, WgslKernel, burn_tensor, contiguous, cube_tensor, empty_like,
+        Launch, WORKGROUP, WgslKernel, burn_tensor, contiguous, cube_tensor, empty_like, record,
         register_input_and_params, threads_per_row, tracked,
     };
 
@@ -216,23 +215,17 @@ mod wgpu {
         let (gamma, gamma_node) = tracked(gamma);
         let (beta, beta_node) = tracked(beta);
         let (y, stats) = forward(&x, &gamma, &beta, &uniform);
-        let out = match LayerNormBackward
-            .prepare::<NoCheckpointing>([x_node, gamma_node, beta_node])
-            .compute_bound()
-            .stateful()
-        {
-            OpsKind::Tracked(prep) => prep.finish(
-                State {
-                    x,
-                    gamma,
-                    stats,
-                    uniform,
-                },
-                y,
-            ),
-            OpsKind::UnTracked(prep) => prep.finish(y),
-        };
-        Tensor::from_primitive::<Tracked>(out)
+        record(
+            LayerNormBackward,
+            [x_node, gamma_node, beta_node],
+            |_| State {
+                x,
+                gamma,
+                stats,
+                uniform,
+            },
+            y,
+        )
     }
 }
 

@@ -74,15 +74,14 @@ pub(crate) fn linear(x: Tensor<2>, w: Tensor<2>, b: Tensor<1>, relu: bool) -> Te
 #[cfg(feature = "wgpu")]
 mod wgpu {
     use burn::backend::autodiff::checkpoint::base::Checkpointer;
-    use burn::backend::autodiff::checkpoint::strategy::NoCheckpointing;
     use burn::backend::autodiff::grads::Gradients;
-    use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+    use burn::backend::autodiff::ops::{Backward, Ops};
     use burn::prelude::*;
     use burn_wgpu::{CubeBackend, CubeTensor};
 
     use super::LinearUniform;
     use crate::kernels::registry::{
-        Launch, Tracked, WgslKernel, burn_tensor, contiguous, cube_tensor, empty_like,
+        Launch, WgslKernel, burn_tensor, contiguous, cube_tensor, empty_like, record,
         register_input_and_params, tracked,
     };
 
@@ -218,27 +217,18 @@ mod wgpu {
         let (w, w_node) = tracked(w);
         let (b, b_node) = tracked(b);
         let y = forward(&x, &w, &b, relu, &u);
-        let out = match LinearBackward
-            .prepare::<NoCheckpointing>([x_node, w_node, b_node])
-            .compute_bound()
-            .stateful()
-        {
-            OpsKind::Tracked(prep) => {
-                let kept = if relu { y.clone() } else { empty_like(&y, [1]) };
-                prep.finish(
-                    State {
-                        x,
-                        w,
-                        y: kept,
-                        relu,
-                        uniform: u,
-                    },
-                    y,
-                )
-            }
-            OpsKind::UnTracked(prep) => prep.finish(y),
-        };
-        Tensor::from_primitive::<Tracked>(out)
+        record(
+            LinearBackward,
+            [x_node, w_node, b_node],
+            |y| State {
+                x,
+                w,
+                y: if relu { y.clone() } else { empty_like(y, [1]) },
+                relu,
+                uniform: u,
+            },
+            y,
+        )
     }
 }
 

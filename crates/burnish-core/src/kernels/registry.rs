@@ -146,6 +146,33 @@ pub(crate) fn tracked<const D: usize>(
     (contiguous(primitive), node)
 }
 
+/// A kernel's output `out` as a tensor on the autodiff device, recorded in burn's graph with its
+/// backward step `backward` over the parents `nodes`; `state` (what the step keeps, given the
+/// output) is built only where some parent is tracked.
+pub(crate) fn record<K, const N: usize, const D: usize>(
+    backward: K,
+    nodes: [burn::backend::autodiff::ops::NodeGuard; N],
+    state: impl FnOnce(&CubeTensor) -> K::State,
+    out: CubeTensor,
+) -> Tensor<D>
+where
+    K: burn::backend::autodiff::ops::Backward<CubeBackend, N> + 'static,
+{
+    use burn::backend::autodiff::ops::OpsKind;
+    let out = match backward
+        .prepare::<NoCheckpointing>(nodes)
+        .compute_bound()
+        .stateful()
+    {
+        OpsKind::Tracked(prep) => {
+            let kept = state(&out);
+            prep.finish(kept, out)
+        }
+        OpsKind::UnTracked(prep) => prep.finish(out),
+    };
+    Tensor::from_primitive::<Tracked>(out)
+}
+
 /// Register the gradients of a kernel whose parents are an input, weights and a bias (`parents`,
 /// their node ids where tracked): the input's, from `input`, where it is tracked (a first
 /// layer's input, the data, is not, and costs no launch), and the weights' and bias's, computed
