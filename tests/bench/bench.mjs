@@ -190,6 +190,8 @@ async function startupFigures() {
   }
 }
 
+const NO_ROBUSTNESS = 'disable_robustness';
+
 async function browserFigures() {
   const { browser, page } = await launch();
   const out = {};
@@ -203,6 +205,19 @@ async function browserFigures() {
       // The worker's own mean over every step but the first (shader compiles), evaluation left
       // out, as the CLI reports it natively (steps read together arrive together on the page).
       out[key] = { parameters: s.model.parameters, steps: s.losses.length, msPerStep: s.msPerStep, hostMs: hostMedian(s.hostMs), batch: 64, device: s.started?.adapter };
+    }
+    // Diagnostic: the same run in a browser with Dawn's robustness transform off (every storage
+    // buffer index clamped to the buffer's length; a switch no user sets). On a CPU renderer with
+    // little optimisation (SwiftShader's Subzero) those clamps cost much of the gap to native.
+    const { browser: plain, page: plainPage } = await launch({ extraArgs: [`--enable-dawn-features=${NO_ROBUSTNESS}`] });
+    try {
+      await plainPage.goto(`${BASE_URL}?demo=1&autostart=1&epochs=${EPOCHS}&autosave=0`);
+      const s = await poll(plainPage, () => (window.burnish?.report && window.burnish.model ? window.burnish : null), 600_000, 'the digits run without robustness');
+      out.burnishCnnNoRobustness = { msPerStep: s.msPerStep, hostMs: hostMedian(s.hostMs) };
+    } catch (err) {
+      out.burnishCnnNoRobustness = { error: err.message };
+    } finally {
+      await plain.close();
     }
     for (const backend of ['webgpu', 'webgl']) {
       await page.goto(`${BASE_URL}bench/tfjs.html?backend=${backend}&steps=40`);
@@ -324,6 +339,7 @@ async function main() {
     ['burnish, native wgpu on SwiftShader (Chromium\'s Vulkan driver), as the default', native.wgpuSwiftshader?.msPerStep, native.wgpuSwiftshader?.error ?? native.wgpuSwiftshader?.device ?? `${SWIFTSHADER_ICD ?? 'Chromium\'s vk_swiftshader_icd.json'} not found`, native.wgpuSwiftshader?.hostMs],
     ['burnish, Chromium WebGPU (page + worker): burn\'s composed operations (no fused kernels), loss read every step', browser.burnishCnnBase?.msPerStep, 'same', browser.burnishCnnBase?.hostMs],
     ['burnish, Chromium WebGPU (page + worker)', b.msPerStep, [browser.adapter?.vendor, browser.adapter?.architecture].filter(Boolean).join(' / ') || b.device || 'WebGPU', b.hostMs],
+    [`burnish, Chromium WebGPU (page + worker), diagnostic: Dawn's robustness transform off (--enable-dawn-features=${NO_ROBUSTNESS})`, browser.burnishCnnNoRobustness?.msPerStep, browser.burnishCnnNoRobustness?.error ?? 'same', browser.burnishCnnNoRobustness?.hostMs],
     ['TF.js 4.22, Chromium WebGPU', browser.tfjs_webgpu.msPerStep, browser.tfjs_webgpu.error ?? browser.tfjs_webgpu.backend],
     ['TF.js 4.22, Chromium WebGL', browser.tfjs_webgl.msPerStep, browser.tfjs_webgl.error ?? browser.tfjs_webgl.backend],
   ];
@@ -340,6 +356,7 @@ async function main() {
     `Ratios measured in this run: browser / native flex speed ${fmt(native.flex.msPerStep / b.msPerStep, 2)}x; ` +
       `browser / native wgpu ${fmt(native.wgpu.msPerStep / b.msPerStep, 2)}x; ` +
       `browser / native wgpu on the same adapter (SwiftShader) ${fmt(native.wgpuSwiftshader?.msPerStep / b.msPerStep, 2)}x; ` +
+      `the same without Dawn's robustness transform (diagnostic) ${fmt(native.wgpuSwiftshader?.msPerStep / browser.burnishCnnNoRobustness?.msPerStep, 2)}x; ` +
       `burnish in the browser / TF.js's fastest backend ${fmt(tfBest / b.msPerStep, 2)}x (samples/s).`, '',
     `Native wgpu: the fused kernels ${fmt(native.wgpuBase?.msPerStep / native.wgpuFused?.msPerStep, 2)}x the composed operations' speed; ` +
       `reading losses every ~100 ms instead of every step a further ${fmt(native.wgpuFused?.msPerStep / native.wgpu.msPerStep, 2)}x. ` +

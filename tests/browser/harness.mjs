@@ -10,7 +10,8 @@ if (!BASE_URL) throw new Error('BURNISH_URL is not set: run the browser tests th
 const candidates = [process.env.BURNISH_CHROMIUM, '/usr/lib/chromium/chromium', '/usr/bin/chromium'].filter(Boolean);
 const executablePath = candidates.find((p) => existsSync(p));
 
-export async function launch() {
+/// `extraArgs`: more Chromium switches (the benchmark's diagnostic runs).
+export async function launch({ extraArgs = [] } = {}) {
   if (!executablePath) throw new Error(`no Chromium found at ${candidates.join(', ')}; set BURNISH_CHROMIUM`);
   const browser = await chromium.launch({
     executablePath,
@@ -18,7 +19,7 @@ export async function launch() {
     args: [
       '--headless=new', '--no-sandbox', '--enable-unsafe-webgpu',
       '--no-first-run', '--disable-background-networking', '--disable-component-update',
-      '--disable-sync', '--disable-quic',
+      '--disable-sync', '--disable-quic', ...extraArgs,
     ],
   });
   const page = await browser.newPage();
