@@ -19,11 +19,13 @@ pub(crate) mod attention;
 pub(crate) mod clip;
 pub(crate) mod conv_pool;
 pub(crate) mod cross_entropy;
+pub(crate) mod dropout;
 pub(crate) mod gelu;
 pub(crate) mod layer_norm;
 pub(crate) mod linear;
 #[cfg(feature = "wgpu")]
 mod registry;
+pub(crate) mod self_attention;
 pub(crate) mod sgd;
 #[cfg(all(test, feature = "wgpu"))]
 pub(crate) use registry::LAUNCHES;

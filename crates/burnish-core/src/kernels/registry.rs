@@ -28,9 +28,9 @@ pub(crate) type Tracked = burn::backend::Autodiff<CubeBackend, NoCheckpointing>;
 
 /// WGSL shared by several kernels (WGSL has no includes), registered as template items of
 /// every kernel's text under these names: the row reductions of the kernels that split rows
-/// among threads, and GELU's erf and tanh argument. Constants, so they stay out of the kernel
+/// among threads, GELU's erf and tanh argument, and the dropout masks' hash. Constants, so they stay out of the kernel
 /// id, which CubeCL hashes at every launch.
-const SNIPPETS: [(&str, &str); 2] = [
+const SNIPPETS: [(&str, &str); 3] = [
     (
         "row_reduce",
         include_str!("../../../../shaders/row_reduce.wgsl"),
@@ -38,6 +38,10 @@ const SNIPPETS: [(&str, &str); 2] = [
     (
         "gelu_math",
         include_str!("../../../../shaders/gelu_math.wgsl"),
+    ),
+    (
+        "dropout_mask",
+        include_str!("../../../../shaders/dropout_mask.wgsl"),
     ),
 ];
 

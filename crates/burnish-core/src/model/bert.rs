@@ -22,7 +22,7 @@ use burn::tensor::activation::relu;
 use safetensors::tensor::Dtype;
 use serde::{Deserialize, Serialize};
 
-use super::Masks;
+use super::{Masks, Projections};
 use crate::{Error, Result};
 
 /// The fields of a Hugging Face BERT `config.json` the encoder uses (others are ignored).
@@ -612,16 +612,17 @@ impl Bert {
         bias: Tensor<4>,
         masks: &mut Masks<'_>,
     ) -> Tensor<3> {
-        let [batch, len, h] = x.dims();
-        let dh = h / self.heads;
-        let split = |t: Tensor<3>| t.reshape([batch, len, self.heads, dh]).swap_dims(1, 2);
-        let q = split(l.query.forward(x.clone(), masks));
-        let k = split(l.key.forward(x.clone(), masks));
-        let v = split(l.value.forward(x.clone(), masks));
-        let scores = q.matmul(k.transpose());
-        let probs = masks.attention_softmax(scores, 1.0 / (dh as f64).sqrt(), bias);
-        let probs = masks.apply(probs, self.attention_dropout);
-        let context: Tensor<3> = probs.matmul(v).swap_dims(1, 2).reshape([batch, len, h]);
+        let dh = x.dims()[2] / self.heads;
+        let q = l.query.forward(x.clone(), masks);
+        let k = l.key.forward(x.clone(), masks);
+        let v = l.value.forward(x.clone(), masks);
+        let context = masks.self_attention(
+            Projections::Separate(q, k, v),
+            self.heads,
+            1.0 / (dh as f64).sqrt(),
+            bias,
+            self.attention_dropout,
+        );
         let attended = l.attention_out.forward(context, masks);
         let attended = masks.apply(attended, self.hidden_dropout);
         let x = masks.layer_norm(&l.attention_norm, self.norm_eps, x + attended);
@@ -962,7 +963,7 @@ pub(crate) mod tests {
         );
     }
 
-    /// With the fused kernels (layer norm, attention softmax with the padding mask, GELU in
+    /// With the fused kernels (layer norm, self-attention with the padding mask, GELU in
     /// both forms) on wgpu the encoder gives the hidden states and every parameter's gradient
     /// that burn's composed operations give on the same device, through the kernels.
     #[cfg(feature = "wgpu")]
@@ -1020,9 +1021,9 @@ pub(crate) mod tests {
                 1e-3,
                 1e-2,
             );
-            // Forward: five layer norms (the embeddings', two a layer), two softmaxes, two
-            // GELUs; as many backward, with two kernels a layer norm.
-            assert_eq!((fused_launches, composed_launches), (9 + 14, 0), "{act}");
+            // Forward: five layer norms (the embeddings', two a layer), two self-attentions, two
+            // GELUs; as many backward, with two kernels a layer norm and a self-attention.
+            assert_eq!((fused_launches, composed_launches), (9 + 16, 0), "{act}");
         }
     }
 

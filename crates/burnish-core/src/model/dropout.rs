@@ -1,7 +1,9 @@
-//! Dropout with masks drawn on the host from the trainer's portable [`Rng`], instead of the
-//! backend's global generator: a seed then repeats a run with dropout exactly, on every backend
-//! alike, whatever else uses the device. The masks are small (rows x width of the layers that
-//! drop), so uploading them costs little next to the step.
+//! Dropout with masks from the trainer's portable [`Rng`], instead of the backend's global
+//! generator: a seed then repeats a run with dropout exactly, on every backend alike, whatever
+//! else uses the device. Each mask takes one draw, its seed; its values come from a
+//! counter-based hash of (seed, index) ([`DropMask::value`]), which the kernels compute in place
+//! on wgpu (`shaders/dropout_mask.wgsl`, the same bits), so no mask is drawn value by value on
+//! the host or uploaded there; elsewhere the host computes it.
 
 use burn::module::Param;
 use burn::nn::LayerNorm;
@@ -9,6 +11,73 @@ use burn::prelude::*;
 
 use crate::kernels;
 use crate::rng::Rng;
+
+/// A dropout mask: `scale` (`1 / keep`) with probability `keep`, else 0, at each flat index,
+/// from its `seed`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct DropMask {
+    pub(crate) seed: u32,
+    pub(crate) keep: f32,
+    pub(crate) scale: f32,
+}
+
+impl DropMask {
+    /// The mask of dropout probability `p` (in `(0, 1)`) from `seed`.
+    pub(crate) fn new(seed: u32, p: f64) -> Self {
+        Self {
+            seed,
+            keep: (1.0 - p) as f32,
+            scale: (1.0 / (1.0 - p)) as f32,
+        }
+    }
+
+    /// The mask's value at flat index `index`: a counter-based hash of the index and the seed
+    /// ("lowbias32", C. Wellons' integer hash), its top 24 bits as a uniform float in `[0, 1)`
+    /// compared with `keep`. `shaders/dropout_mask.wgsl` is the same function, bit for bit.
+    pub(crate) fn value(&self, index: u32) -> f32 {
+        let mut x = index ^ self.seed;
+        x ^= x >> 16;
+        x = x.wrapping_mul(0x7feb_352d);
+        x ^= x >> 15;
+        x = x.wrapping_mul(0x846c_a68b);
+        x ^= x >> 16;
+        let u = (x >> 8) as f32 * (1.0 / 16_777_216.0);
+        if u < self.keep { self.scale } else { 0.0 }
+    }
+
+    /// The mask over a tensor of `dims` (row-major flat indices), computed on the host.
+    pub(crate) fn tensor<const D: usize>(&self, dims: [usize; D], device: &Device) -> Tensor<D> {
+        let n = dims.iter().product::<usize>();
+        let values: Vec<f32> = (0..n).map(|i| self.value(i as u32)).collect();
+        Tensor::<D>::from_data(TensorData::new(values, dims), device)
+    }
+}
+
+/// The query, key and value projections of an attention layer: `[batch, len, hidden]` each
+/// (BERT's three layers), or side by side in one `[batch, len, 3 * hidden]` tensor (GPT-2's
+/// `c_attn`).
+// Built once per layer and consumed at once: boxing the three tensors would only add an
+// allocation.
+#[allow(clippy::large_enum_variant)]
+pub enum Projections {
+    /// `[batch, len, 3 * hidden]`: queries, keys and values side by side.
+    Packed(Tensor<3>),
+    /// Queries, keys and values, `[batch, len, hidden]` each.
+    Separate(Tensor<3>, Tensor<3>, Tensor<3>),
+}
+
+impl Projections {
+    /// `[batch, len, hidden]` of the queries.
+    fn query_dims(&self) -> [usize; 3] {
+        match self {
+            Self::Packed(qkv) => {
+                let [batch, len, width] = qkv.dims();
+                [batch, len, width / 3]
+            }
+            Self::Separate(q, _, _) => q.dims(),
+        }
+    }
+}
 
 /// Where a forward pass draws dropout masks from: nowhere (evaluation, prediction) or a
 /// generator (training); and whether its layers may use burnish's fused kernels (on by default;
@@ -132,29 +201,87 @@ impl<'a> Masks<'a> {
         kernels::attention::composed(scores, scale, mask)
     }
 
+    /// The self-attention core of a transformer layer: per head, `softmax(q k^T * scale + bias)`
+    /// with dropout `dropout` on the probabilities, times `v`, merged back to
+    /// `[batch, len, hidden]`; `bias` (`[batch or 1, 1, len or 1, len]`) is the additive padding
+    /// or causal mask. Through the fused kernel (`kernels::self_attention`) where it applies and
+    /// is allowed, else burn's matrix products around [`Self::attention_softmax`]. The dropout
+    /// mask (`[batch, heads, len, len]`) is the same on either path: one seed, computed in the
+    /// kernel or on the host.
+    pub fn self_attention(
+        &mut self,
+        projections: Projections,
+        heads: usize,
+        scale: f64,
+        bias: Tensor<4>,
+        dropout: f64,
+    ) -> Tensor<3> {
+        let dims @ [batch, len, _] = projections.query_dims();
+        let drop = self.draw(dropout);
+        let first = match &projections {
+            Projections::Packed(qkv) => qkv,
+            Projections::Separate(q, _, _) => q,
+        };
+        if self.fused_kernels && kernels::self_attention::applies(first, dims, heads, &bias) {
+            let qkv = match projections {
+                Projections::Packed(qkv) => qkv,
+                Projections::Separate(q, k, v) => Tensor::cat(vec![q, k, v], 2),
+            };
+            return kernels::self_attention::attention(qkv, heads, scale, bias, drop);
+        }
+        let drop = drop.map(|m| m.tensor([batch, heads, len, len], &bias.device()));
+        self.composed_attention(projections, heads, scale, bias, drop)
+    }
+
+    fn composed_attention(
+        &self,
+        projections: Projections,
+        heads: usize,
+        scale: f64,
+        bias: Tensor<4>,
+        drop: Option<Tensor<4>>,
+    ) -> Tensor<3> {
+        use kernels::self_attention::split_heads;
+        let (q, k, v) = match projections {
+            Projections::Packed(qkv) => {
+                let hidden = qkv.dims()[2] / 3;
+                let part = |i: usize| split_heads(qkv.clone().narrow(2, i * hidden, hidden), heads);
+                (part(0), part(1), part(2))
+            }
+            Projections::Separate(q, k, v) => (
+                split_heads(q, heads),
+                split_heads(k, heads),
+                split_heads(v, heads),
+            ),
+        };
+        kernels::self_attention::composed(q, k, v, drop, |scores| {
+            self.attention_softmax(scores, scale, bias)
+        })
+    }
+
     /// Zero each value with probability `p` and scale the rest by `1 / (1 - p)` (inverted
-    /// dropout, as PyTorch), or pass `x` through when there is no generator or `p` is 0.
+    /// dropout, as PyTorch), or pass `x` through when there is no generator or `p` is 0: through
+    /// the fused kernel (`kernels::dropout`, the mask computed in place) where it applies and
+    /// is allowed, else times the mask computed on the host.
     pub fn apply<const D: usize>(&mut self, x: Tensor<D>, p: f64) -> Tensor<D> {
-        let Some(rng) = self.rng.as_deref_mut() else {
+        let Some(mask) = self.draw(p) else {
             return x;
         };
-        if p <= 0.0 {
-            return x;
+        if self.fused_kernels && kernels::dropout::applies(&x) {
+            return kernels::dropout::dropout(x, &mask);
         }
-        let keep = 1.0 - p;
-        let scale = (1.0 / keep) as f32;
-        let dims = x.dims();
-        let mask: Vec<f32> = (0..dims.iter().product::<usize>())
-            .map(|_| {
-                if f64::from(rng.next_f32()) < keep {
-                    scale
-                } else {
-                    0.0
-                }
-            })
-            .collect();
-        let mask = Tensor::<D>::from_data(TensorData::new(mask, dims), &x.device());
+        let mask = mask.tensor(x.dims(), &x.device());
         x * mask
+    }
+
+    /// The next dropout mask of probability `p` (one draw from the generator: its seed), or
+    /// `None` when there is no generator or `p` is 0.
+    fn draw(&mut self, p: f64) -> Option<DropMask> {
+        let rng = self.rng.as_deref_mut()?;
+        if p <= 0.0 {
+            return None;
+        }
+        Some(DropMask::new((rng.next_u64() >> 32) as u32, p))
     }
 }
 

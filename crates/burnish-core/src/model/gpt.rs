@@ -13,8 +13,9 @@ use burn::nn::{Embedding, LayerNorm, LayerNormConfig, Linear};
 use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use super::Masks;
 use super::lora::{AdaptedLinear, LoraFactors};
+use super::{Masks, Projections};
+use crate::kernels::self_attention::{self, split_heads};
 use crate::rng::Rng;
 use crate::{Error, Result};
 
@@ -233,28 +234,35 @@ impl Gpt {
             let qkv = block
                 .attn
                 .forward(masks.layer_norm(&block.ln1, NORM_EPS, x.clone()), masks);
-            let split = |part: usize| {
-                qkv.clone()
-                    .narrow(2, part * h, h)
-                    .reshape([batch, len, self.heads, dh])
-                    .swap_dims(1, 2)
+            let scale = 1.0 / (dh as f64).sqrt();
+            let context = match cache.as_deref_mut() {
+                None => masks.self_attention(
+                    Projections::Packed(qkv),
+                    self.heads,
+                    scale,
+                    bias.clone(),
+                    self.dropout,
+                ),
+                // Generation: the keys and values so far come from the cache.
+                Some(cache) => {
+                    let split =
+                        |part: usize| split_heads(qkv.clone().narrow(2, part * h, h), self.heads);
+                    let (q, mut k, mut v) = (split(0), split(1), split(2));
+                    if let Some((pk, pv)) = cache.layers.get(i) {
+                        k = Tensor::cat(vec![pk.clone(), k], 2);
+                        v = Tensor::cat(vec![pv.clone(), v], 2);
+                    }
+                    if i < cache.layers.len() {
+                        cache.layers[i] = (k.clone(), v.clone());
+                    } else {
+                        cache.layers.push((k.clone(), v.clone()));
+                    }
+                    self_attention::composed(q, k, v, None, |scores| {
+                        let probs = masks.attention_softmax(scores, scale, bias.clone());
+                        masks.apply(probs, self.dropout)
+                    })
+                }
             };
-            let (q, mut k, mut v) = (split(0), split(1), split(2));
-            if let Some(cache) = cache.as_deref_mut() {
-                if let Some((pk, pv)) = cache.layers.get(i) {
-                    k = Tensor::cat(vec![pk.clone(), k], 2);
-                    v = Tensor::cat(vec![pv.clone(), v], 2);
-                }
-                if i < cache.layers.len() {
-                    cache.layers[i] = (k.clone(), v.clone());
-                } else {
-                    cache.layers.push((k.clone(), v.clone()));
-                }
-            }
-            let scores = q.matmul(k.transpose());
-            let probs = masks.attention_softmax(scores, 1.0 / (dh as f64).sqrt(), bias.clone());
-            let probs = masks.apply(probs, self.dropout);
-            let context: Tensor<3> = probs.matmul(v).swap_dims(1, 2).reshape([batch, len, h]);
             let attended = block.proj.forward(context, masks);
             x = x + masks.apply(attended, self.dropout);
             let inner = block
@@ -705,7 +713,7 @@ mod tests {
     use crate::train::TrainConfig;
     use crate::train::lm::{LmTrainer, evaluate_lm};
 
-    fn tiny(device: &Device) -> Gpt {
+    fn tiny_config() -> GptConfig {
         GptConfig {
             vocab_size: 7,
             context: 16,
@@ -714,8 +722,10 @@ mod tests {
             hidden: 16,
             dropout: 0.0,
         }
-        .init(3, device)
-        .expect("gpt")
+    }
+
+    fn tiny(device: &Device) -> Gpt {
+        tiny_config().init(3, device).expect("gpt")
     }
 
     fn ids(tokens: &[i64], device: &Device) -> Tensor<2, Int> {
@@ -726,7 +736,7 @@ mod tests {
         t.into_data().try_to_vec::<f32>().expect("f32")
     }
 
-    /// With the fused kernels (layer norm, attention softmax, GELU) on wgpu the GPT gives the
+    /// With the fused kernels (layer norm, self-attention, GELU) on wgpu the GPT gives the
     /// logits and every parameter's gradient that burn's composed operations give on the same
     /// device, through the kernels; and a cached decoding step (fewer queries than keys) the
     /// logits of recomputing the window.
@@ -773,9 +783,9 @@ mod tests {
             1e-3,
             1e-2,
         );
-        // Forward: five layer norms (two a block, the last), two softmaxes, two GELUs; as many
-        // backward, with two kernels a layer norm.
-        assert_eq!((fused_launches, composed_launches), (9 + 14, 0));
+        // Forward: five layer norms (two a block, the last), two self-attentions, two GELUs;
+        // as many backward, with two kernels a layer norm and a self-attention.
+        assert_eq!((fused_launches, composed_launches), (9 + 16, 0));
 
         let inference = crate::kernels::test_device();
         let model = model.valid();
@@ -792,6 +802,53 @@ mod tests {
             &mut Masks::none(),
         )));
         assert_close("cached logits", &cached, &full, 1e-4, 1e-2);
+    }
+
+    /// Training with dropout (0.2 everywhere) through the kernels (the masks computed in place:
+    /// the fused dropout and the self-attention's) gives the logits and gradients of the
+    /// composed path, which multiplies by the same masks computed on the host, for the same seed;
+    /// another seed drops other values.
+    #[cfg(feature = "wgpu")]
+    #[test]
+    fn dropout_through_the_kernels_drops_what_the_composed_path_drops() {
+        use burn::optim::GradientsParams;
+
+        use crate::kernels::test_util::{assert_close, launched, param_grads, read};
+        let device = crate::kernels::test_device().autodiff();
+        let model = GptConfig {
+            dropout: 0.2,
+            ..tiny_config()
+        }
+        .init(3, &device)
+        .expect("gpt");
+        let tokens = [3, 1, 4, 1, 5, 2, 6, 5, 0, 2];
+        let run = |fused: bool, seed: u64| {
+            let mut rng = Rng::new(seed);
+            let before = launched();
+            let masks = &mut Masks::from(&mut rng).with_fused_kernels(fused);
+            let logits = model.forward(ids(&tokens, &device), None, masks);
+            let grads = GradientsParams::from_grads(logits.clone().sum().backward(), &model);
+            (
+                read(logits),
+                param_grads(&model, &grads),
+                launched() - before,
+            )
+        };
+        let (fused, fused_grads, launches) = run(true, 9);
+        let (composed, composed_grads, _) = run(false, 9);
+        assert_close("logits", &fused, &composed, 1e-4, 1e-2);
+        assert_close(
+            "gradients",
+            &fused_grads.concat(),
+            &composed_grads.concat(),
+            1e-3,
+            1e-2,
+        );
+        // The kernels of the test above and five dropouts (the embeddings', two a block), each
+        // one launch forward and one backward.
+        assert_eq!(launches, 9 + 16 + 2 * 5);
+        let (other, _, _) = run(true, 10);
+        assert_ne!(fused, other, "another seed, other masks");
     }
 
     #[test]

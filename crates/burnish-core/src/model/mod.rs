@@ -16,5 +16,5 @@ pub mod peft;
 
 pub use classifier::{Classifier, ModelConfig};
 pub use cnn::{Cnn, CnnConfig};
-pub use dropout::Masks;
+pub use dropout::{DropMask, Masks, Projections};
 pub use mlp::{Mlp, MlpConfig};
