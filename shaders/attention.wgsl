@@ -6,10 +6,12 @@
 // reading the queries, keys and values straight from the packed projection `qkv`
 // ([batch, len, 3 * hidden], row-major: q, k, v side by side, each head's `dh` columns together,
 // as GPT-2's c_attn writes them) and writing the context already merged ([batch, len, hidden]).
-// It also keeps each row's log-sum-exp (`stats[r]`) for the backward kernels, which recompute
-// the probabilities from it instead of keeping them. burn's composed path is a dozen launches or
-// more per layer (head split copies, two matrix products, the softmax, dropout, the merge copy)
-// with [batch, heads, len, len] intermediates.
+// It also keeps each row's maximum and reciprocal sum (`stats[r]`, `stats[rows + r]`) for the
+// backward kernels, which recompute the probabilities from them instead of keeping them (not a
+// log-sum-exp: for a row whose every key is masked, -1e9 + log(len) rounds back to -1e9 in f32,
+// and exp(s - lse) would give every key 1 instead of 1 / len). burn's composed path is a dozen
+// launches or more per layer (head split copies, two matrix products, the softmax, dropout, the
+// merge copy) with [batch, heads, len, len] intermediates.
 //
 // Vectors are read four values at a time (`dh` is a multiple of 4, every row starts at a
 // multiple of 4), so WebGPU's bounds checks cost a quarter of what scalar reads would.
@@ -96,5 +98,6 @@ fn main(
     for (var d = 0u; d < DH4; d++) {
         context[out_at + d] = acc[d] * inv;
     }
-    stats[r] = m + log(l);
+    stats[r] = m;
+    stats[params.rows + r] = inv;
 }

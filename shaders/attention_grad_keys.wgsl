@@ -1,6 +1,6 @@
 // Self-attention, backward pass for the keys and values (after attention_grad_queries.wgsl,
 // which kept D for every query): for each batch item b, head h and key j (one thread each),
-// with p[i] = exp(s[i, j] - lse[i]) recomputed as there,
+// with p[i] = exp(s[i, j] - m[i]) / l[i] recomputed as there,
 //   dp[i]    = dropout[b, h, i, j] * (dout[b, i, h] . v[b, j, h])
 //   dk[b, j, h] = scale * sum_i p[i] (dp[i] - D[i]) q[b, i, h]
 //   dv[b, j, h] = sum_i p[i] dropout[b, h, i, j] dout[b, i, h]
@@ -17,7 +17,7 @@ const HAS_DROP: bool = {{ has_drop }};
 @group(0) @binding(0) var<storage, read_write> qkv: array<vec4<f32>>;
 @group(0) @binding(1) var<storage, read_write> bias: array<f32>;
 @group(0) @binding(2) var<storage, read_write> dout: array<vec4<f32>>;
-// [2 * rows]: each query row's log-sum-exp, then its D.
+// [3 * rows]: each query row's maximum, reciprocal sum and D.
 @group(0) @binding(3) var<storage, read_write> stats: array<f32>;
 @group(0) @binding(4) var<storage, read_write> dqkv: array<vec4<f32>>;
 @group(0) @binding(5) var<uniform> params: SelfAttentionUniform;
@@ -68,12 +68,13 @@ fn main(
             s4 += k[d] * qkv[q_at + d];
             dp4 += v[d] * dout[o_at + d];
         }
-        let p = exp(s4.x + s4.y + s4.z + s4.w + bias[bias_col + i * params.bias_query_stride] - stats[r]);
+        let s = s4.x + s4.y + s4.z + s4.w + bias[bias_col + i * params.bias_query_stride];
+        let p = exp(s - stats[r]) * stats[params.rows + r];
         var keep = 1.0;
         if (HAS_DROP) {
             keep = dropout_mask(params.seed, r * len + j, params.keep, params.drop_scale);
         }
-        let ds = p * (keep * (dp4.x + dp4.y + dp4.z + dp4.w) - stats[params.rows + r]);
+        let ds = p * (keep * (dp4.x + dp4.y + dp4.z + dp4.w) - stats[2u * params.rows + r]);
         let pv = p * keep;
         for (var d = 0u; d < DH4; d++) {
             dk[d] += ds * qkv[q_at + d];

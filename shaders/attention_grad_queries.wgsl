@@ -1,6 +1,6 @@
 // Self-attention, backward pass for the queries (after attention.wgsl): for each batch item b,
-// head h and query i (one thread each), with the probabilities recomputed from the kept
-// log-sum-exp (p[j] = exp(s[j] - lse)),
+// head h and query i (one thread each), with the probabilities recomputed from the row's kept
+// maximum m and reciprocal sum (p[j] = exp(s[j] - m) / l),
 //   D        = dout[b, i, h] . context[b, i, h]   (= sum_j p[j] dp[j]; kept for the keys' kernel)
 //   dp[j]    = dropout[b, h, i, j] * (dout[b, i, h] . v[b, j, h])
 //   dq[b, i, h] = scale * sum_j p[j] (dp[j] - D) k[b, j, h]
@@ -20,7 +20,7 @@ const HAS_DROP: bool = {{ has_drop }};
 @group(0) @binding(1) var<storage, read_write> bias: array<f32>;
 @group(0) @binding(2) var<storage, read_write> dout: array<vec4<f32>>;
 @group(0) @binding(3) var<storage, read_write> context: array<vec4<f32>>;
-// [2 * rows]: the log-sum-exp of each row (read), then D (written here).
+// [3 * rows]: each row's maximum and reciprocal sum (read), then D (written here).
 @group(0) @binding(4) var<storage, read_write> stats: array<f32>;
 @group(0) @binding(5) var<storage, read_write> dqkv: array<vec4<f32>>;
 @group(0) @binding(6) var<uniform> params: SelfAttentionUniform;
@@ -60,8 +60,9 @@ fn main(
         dq[d] = vec4<f32>(0.0);
     }
     let delta = delta4.x + delta4.y + delta4.z + delta4.w;
-    let lse = stats[r];
-    stats[params.rows + r] = delta;
+    let m = stats[r];
+    let inv = stats[params.rows + r];
+    stats[2u * params.rows + r] = delta;
     for (var j = 0u; j < len; j++) {
         let k_at = (tokens + j) * row4 + hidden4 + head4;
         let v_at = k_at + hidden4;
@@ -71,7 +72,7 @@ fn main(
             s4 += q[d] * qkv[k_at + d];
             dp4 += g[d] * qkv[v_at + d];
         }
-        let p = exp(s4.x + s4.y + s4.z + s4.w + bias[bias_row + j] - lse);
+        let p = exp(s4.x + s4.y + s4.z + s4.w + bias[bias_row + j] - m) * inv;
         var dp = dp4.x + dp4.y + dp4.z + dp4.w;
         if (HAS_DROP) {
             dp *= dropout_mask(params.seed, r * len + j, params.keep, params.drop_scale);

@@ -5,7 +5,7 @@
 //! and merge copies, both matrix products, the softmax (or `attention.rs`'s fused one) and
 //! dropout, a dozen launches or more forward and about twenty backward per layer, and keeps no
 //! `[batch, heads, len, len]` probabilities: the backward kernels recompute them from each row's
-//! log-sum-exp.
+//! maximum and sum.
 //!
 //! One thread per query (forward, queries' gradient) or key (keys' and values' gradient) with
 //! its head's vector in registers: meant for the small heads of the models burnish trains (head
@@ -174,8 +174,8 @@ mod wgpu {
         Launch::new(kernel, uniform.rows as usize)
     }
 
-    /// The context `[batch, len, hidden]` and the rows' statistics (`[2 * rows]`: the
-    /// log-sum-exp written here, room for the backward pass's D).
+    /// The context `[batch, len, hidden]` and the rows' statistics (`[3 * rows]`: each row's
+    /// maximum and reciprocal sum written here, room for the backward pass's D).
     fn forward(
         qkv: &CubeTensor,
         bias: &CubeTensor,
@@ -183,7 +183,7 @@ mod wgpu {
         uniform: &SelfAttentionUniform,
     ) -> (CubeTensor, CubeTensor) {
         let out = empty_like(qkv, [shape.batch, shape.len, shape.hidden]);
-        let stats = empty_like(qkv, [2 * uniform.rows as usize]);
+        let stats = empty_like(qkv, [3 * uniform.rows as usize]);
         launch(
             "attention.wgsl",
             include_str!("../../../../shaders/attention.wgsl"),
@@ -457,6 +457,22 @@ mod tests {
             );
             assert_close(&format!("{what}: dqkv"), &dqkv, &want_dqkv, 1e-3, 1e-2);
         }
+    }
+
+    /// A sequence whose every key is masked (a padding row) attends uniformly, as burn's
+    /// softmax of equal scores does, forward and backward: the backward kernels recompute the
+    /// probabilities from the row's maximum and sum, which stay exact where a log-sum-exp
+    /// would round back to the mask's -1e9 and give every key probability 1.
+    #[test]
+    fn a_fully_masked_sequence_attends_uniformly() {
+        let mut case = Case::new([2, 5, 8], 2, [2, 1, 1, 5], false);
+        for v in &mut case.bias[5..] {
+            *v = -1e9;
+        }
+        let (context, dqkv, _, _) = case.run(&kernels::test_device().autodiff(), true);
+        let (want_context, want_dqkv, _, _) = case.run(&Device::flex().autodiff(), false);
+        assert_close("masked context", &context, &want_context, 1e-4, 1e-2);
+        assert_close("masked dqkv", &dqkv, &want_dqkv, 1e-3, 1e-2);
     }
 
     /// Without autodiff (evaluation, prediction): one dispatch, the same context.
