@@ -22,7 +22,6 @@ use super::uniform;
 use crate::model::DropMask;
 
 /// The largest head size the kernels keep in registers.
-#[cfg_attr(not(feature = "wgpu"), allow(dead_code))]
 const MAX_HEAD: usize = 64;
 
 uniform!(
@@ -48,6 +47,12 @@ uniform!(
     }
 );
 
+/// Whether the kernels take heads of `head` values: a multiple of 4 (read as `vec4`s), at most
+/// [`MAX_HEAD`] (kept in registers).
+pub(crate) fn head_fits(head: usize) -> bool {
+    head.is_multiple_of(4) && (4..=MAX_HEAD).contains(&head)
+}
+
 /// Whether the kernels can take queries, keys and values of `dims` (`[batch, len, hidden]`,
 /// `heads` heads; `projection` is one of them, or all packed) and the additive `bias`
 /// (`[batch or 1, 1, len or 1, len]`): `f32` on a wgpu device, the mask not tracked, a head size
@@ -69,8 +74,7 @@ pub(crate) fn applies(
             && !bias.is_tracked()
             && heads > 0
             && hidden == heads * head
-            && head % 4 == 0
-            && (4..=MAX_HEAD).contains(&head)
+            && head_fits(head)
             && len > 0
             && [1, batch].contains(&bias_batch)
             && bias_heads == 1

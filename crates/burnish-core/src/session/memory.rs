@@ -5,9 +5,11 @@
 //! The estimate counts f32 values: weights, their gradients, the optimizer's state (two moments
 //! for Adam/AdamW, one for SGD with momentum) and the activations autodiff keeps for the
 //! backward pass, per encoder layer: the layer's inputs, Q, K, V, attention context and output,
-//! two LayerNorm outputs and the feed-forward's input, pre-activation and activation, plus the
-//! attention scores, probabilities and dropout mask (`batch x heads x length x length` each).
-//! It is an upper bound of what burn keeps alive at the peak (fused kernels keep less).
+//! two LayerNorm outputs and the feed-forward's input, pre-activation and activation, plus, where
+//! the attention runs composed, its scores, probabilities and dropout mask
+//! (`batch x heads x length x length` each; the fused self-attention keeps none of them, only
+//! three numbers a query and head). It is an upper bound of what burn keeps alive at the peak
+//! (the other fused kernels keep less).
 
 use serde::{Deserialize, Serialize};
 
@@ -56,6 +58,9 @@ pub struct MemoryEstimate {
     pub total: u64,
     /// The largest single buffer and what it holds.
     pub largest: (String, u64),
+    /// Whether the estimate is for the fused self-attention (no `[batch, heads, length,
+    /// length]` buffers).
+    pub fused_attention: bool,
     /// The batch size and sequence length the estimate is for.
     pub batch_size: usize,
     /// Tokens per sequence (the longest a batch can have).
@@ -81,7 +86,13 @@ impl MemoryEstimate {
         max_length: usize,
         optimizer: OptimizerKind,
         tuning: &Tuning,
+        fused_kernels: bool,
     ) -> Self {
+        let fused_attention = fused_kernels
+            && config.num_attention_heads > 0
+            && crate::kernels::self_attention::head_fits(
+                config.hidden_size / config.num_attention_heads,
+            );
         let (h, i, l) = (
             config.hidden_size as u64,
             config.intermediate_size as u64,
@@ -133,7 +144,13 @@ impl MemoryEstimate {
             config.num_attention_heads as u64,
         );
         let tokens = b * s;
-        let per_layer = tokens * (9 * h + 3 * i) + 3 * b * a * s * s;
+        // Q, K and V count once either way (the fused attention keeps them joined).
+        let attention = if fused_attention {
+            3 * b * a * s
+        } else {
+            3 * b * a * s * s
+        };
+        let per_layer = tokens * (9 * h + 3 * i) + attention;
         let embeddings = tokens * 4 * h;
         let head = tokens * (h + 2 * n_classes as u64);
         let kept = match tuning.strategy {
@@ -163,10 +180,17 @@ impl MemoryEstimate {
                 "the word embedding".to_string(),
                 config.vocab_size as u64 * h * F32,
             ),
-            (
-                "the attention scores of one layer".to_string(),
-                b * a * s * s * F32,
-            ),
+            if fused_attention {
+                (
+                    "the query, key and value projections of one layer".to_string(),
+                    tokens * 3 * h * F32,
+                )
+            } else {
+                (
+                    "the attention scores of one layer".to_string(),
+                    b * a * s * s * F32,
+                )
+            },
             (
                 "the feed-forward activations of one layer".to_string(),
                 tokens * i * F32,
@@ -186,6 +210,7 @@ impl MemoryEstimate {
             activations,
             total: weights + gradients * (1 + moments) + activations,
             largest,
+            fused_attention,
             batch_size,
             max_length,
         }
@@ -218,6 +243,7 @@ impl MemoryEstimate {
                 self.max_length,
                 OptimizerKind::Sgd,
                 &Tuning::default(),
+                self.fused_attention,
             )
             .largest
             .1 <= limit
@@ -231,6 +257,7 @@ impl MemoryEstimate {
                 s,
                 OptimizerKind::Sgd,
                 &Tuning::default(),
+                self.fused_attention,
             )
             .largest
             .1 <= limit
@@ -284,7 +311,15 @@ mod tests {
     #[test]
     fn minilm_counts_and_limits() {
         let c = minilm();
-        let e = MemoryEstimate::for_bert(&c, 2, 16, 128, OptimizerKind::Adamw, &Tuning::default());
+        let e = MemoryEstimate::for_bert(
+            &c,
+            2,
+            16,
+            128,
+            OptimizerKind::Adamw,
+            &Tuning::default(),
+            true,
+        );
         // 22,713,216 encoder parameters with the pooler (sentence-transformers reports 22.7M)
         // plus a 2-class head.
         assert_eq!(e.parameters, 22_713_216 + 385 * 2);
@@ -292,15 +327,47 @@ mod tests {
         assert_eq!(e.optimizer, 2 * e.weights);
         assert_eq!(e.largest.0, "the word embedding");
         assert_eq!(e.problem(&DeviceLimits::default(), &c), None);
-        // At batch 64 x 512 the attention scores (64*12*512*512*4 = 768 MiB) are too large.
-        let big =
-            MemoryEstimate::for_bert(&c, 2, 64, 512, OptimizerKind::Adamw, &Tuning::default());
+        // At batch 64 x 512 the composed attention's scores (64*12*512*512*4 = 768 MiB) are too
+        // large.
+        let at = |batch, fused| {
+            MemoryEstimate::for_bert(
+                &c,
+                2,
+                batch,
+                512,
+                OptimizerKind::Adamw,
+                &Tuning::default(),
+                fused,
+            )
+        };
+        let big = at(64, false);
         assert_eq!(big.largest.1, 64 * 12 * 512 * 512 * 4);
         let message = big.problem(&DeviceLimits::default(), &c).expect("too big");
         assert!(
             message.contains("attention scores")
                 && message.contains("lower the batch size to 10 or less")
                 && message.contains("max length to 209 or less"),
+            "{message}"
+        );
+        // The fused self-attention keeps no scores: at batch 16 x 512 (scores of 192 MiB) the
+        // largest buffer is a layer's feed-forward activations, 48 MiB; at 64 x 512 those are
+        // 192 MiB and the limits follow from them.
+        assert!(
+            at(16, false)
+                .problem(&DeviceLimits::default(), &c)
+                .is_some()
+        );
+        let fused = at(16, true);
+        assert_eq!(fused.largest.1, 16 * 512 * 1536 * 4);
+        assert_eq!(fused.problem(&DeviceLimits::default(), &c), None);
+        assert!(fused.activations < at(16, false).activations);
+        let message = at(64, true)
+            .problem(&DeviceLimits::default(), &c)
+            .expect("too big");
+        assert!(
+            message.contains("feed-forward")
+                && message.contains("lower the batch size to 42 or less")
+                && message.contains("max length to 341 or less"),
             "{message}"
         );
         let tiny = DeviceLimits {
@@ -316,8 +383,9 @@ mod tests {
     #[test]
     fn strategies_count_what_trains() {
         let c = minilm();
-        let at =
-            |tuning: &Tuning| MemoryEstimate::for_bert(&c, 2, 16, 64, OptimizerKind::Adamw, tuning);
+        let at = |tuning: &Tuning| {
+            MemoryEstimate::for_bert(&c, 2, 16, 64, OptimizerKind::Adamw, tuning, true)
+        };
         let full = at(&Tuning::default());
         let head = at(&Tuning {
             strategy: Strategy::Head,

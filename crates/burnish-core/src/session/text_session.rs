@@ -899,6 +899,7 @@ impl TextSession {
             folder.max_length(recipe.text.max_length),
             recipe.train.optimizer,
             &recipe.text.tuning,
+            recipe.train.fused_kernels,
         ))
     }
 

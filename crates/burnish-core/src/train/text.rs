@@ -624,7 +624,7 @@ pub(crate) mod tests {
                 TextTrainer::new(model, train.clone(), data.clone(), &device).expect("trainer");
             let trainable = trainable_parameters(trainer.model());
             let estimate =
-                MemoryEstimate::for_bert(&config, 2, 4, 8, OptimizerKind::Adamw, &tuning);
+                MemoryEstimate::for_bert(&config, 2, 4, 8, OptimizerKind::Adamw, &tuning, true);
             assert_eq!(
                 trainable, estimate.trainable,
                 "{strategy:?}: counted vs estimated"
