@@ -79,7 +79,7 @@ pub(crate) fn composed(scores: Tensor<4>, scale: f64, mask: Tensor<4>) -> Tensor
 mod wgpu {
     use burn::backend::autodiff::checkpoint::base::Checkpointer;
     use burn::backend::autodiff::grads::Gradients;
-    use burn::backend::autodiff::ops::{Backward, Ops};
+    use burn::backend::autodiff::ops::{Backward, Ops, unary};
     use burn::prelude::*;
     use burn_wgpu::{CubeBackend, CubeTensor};
 
@@ -143,21 +143,19 @@ mod wgpu {
                 node,
                 state,
             } = ops;
-            let dprobs = contiguous(grads.consume::<CubeBackend>(&node));
-            let [Some(scores_node)] = parents else {
-                return;
-            };
-            let dscores = empty_like(&state.probs, state.dims);
-            launch(
-                "attention_softmax_grad.wgsl",
-                include_str!("../../../../shaders/attention_softmax_grad.wgsl"),
-                &state.uniform,
-            )
-            .buffer(&state.probs)
-            .buffer(&dprobs)
-            .buffer(&dscores)
-            .run(&state.uniform);
-            grads.register::<CubeBackend>(scores_node.id, dscores);
+            unary::<CubeBackend, _>(parents, node, grads, |dprobs| {
+                let dscores = empty_like(&state.probs, state.dims);
+                launch(
+                    "attention_softmax_grad.wgsl",
+                    include_str!("../../../../shaders/attention_softmax_grad.wgsl"),
+                    &state.uniform,
+                )
+                .buffer(&state.probs)
+                .buffer(&contiguous(dprobs))
+                .buffer(&dscores)
+                .run(&state.uniform);
+                dscores
+            });
         }
     }
 

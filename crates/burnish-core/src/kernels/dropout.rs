@@ -52,7 +52,7 @@ pub(crate) fn dropout<const D: usize>(x: Tensor<D>, mask: &DropMask) -> Tensor<D
 mod wgpu {
     use burn::backend::autodiff::checkpoint::base::Checkpointer;
     use burn::backend::autodiff::grads::Gradients;
-    use burn::backend::autodiff::ops::{Backward, Ops};
+    use burn::backend::autodiff::ops::{Backward, Ops, unary};
     use burn::prelude::*;
     use burn_wgpu::{CubeBackend, CubeTensor};
 
@@ -96,11 +96,7 @@ mod wgpu {
                 node,
                 state,
             } = ops;
-            let dy = contiguous(grads.consume::<CubeBackend>(&node));
-            let [Some(x_node)] = parents else {
-                return;
-            };
-            grads.register::<CubeBackend>(x_node.id, run(&dy, &state));
+            unary::<CubeBackend, _>(parents, node, grads, |dy| run(&contiguous(dy), &state));
         }
     }
 

@@ -44,7 +44,7 @@ pub(crate) fn gelu<const D: usize>(x: Tensor<D>, tanh: bool) -> Tensor<D> {
 mod wgpu {
     use burn::backend::autodiff::checkpoint::base::Checkpointer;
     use burn::backend::autodiff::grads::Gradients;
-    use burn::backend::autodiff::ops::{Backward, Ops};
+    use burn::backend::autodiff::ops::{Backward, Ops, unary};
     use burn::prelude::*;
     use burn_wgpu::{CubeBackend, CubeTensor};
 
@@ -102,22 +102,20 @@ mod wgpu {
                 node,
                 state,
             } = ops;
-            let dy = contiguous(grads.consume::<CubeBackend>(&node));
-            let [Some(x_node)] = parents else {
-                return;
-            };
-            let dx = empty_like(&state.x, [state.len as usize]);
-            launch(
-                "gelu_grad.wgsl",
-                include_str!("../../../../shaders/gelu_grad.wgsl"),
-                state.tanh,
-                state.len,
-            )
-            .buffer(&state.x)
-            .buffer(&dy)
-            .buffer(&dx)
-            .run(&GeluUniform { len: state.len });
-            grads.register::<CubeBackend>(x_node.id, dx);
+            unary::<CubeBackend, _>(parents, node, grads, |dy| {
+                let dx = empty_like(&state.x, [state.len as usize]);
+                launch(
+                    "gelu_grad.wgsl",
+                    include_str!("../../../../shaders/gelu_grad.wgsl"),
+                    state.tanh,
+                    state.len,
+                )
+                .buffer(&state.x)
+                .buffer(&contiguous(dy))
+                .buffer(&dx)
+                .run(&GeluUniform { len: state.len });
+                dx
+            });
         }
     }
 

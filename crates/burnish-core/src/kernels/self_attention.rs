@@ -144,7 +144,7 @@ pub(crate) fn composed(
 mod wgpu {
     use burn::backend::autodiff::checkpoint::base::Checkpointer;
     use burn::backend::autodiff::grads::Gradients;
-    use burn::backend::autodiff::ops::{Backward, Ops};
+    use burn::backend::autodiff::ops::{Backward, Ops, unary};
     use burn::prelude::*;
     use burn_wgpu::{CubeBackend, CubeTensor};
 
@@ -231,37 +231,36 @@ mod wgpu {
                 node,
                 state: s,
             } = ops;
-            let dout = contiguous(grads.consume::<CubeBackend>(&node));
-            let [Some(qkv_node)] = parents else {
-                return;
-            };
-            let dqkv = empty_like(&s.qkv, [s.shape.batch, s.shape.len, 3 * s.shape.hidden]);
-            launch(
-                "attention_grad_queries.wgsl",
-                include_str!("../../../../shaders/attention_grad_queries.wgsl"),
-                s.shape,
-                &s.uniform,
-            )
-            .buffer(&s.qkv)
-            .buffer(&s.bias)
-            .buffer(&dout)
-            .buffer(&s.out)
-            .buffer(&s.stats)
-            .buffer(&dqkv)
-            .run(&s.uniform);
-            launch(
-                "attention_grad_keys.wgsl",
-                include_str!("../../../../shaders/attention_grad_keys.wgsl"),
-                s.shape,
-                &s.uniform,
-            )
-            .buffer(&s.qkv)
-            .buffer(&s.bias)
-            .buffer(&dout)
-            .buffer(&s.stats)
-            .buffer(&dqkv)
-            .run(&s.uniform);
-            grads.register::<CubeBackend>(qkv_node.id, dqkv);
+            unary::<CubeBackend, _>(parents, node, grads, |dout| {
+                let dout = contiguous(dout);
+                let dqkv = empty_like(&s.qkv, [s.shape.batch, s.shape.len, 3 * s.shape.hidden]);
+                launch(
+                    "attention_grad_queries.wgsl",
+                    include_str!("../../../../shaders/attention_grad_queries.wgsl"),
+                    s.shape,
+                    &s.uniform,
+                )
+                .buffer(&s.qkv)
+                .buffer(&s.bias)
+                .buffer(&dout)
+                .buffer(&s.out)
+                .buffer(&s.stats)
+                .buffer(&dqkv)
+                .run(&s.uniform);
+                launch(
+                    "attention_grad_keys.wgsl",
+                    include_str!("../../../../shaders/attention_grad_keys.wgsl"),
+                    s.shape,
+                    &s.uniform,
+                )
+                .buffer(&s.qkv)
+                .buffer(&s.bias)
+                .buffer(&dout)
+                .buffer(&s.stats)
+                .buffer(&dqkv)
+                .run(&s.uniform);
+                dqkv
+            });
         }
     }
 
