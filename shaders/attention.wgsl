@@ -13,6 +13,9 @@
 // launches or more per layer (head split copies, two matrix products, the softmax, dropout, the
 // merge copy) with [batch, heads, len, len] intermediates.
 //
+// Decoding with a cache runs it on the last `queries` of the `len` tokens only (`offset` = len -
+// queries; no dropout, no backward); training and evaluation on all of them (offset 0).
+//
 // Vectors are read four values at a time (`dh` is a multiple of 4, every row starts at a
 // multiple of 4), so WebGPU's bounds checks cost a quarter of what scalar reads would.
 //
@@ -46,15 +49,16 @@ fn main(
     @builtin(num_workgroups) groups: vec3<u32>,
     @builtin(local_invocation_index) local: u32,
 ) {
-    // r = (b * heads + h) * len + i
+    // r = (b * heads + h) * queries + i; query i sits at position offset + i of the len tokens.
     let r = (group.y * groups.x + group.x) * WORKGROUP + local;
     if (r >= params.rows) {
         return;
     }
     let len = params.len;
-    let i = r % len;
-    let h = (r / len) % params.heads;
-    let b = r / (len * params.heads);
+    let queries = params.queries;
+    let i = r % queries;
+    let h = (r / queries) % params.heads;
+    let b = r / (queries * params.heads);
     let hidden4 = params.hidden / 4u;
     // In vec4s: a token's row of qkv, this head's offset in each third.
     let row4 = 3u * hidden4;
@@ -64,7 +68,7 @@ fn main(
 
     var q: array<vec4<f32>, DH4>;
     var acc: array<vec4<f32>, DH4>;
-    let q_at = (tokens + i) * row4 + head4;
+    let q_at = (tokens + params.offset + i) * row4 + head4;
     for (var d = 0u; d < DH4; d++) {
         q[d] = qkv[q_at + d] * params.scale;
         acc[d] = vec4<f32>(0.0);
@@ -94,7 +98,7 @@ fn main(
         }
     }
     let inv = 1.0 / l;
-    let out_at = (tokens + i) * hidden4 + head4;
+    let out_at = (b * queries + i) * hidden4 + head4;
     for (var d = 0u; d < DH4; d++) {
         context[out_at + d] = acc[d] * inv;
     }

@@ -30,8 +30,12 @@ uniform!(
     SelfAttentionUniform {
         /// batch * heads * len: the threads
         rows: u32,
-        /// tokens per sequence
+        /// tokens per sequence (keys)
         len: u32,
+        /// queries per sequence: the last `queries` tokens (all of them but when decoding)
+        queries: u32,
+        /// len - queries
+        offset: u32,
         heads: u32,
         /// heads * head size
         hidden: u32,
@@ -103,11 +107,71 @@ pub(crate) fn attention(
 ) -> Tensor<3> {
     #[cfg(feature = "wgpu")]
     {
-        wgpu::attention(qkv, heads, scale, bias, drop)
+        let len = qkv.dims()[1];
+        wgpu::attention(qkv, len, heads, scale, bias, drop)
     }
     #[cfg(not(feature = "wgpu"))]
     {
         let _ = (heads, scale, bias, drop);
+        unreachable!("the fused self-attention needs the wgpu feature; `applies` said no: {qkv:?}")
+    }
+}
+
+/// Whether [`decode`] can take the packed projections `qkv` of all `len` tokens so far
+/// (`[batch, len, 3 * hidden]`, `heads` heads), the last `queries` of them new, and `bias`
+/// (`[batch or 1, 1, queries or 1, len]`): as [`applies`], on a device without autodiff
+/// (generation).
+pub(crate) fn applies_decode(
+    qkv: &Tensor<3>,
+    queries: usize,
+    heads: usize,
+    bias: &Tensor<4>,
+) -> bool {
+    #[cfg(feature = "wgpu")]
+    {
+        let [batch, len, width] = qkv.dims();
+        let hidden = width / 3;
+        let head = hidden.checked_div(heads).unwrap_or(0);
+        let [bias_batch, bias_heads, bias_queries, bias_keys] = bias.dims();
+        super::applies(&[qkv])
+            && super::applies(&[bias])
+            && !qkv.is_autodiff()
+            && !bias.is_autodiff()
+            && width == 3 * hidden
+            && hidden == heads * head
+            && head_fits(head)
+            && (1..=len).contains(&queries)
+            && [1, batch].contains(&bias_batch)
+            && bias_heads == 1
+            && [1, queries].contains(&bias_queries)
+            && bias_keys == len
+            && u32::try_from(batch * heads * queries * len).is_ok()
+            && u32::try_from(batch * len * width).is_ok()
+    }
+    #[cfg(not(feature = "wgpu"))]
+    {
+        let _ = (qkv, queries, heads, bias);
+        false
+    }
+}
+
+/// The context `[batch, queries, hidden]` of the last `queries` tokens of `qkv` attending to all
+/// `len` (decoding with a cache: the keys and values so far are the cache's rows, the new ones
+/// appended), forward only, no dropout. Call only where [`applies_decode`] said yes.
+pub(crate) fn decode(
+    qkv: Tensor<3>,
+    queries: usize,
+    heads: usize,
+    scale: f64,
+    bias: Tensor<4>,
+) -> Tensor<3> {
+    #[cfg(feature = "wgpu")]
+    {
+        wgpu::attention(qkv, queries, heads, scale, bias, None)
+    }
+    #[cfg(not(feature = "wgpu"))]
+    {
+        let _ = (queries, heads, scale, bias);
         unreachable!("the fused self-attention needs the wgpu feature; `applies` said no: {qkv:?}")
     }
 }
@@ -158,6 +222,8 @@ mod wgpu {
     #[derive(Debug, Clone, Copy)]
     struct Shape {
         batch: usize,
+        /// queries per sequence (the backward pass only runs with `queries == len`)
+        queries: usize,
         len: usize,
         hidden: usize,
         /// head size / 4
@@ -186,7 +252,7 @@ mod wgpu {
         shape: Shape,
         uniform: &SelfAttentionUniform,
     ) -> (CubeTensor, CubeTensor) {
-        let out = empty_like(qkv, [shape.batch, shape.len, shape.hidden]);
+        let out = empty_like(qkv, [shape.batch, shape.queries, shape.hidden]);
         let stats = empty_like(qkv, [3 * uniform.rows as usize]);
         launch(
             "attention.wgsl",
@@ -264,8 +330,10 @@ mod wgpu {
         }
     }
 
+    /// The context of the last `queries` tokens (all of them for training).
     pub(super) fn attention(
         qkv: Tensor<3>,
+        queries: usize,
         heads: usize,
         scale: f64,
         bias: Tensor<4>,
@@ -277,6 +345,7 @@ mod wgpu {
         let size = |n: usize| u32::try_from(n).expect("`applies` checked the size");
         let shape = Shape {
             batch,
+            queries,
             len,
             hidden,
             head4: hidden / heads / 4,
@@ -288,8 +357,10 @@ mod wgpu {
             scale: 1.0,
         });
         let uniform = SelfAttentionUniform {
-            rows: size(batch * heads * len),
+            rows: size(batch * heads * queries),
             len: size(len),
+            queries: size(queries),
+            offset: size(len - queries),
             heads: size(heads),
             hidden: size(hidden),
             scale: scale as f32,
@@ -308,6 +379,10 @@ mod wgpu {
             let qkv = contiguous(cube_tensor(qkv));
             return burn_tensor(forward(&qkv, &bias, shape, &uniform).0);
         }
+        assert_eq!(
+            queries, len,
+            "`applies` allows decoding only without autodiff"
+        );
         let (qkv, node) = tracked(qkv);
         let (out, stats) = forward(&qkv, &bias, shape, &uniform);
         record(
@@ -330,7 +405,7 @@ mod wgpu {
 mod tests {
     use burn::prelude::*;
 
-    use super::{applies, attention, composed, split_heads};
+    use super::{applies, applies_decode, attention, composed, decode, split_heads};
     use crate::kernels;
     use crate::kernels::test_util::{assert_close, launched, read};
     use crate::model::DropMask;
@@ -476,6 +551,51 @@ mod tests {
         let (want_context, want_dqkv, _, _) = case.run(&Device::flex().autodiff(), false);
         assert_close("masked context", &context, &want_context, 1e-4, 1e-2);
         assert_close("masked dqkv", &dqkv, &want_dqkv, 1e-3, 1e-2);
+    }
+
+    /// Decoding with a cache: the last 1 or 3 of 9 tokens (and all 9) attending to every token
+    /// through a causal window mask, one dispatch, the context of burn's composed products over
+    /// the same rows; refused with autodiff or a mask of another window.
+    #[test]
+    fn decoding_the_last_tokens_matches_the_composed_attention() {
+        let (batch, len, hidden, heads) = (2, 9, 16, 2);
+        let device = kernels::test_device();
+        let case = Case::new([batch, len, hidden], heads, [1, 1, 1, len], false);
+        let qkv = Tensor::<3>::from_data(
+            TensorData::new(case.qkv.clone(), [batch, len, 3 * hidden]),
+            &device,
+        );
+        let scale = 1.0 / 8f64.sqrt();
+        for queries in [1, 3, len] {
+            let start = len - queries;
+            let causal: Vec<f32> = (0..queries)
+                .flat_map(|i| (0..len).map(move |j| if j > start + i { -1e9 } else { 0.0 }))
+                .collect();
+            let bias =
+                Tensor::<4>::from_data(TensorData::new(causal, [1, 1, queries, len]), &device);
+            assert!(applies_decode(&qkv, queries, heads, &bias));
+            let before = launched();
+            let got = read(decode(qkv.clone(), queries, heads, scale, bias.clone()));
+            assert_eq!(launched() - before, 1, "{queries} queries");
+            let part = |i: usize| qkv.clone().narrow(2, i * hidden, hidden);
+            let want = read(composed(
+                split_heads(part(0).narrow(1, start, queries), heads),
+                split_heads(part(1), heads),
+                split_heads(part(2), heads),
+                None,
+                |scores| kernels::attention::composed(scores, scale, bias.clone()),
+            ));
+            assert_close(&format!("{queries} queries"), &got, &want, 1e-4, 1e-2);
+        }
+        let window = Tensor::<4>::zeros([1, 1, 2, len], &device);
+        assert!(
+            !applies_decode(&qkv, 3, heads, &window),
+            "a mask of two queries"
+        );
+        let tracked = device.autodiff();
+        let qkv_tracked = Tensor::<3>::zeros([batch, len, 3 * hidden], &tracked);
+        let bias = Tensor::<4>::zeros([1, 1, 1, len], &tracked);
+        assert!(!applies_decode(&qkv_tracked, 1, heads, &bias), "autodiff");
     }
 
     /// Without autodiff (evaluation, prediction): one dispatch, the same context.

@@ -233,6 +233,38 @@ impl<'a> Masks<'a> {
         self.composed_attention(projections, heads, scale, bias, drop)
     }
 
+    /// Decoding with a cache: the context `[batch, queries, hidden]` of the last `queries` of
+    /// the tokens whose packed projections `qkv` (`[batch, len, 3 * hidden]`, every token so
+    /// far) holds, attending to all `len` through `bias` (`[batch or 1, 1, queries or 1,
+    /// len]`); no dropout (generation). Through the fused kernel where it applies and is
+    /// allowed, else burn's matrix products around [`Self::attention_softmax`].
+    pub fn decode_attention(
+        &self,
+        qkv: Tensor<3>,
+        queries: usize,
+        heads: usize,
+        scale: f64,
+        bias: Tensor<4>,
+    ) -> Tensor<3> {
+        if self.fused_kernels
+            && kernels::self_attention::applies_decode(&qkv, queries, heads, &bias)
+        {
+            return kernels::self_attention::decode(qkv, queries, heads, scale, bias);
+        }
+        use kernels::self_attention::split_heads;
+        let [_, len, width] = qkv.dims();
+        let hidden = width / 3;
+        let part = |i: usize| qkv.clone().narrow(2, i * hidden, hidden);
+        let q = split_heads(part(0).narrow(1, len - queries, queries), heads);
+        kernels::self_attention::composed(
+            q,
+            split_heads(part(1), heads),
+            split_heads(part(2), heads),
+            None,
+            |scores| self.attention_softmax(scores, scale, bias),
+        )
+    }
+
     fn composed_attention(
         &self,
         projections: Projections,

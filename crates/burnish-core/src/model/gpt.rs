@@ -15,7 +15,6 @@ use serde::{Deserialize, Serialize};
 
 use super::lora::{AdaptedLinear, LoraFactors};
 use super::{Masks, Projections};
-use crate::kernels::self_attention::{self, split_heads};
 use crate::rng::Rng;
 use crate::{Error, Result};
 
@@ -165,10 +164,11 @@ pub struct Gpt {
     dropout: f64,
 }
 
-/// Keys and values of the positions seen so far, per block (`[batch, heads, seen, head_dim]`).
+/// The packed query/key/value projections of the positions seen so far, per block
+/// (`[batch, seen, 3 * hidden]`: the keys and values the next positions attend to).
 #[derive(Debug, Clone, Default)]
 pub struct KvCache {
-    layers: Vec<(Tensor<4>, Tensor<4>)>,
+    layers: Vec<Tensor<3>>,
     len: usize,
 }
 
@@ -243,24 +243,19 @@ impl Gpt {
                     bias.clone(),
                     self.dropout,
                 ),
-                // Generation: the keys and values so far come from the cache.
+                // Generation: the projections of every position so far, the cache's and the
+                // new ones.
                 Some(cache) => {
-                    let split =
-                        |part: usize| split_heads(qkv.clone().narrow(2, part * h, h), self.heads);
-                    let (q, mut k, mut v) = (split(0), split(1), split(2));
-                    if let Some((pk, pv)) = cache.layers.get(i) {
-                        k = Tensor::cat(vec![pk.clone(), k], 2);
-                        v = Tensor::cat(vec![pv.clone(), v], 2);
-                    }
+                    let all = match cache.layers.get(i) {
+                        Some(previous) => Tensor::cat(vec![previous.clone(), qkv], 1),
+                        None => qkv,
+                    };
                     if i < cache.layers.len() {
-                        cache.layers[i] = (k.clone(), v.clone());
+                        cache.layers[i] = all.clone();
                     } else {
-                        cache.layers.push((k.clone(), v.clone()));
+                        cache.layers.push(all.clone());
                     }
-                    self_attention::composed(q, k, v, None, |scores| {
-                        let probs = masks.attention_softmax(scores, scale, bias.clone());
-                        masks.apply(probs, self.dropout)
-                    })
+                    masks.decode_attention(all, len, self.heads, scale, bias.clone())
                 }
             };
             let attended = block.proj.forward(context, masks);
