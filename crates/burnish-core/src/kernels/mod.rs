@@ -56,6 +56,33 @@ pub(crate) fn applies<const D: usize>(tensors: &[&Tensor<D>]) -> bool {
     }
 }
 
+/// `value` made safe for a kernel to write in place while the caller keeps clones of the result
+/// where it belongs (a module's parameter, which then sees the update): contiguous and held by
+/// nobody else, else a copy (so a clone kept elsewhere, such as the best epoch's weights, keeps
+/// its values). Off wgpu, `value` itself.
+pub(crate) fn writable(value: Tensor<1>) -> Tensor<1> {
+    #[cfg(feature = "wgpu")]
+    {
+        registry::burn_tensor(registry::owned(value))
+    }
+    #[cfg(not(feature = "wgpu"))]
+    {
+        value
+    }
+}
+
+/// Parameters one grouped optimizer launch (`adam.wgsl`, `sgd.wgsl`) takes.
+pub(crate) fn group_slots() -> usize {
+    #[cfg(feature = "wgpu")]
+    {
+        registry::GROUP_SLOTS
+    }
+    #[cfg(not(feature = "wgpu"))]
+    {
+        1
+    }
+}
+
 /// Defines a uniform block shared by Rust and WGSL from one field list: a `#[repr(C)]` Rust
 /// struct, its WGSL declaration (`WGSL`) and its bytes as CubeCL's info words. Fields are 4-byte
 /// scalars (`f32`, `u32`), so the two layouts agree field for field; the byte size is padded to

@@ -266,6 +266,21 @@ impl Launch {
     /// Enqueue the kernel with `uniform` as its last binding. Errors (a shader that does not
     /// compile) surface when an output is read, as CubeCL reports them.
     pub(crate) fn run<U: Uniform>(self, uniform: &U) {
+        self.run_words(uniform.words());
+    }
+
+    /// Enqueue the kernel with a uniform block given as bytes (a layout that depends on
+    /// template items, such as a group's slot count), padded to WGSL's 16-byte size.
+    pub(crate) fn run_bytes(self, mut bytes: Vec<u8>) {
+        bytes.resize(bytes.len().div_ceil(16) * 16, 0);
+        let words = bytes
+            .chunks_exact(8)
+            .map(|c| u64::from_le_bytes(c.try_into().expect("8 bytes")))
+            .collect();
+        self.run_words(words);
+    }
+
+    fn run_words(self, words: Vec<u64>) {
         let Some(first) = self.buffers.first() else {
             return;
         };
@@ -294,7 +309,7 @@ impl Launch {
         let arguments = bindings
             .into_iter()
             .fold(KernelArguments::new(), KernelArguments::with_buffer)
-            .with_info(MetadataBindingInfo::custom(uniform.words()));
+            .with_info(MetadataBindingInfo::custom(words));
         LAUNCHES.with(|n| n.set(n.get() + 1));
         client.launch(
             Box::new(SourceKernel::new(self.kernel, CubeDim::new_1d(WORKGROUP))),
@@ -302,6 +317,67 @@ impl Launch {
             arguments,
         );
     }
+}
+
+/// Parameters per grouped optimizer launch: two storage bindings each (weight, gradient) beside
+/// the group's state and the gradient scale fill the 8 that WebGPU guarantees, so every device
+/// runs the same kernels (the browser / native comparisons stay like for like). More would fit
+/// where an adapter allows more bindings, but on the CPU renderers each slot costs every
+/// thread a masked read and write (they run a workgroup's threads as SIMD lanes and do not see
+/// that a workgroup's slot is uniform): MiniLM's step on lavapipe took 1.2x as long with 8 slots
+/// a launch as with 3, which matched one launch per parameter.
+pub(crate) const GROUP_SLOTS: usize = 3;
+
+/// `kernel` (`adam.wgsl`, `sgd.wgsl`) specialised for a group of `slots` parameters: each
+/// slot's weight and gradient bindings (`2 s`, `2 s + 1`), then the group's state, the
+/// gradient scale and the uniform block, and the `switch` over the slots that reads and writes
+/// a thread's weight and gradient (WebGPU cannot index bindings at run time).
+pub(crate) fn grouped(kernel: WgslKernel, slots: usize) -> WgslKernel {
+    use std::fmt::Write;
+    let mut bindings = String::new();
+    let mut load = String::from("    switch s {\n");
+    let mut store = String::from("    switch s {\n");
+    for s in 0..slots {
+        let (w, g) = (2 * s, 2 * s + 1);
+        let _ = writeln!(
+            bindings,
+            "@group(0) @binding({w}) var<storage, read_write> weight_{s}: array<f32>;\n\
+             @group(0) @binding({g}) var<storage, read_write> grad_{s}: array<f32>;"
+        );
+        let case = if s + 1 == slots {
+            "default".to_string()
+        } else {
+            format!("case {s}u")
+        };
+        let _ = writeln!(
+            load,
+            "        {case}: {{ w = weight_{s}[l]; g = grad_{s}[l]; }}"
+        );
+        let _ = writeln!(store, "        {case}: {{ weight_{s}[l] = updated; }}");
+    }
+    load.push_str("    }");
+    store.push_str("    }");
+    kernel
+        .item("slots", slots.to_string())
+        .item("bindings", bindings)
+        .item("load", load)
+        .item("store", store)
+        .item("state_binding", (2 * slots).to_string())
+        .item("scale_binding", (2 * slots + 1).to_string())
+        .item("uniform_binding", (2 * slots + 2).to_string())
+}
+
+/// The first thread of each of `lens`' slots in a grouped launch, each on a workgroup
+/// boundary, and the threads in all.
+pub(crate) fn slot_starts(lens: &[usize]) -> (Vec<usize>, usize) {
+    let mut starts = Vec::with_capacity(lens.len());
+    let mut next = 0;
+    for len in lens {
+        starts.push(next);
+        next += len.next_multiple_of(WORKGROUP as usize);
+    }
+    let threads = starts.last().zip(lens.last()).map_or(0, |(s, l)| s + l);
+    (starts, threads)
 }
 
 /// An uninitialised `f32` tensor of `shape` on the same device as `like`.

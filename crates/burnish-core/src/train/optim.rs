@@ -11,6 +11,7 @@
 //! burn's defaults (betas 0.9 / 0.999, epsilon 1e-5), so runs match those of earlier versions.
 
 use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 
 use burn::module::{Module, ModuleMapper, ModuleVisitor, Param, ParamId};
 use burn::optim::GradientsParams;
@@ -19,8 +20,8 @@ use burn::prelude::*;
 use super::optimizer::OptimizerKind;
 use crate::kernels::{
     self,
-    adam::{AdamStep, AdamUniform},
-    sgd::SgdUniform,
+    adam::{AdamShared, AdamSlot},
+    sgd::SgdShared,
 };
 use crate::{Error, Result};
 
@@ -57,6 +58,31 @@ struct Moments {
     second: Option<Tensor<1>>,
 }
 
+/// Where one parameter's state lives.
+#[derive(Debug, Clone)]
+enum State {
+    /// Tensors of its own: the composed update's, and state just restored.
+    Own(Box<Moments>),
+    /// A range of a fused group's state (`Optimizer::groups`): its moments are the `len` values
+    /// from `start` of each of the group's moment blocks.
+    Grouped {
+        group: usize,
+        start: usize,
+        len: usize,
+        time: usize,
+    },
+}
+
+/// Parameters the fused kernels update in one launch, in visit order, and their state in one
+/// tensor: `[moments * total]`, each moment's block holding the members' values in order
+/// (`None` for SGD without momentum).
+#[derive(Debug, Clone)]
+struct Group {
+    ids: Vec<ParamId>,
+    total: usize,
+    state: Option<Tensor<1>>,
+}
+
 /// One parameter's optimizer state as host values (an autosave).
 #[derive(Debug, Clone, PartialEq)]
 pub struct SavedMoments {
@@ -76,10 +102,15 @@ pub struct Optimizer {
     /// Which parameters `weight_decay` applies to.
     scope: DecayScope,
     momentum: f64,
-    states: HashMap<ParamId, Moments>,
-    /// Run Adam and AdamW as one fused WGSL kernel per parameter where the device allows
-    /// (`shaders/adam.wgsl`); off, burn's composed operations only.
+    states: HashMap<ParamId, State>,
+    /// The fused kernels' groups of the last step (their layout is kept while the same
+    /// parameters have gradients, and rebuilt when that changes).
+    groups: Vec<Group>,
+    /// Run the update as fused WGSL kernels, a group of parameters a launch, where the device
+    /// allows (`shaders/adam.wgsl`, `shaders/sgd.wgsl`); off, burn's composed operations only.
     fused: bool,
+    /// Parameters per fused launch (`None`: `kernels::group_slots`; tests try others).
+    group_slots: Option<usize>,
 }
 
 impl Optimizer {
@@ -92,7 +123,9 @@ impl Optimizer {
             scope: DecayScope::All,
             momentum,
             states: HashMap::new(),
+            groups: Vec::new(),
             fused: true,
+            group_slots: None,
         }
     }
 
@@ -107,13 +140,25 @@ impl Optimizer {
         self.fused = fused;
     }
 
-    /// Tensors of state held (two per updated parameter for Adam/AdamW, one for SGD with
-    /// momentum; parameters without gradients have none).
+    /// Tensors of state held per parameter (two per updated parameter for Adam/AdamW, one for
+    /// SGD with momentum; parameters without gradients have none), whether in tensors of their
+    /// own or in a fused group's.
     pub fn state_tensors(&self) -> usize {
         self.states
             .values()
-            .map(|m| 1 + usize::from(m.second.is_some()))
+            .map(|s| match s {
+                State::Own(m) => 1 + usize::from(m.second.is_some()),
+                State::Grouped { .. } => self.moments(),
+            })
             .sum()
+    }
+
+    /// Moments kept per value: two for Adam and AdamW, one for SGD with momentum, none without.
+    fn moments(&self) -> usize {
+        match self.kind {
+            OptimizerKind::Adam | OptimizerKind::Adamw => 2,
+            OptimizerKind::Sgd => usize::from(self.momentum > 0.0),
+        }
     }
 
     /// Update every parameter of `module` that has a gradient in `grads`, each gradient first
@@ -132,8 +177,14 @@ impl Optimizer {
             grads: &mut grads,
             lr: learning_rate,
             scale,
+            pending: Vec::new(),
         };
-        module.map(&mut mapper)
+        let module = module.map(&mut mapper);
+        let pending = std::mem::take(&mut mapper.pending);
+        if !pending.is_empty() {
+            self.fused_step(learning_rate, pending, scale);
+        }
+        module
     }
 
     /// The state of every parameter of `module`, in its visit order (`None` for a parameter
@@ -143,9 +194,11 @@ impl Optimizer {
     /// [`Error::Readback`] when the device fails to return a tensor.
     pub async fn save<M: Module>(&self, module: &M) -> Result<Vec<Option<SavedMoments>>> {
         let mut saved = Vec::new();
+        // Each group's state is read once, for all its members.
+        let mut read_groups: HashMap<usize, Vec<f32>> = HashMap::new();
         for id in param_ids(module) {
             saved.push(match self.states.get(&id) {
-                Some(m) => Some(SavedMoments {
+                Some(State::Own(m)) => Some(SavedMoments {
                     time: m.time,
                     first: read(m.first.clone()).await?,
                     second: match &m.second {
@@ -153,6 +206,25 @@ impl Optimizer {
                         None => None,
                     },
                 }),
+                Some(&State::Grouped {
+                    group,
+                    start,
+                    len,
+                    time,
+                }) => {
+                    let g = &self.groups[group];
+                    if let Entry::Vacant(entry) = read_groups.entry(group) {
+                        let state = g.state.clone().expect("a grouped parameter has state");
+                        entry.insert(read(state).await?);
+                    }
+                    let values = &read_groups[&group];
+                    let block = |k: usize| values[k * g.total + start..][..len].to_vec();
+                    Some(SavedMoments {
+                        time,
+                        first: block(0),
+                        second: (self.moments() == 2).then(|| block(1)),
+                    })
+                }
                 None => None,
             });
         }
@@ -201,14 +273,15 @@ impl Optimizer {
             let upload = |v: Vec<f32>| Tensor::<1>::from_data(TensorData::new(v, [size]), &device);
             states.insert(
                 id,
-                Moments {
+                State::Own(Box::new(Moments {
                     time: state.time,
                     first: upload(state.first),
                     second: state.second.map(upload),
-                },
+                })),
             );
         }
         self.states = states;
+        self.groups.clear();
         Ok(())
     }
 }
@@ -248,6 +321,17 @@ struct Update<'a> {
     grads: &'a mut GradientsParams,
     lr: f64,
     scale: Option<&'a Tensor<1>>,
+    /// Parameters left to the fused kernels, in visit order.
+    pending: Vec<Pending>,
+}
+
+/// A parameter the fused kernels update after the module's visit: its value (writable; the
+/// module holds a clone, which sees the update), its gradient and decay.
+struct Pending {
+    id: ParamId,
+    value: Tensor<1>,
+    grad: Tensor<1>,
+    decay: f32,
 }
 
 impl ModuleMapper for Update<'_> {
@@ -264,22 +348,40 @@ impl ModuleMapper for Update<'_> {
         let n = shape.num_elements();
         let flat_value: Tensor<1> = value.reshape([n]);
         let flat_grad: Tensor<1> = grad.reshape([n]);
-        let state = self.optim.states.remove(&id);
         let decay = if self.optim.scope.includes(D) {
             self.optim.weight_decay
         } else {
             0.0
         };
-        let grad = Gradient {
-            value: flat_grad,
-            scale: self
-                .scale
-                .map(|s| s.clone().to_device(&flat_value.device())),
+        let scale = self
+            .scale
+            .map(|s| s.clone().to_device(&flat_value.device()));
+        let fused = self.optim.fused
+            && n > 0
+            && u32::try_from(n).is_ok()
+            && scale.as_ref().is_none_or(|s| kernels::applies(&[s]))
+            && kernels::applies(&[&flat_value, &flat_grad]);
+        let updated = if fused {
+            let value = kernels::writable(flat_value);
+            self.pending.push(Pending {
+                id,
+                value: value.clone(),
+                grad: flat_grad,
+                decay,
+            });
+            value
+        } else {
+            let state = self.optim.take_own(id);
+            let grad = Gradient {
+                value: flat_grad,
+                scale,
+            };
+            let (updated, state) = self.optim.update(self.lr, decay, flat_value, grad, state);
+            if let Some(state) = state {
+                self.optim.states.insert(id, State::Own(Box::new(state)));
+            }
+            updated
         };
-        let (updated, state) = self.optim.update(self.lr, decay, flat_value, grad, state);
-        if let Some(state) = state {
-            self.optim.states.insert(id, state);
-        }
         let mut updated = Tensor::<D>::from_inner(updated.reshape(shape));
         if let Some(strategy) = checkpointing {
             updated = updated.with_gradient_checkpointing_strategy(strategy);
@@ -307,15 +409,6 @@ impl Optimizer {
         grad: Gradient,
         state: Option<Moments>,
     ) -> (Tensor<1>, Option<Moments>) {
-        let scale_applies = grad.scale.as_ref().is_none_or(|s| kernels::applies(&[s]));
-        if self.fused && scale_applies && kernels::applies(&[&value, &grad.value]) {
-            return match self.kind {
-                OptimizerKind::Adam | OptimizerKind::Adamw => {
-                    self.fused_adam(lr, decay, value, grad, state)
-                }
-                OptimizerKind::Sgd => self.fused_sgd(lr, decay, value, grad, state),
-            };
-        }
         let mut grad = match grad.scale {
             Some(scale) => grad.value * scale,
             None => grad.value,
@@ -378,95 +471,185 @@ impl Optimizer {
 }
 
 impl Optimizer {
-    /// SGD as one kernel per parameter (`shaders/sgd.wgsl`).
-    fn fused_sgd(
-        &self,
-        lr: f64,
-        decay: f32,
-        value: Tensor<1>,
-        grad: Gradient,
-        state: Option<Moments>,
-    ) -> (Tensor<1>, Option<Moments>) {
-        let velocity = (self.momentum > 0.0).then(|| match state {
-            Some(s) => s.first,
-            // A zero velocity makes the first step exact: g + m * 0 = g.
-            None => Tensor::zeros([value.shape().num_elements()], &value.device()),
-        });
-        let uniform = SgdUniform {
-            len: 0,
-            lr: lr as f32,
-            weight_decay: decay,
-            momentum: self.momentum as f32,
-        };
-        let (value, velocity) =
-            kernels::sgd::step(uniform, value, grad.value, grad.scale, velocity);
-        (
-            value,
-            velocity.map(|first| Moments {
-                time: 0,
-                first,
-                second: None,
-            }),
-        )
+    /// A parameter's state as tensors of its own, taken out (a grouped one's range copied out
+    /// of its group's state: the composed update's way in).
+    fn take_own(&mut self, id: ParamId) -> Option<Moments> {
+        match self.states.remove(&id)? {
+            State::Own(m) => Some(*m),
+            State::Grouped {
+                group,
+                start,
+                len,
+                time,
+            } => {
+                let g = &self.groups[group];
+                let state = g.state.clone().expect("a grouped parameter has state");
+                let block = |k: usize| {
+                    let from = k * g.total + start;
+                    state.clone().slice(from..from + len)
+                };
+                Some(Moments {
+                    time,
+                    first: block(0),
+                    second: (self.moments() == 2).then(|| block(1)),
+                })
+            }
+        }
     }
 
-    /// Adam / AdamW as one kernel per parameter (`shaders/adam.wgsl`), with the scalars the
-    /// composed update uses, computed the same way on the host.
-    fn fused_adam(
-        &self,
-        lr: f64,
-        decay: f32,
-        value: Tensor<1>,
-        grad: Gradient,
-        state: Option<Moments>,
-    ) -> (Tensor<1>, Option<Moments>) {
-        let (time, first, second) = match state {
-            Some(s) => (
-                s.time + 1,
-                s.first,
-                s.second.expect("Adam keeps a second moment"),
-            ),
-            None => {
-                // Zero moments make the first step exact: 0 * beta + x = x.
-                let n = value.shape().num_elements();
-                let device = value.device();
-                (1, Tensor::zeros([n], &device), Tensor::zeros([n], &device))
-            }
+    /// Parameters per fused launch.
+    fn slots(&self) -> usize {
+        self.group_slots.unwrap_or_else(kernels::group_slots).max(1)
+    }
+
+    /// Lay the groups out for `pending` (chunks of [`Self::slots`] in visit order) where they
+    /// differ from the last step's: every grouped state is taken out, then each new group's
+    /// state is its members' moments (zeros for a parameter without state yet) joined.
+    fn regroup(&mut self, pending: &[Pending]) {
+        let slots = self.slots();
+        let moments = self.moments();
+        let in_group = |id: &ParamId, index: usize| {
+            moments == 0
+                || matches!(self.states.get(id), Some(State::Grouped { group, .. }) if *group == index)
         };
-        let t = time as i32;
+        let same = self.groups.len() == pending.len().div_ceil(slots)
+            && self
+                .groups
+                .iter()
+                .zip(pending.chunks(slots))
+                .enumerate()
+                .all(|(index, (g, chunk))| {
+                    g.ids.iter().eq(chunk.iter().map(|p| &p.id))
+                        && g.ids.iter().all(|id| in_group(id, index))
+                });
+        if same {
+            return;
+        }
+        let grouped: Vec<ParamId> = self
+            .states
+            .iter()
+            .filter(|(_, s)| matches!(s, State::Grouped { .. }))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in grouped {
+            if let Some(m) = self.take_own(id) {
+                self.states.insert(id, State::Own(Box::new(m)));
+            }
+        }
+        self.groups.clear();
+        for chunk in pending.chunks(slots) {
+            let index = self.groups.len();
+            let mut blocks: Vec<Vec<Tensor<1>>> = vec![Vec::new(); moments];
+            let mut start = 0;
+            for p in chunk {
+                let len = p.value.shape().num_elements();
+                let own = match self.states.remove(&p.id) {
+                    Some(State::Own(m)) => Some(m),
+                    _ => None,
+                };
+                let time = own.as_ref().map_or(0, |m| m.time);
+                let device = p.value.device();
+                let mut parts = own
+                    .map(|m| [Some(m.first), m.second])
+                    .unwrap_or_default()
+                    .into_iter();
+                for block in &mut blocks {
+                    block.push(
+                        parts
+                            .next()
+                            .flatten()
+                            .unwrap_or_else(|| Tensor::zeros([len], &device)),
+                    );
+                }
+                if moments > 0 {
+                    self.states.insert(
+                        p.id,
+                        State::Grouped {
+                            group: index,
+                            start,
+                            len,
+                            time,
+                        },
+                    );
+                }
+                start += len;
+            }
+            let state = (moments > 0).then(|| Tensor::cat(blocks.concat(), 0));
+            self.groups.push(Group {
+                ids: chunk.iter().map(|p| p.id).collect(),
+                total: start,
+                state,
+            });
+        }
+    }
+
+    /// The fused update of every parameter in `pending`: one launch per group.
+    fn fused_step(&mut self, lr: f64, pending: Vec<Pending>, scale: Option<&Tensor<1>>) {
+        self.regroup(&pending);
+        let slots = self.slots();
+        let mut pending = pending.into_iter();
+        for index in 0..self.groups.len() {
+            let chunk: Vec<Pending> = pending.by_ref().take(slots).collect();
+            let scale = scale.map(|s| s.clone().to_device(&chunk[0].value.device()));
+            let values: Vec<Tensor<1>> = chunk.iter().map(|p| p.value.clone()).collect();
+            let decays: Vec<f32> = chunk.iter().map(|p| p.decay).collect();
+            let grads: Vec<Tensor<1>> = chunk.into_iter().map(|p| p.grad).collect();
+            let state = self.groups[index].state.take();
+            self.groups[index].state = match self.kind {
+                OptimizerKind::Adam | OptimizerKind::Adamw => {
+                    let slots: Vec<AdamSlot> = self.groups[index]
+                        .ids
+                        .clone()
+                        .iter()
+                        .zip(&decays)
+                        .map(|(id, decay)| self.adam_slot(*id, lr, *decay))
+                        .collect();
+                    let shared = AdamShared {
+                        decoupled: self.kind == OptimizerKind::Adamw,
+                        lr: lr as f32,
+                        beta_1: BETA_1,
+                        one_minus_beta_1: 1.0 - BETA_1,
+                        beta_2: BETA_2,
+                        one_minus_beta_2: 1.0 - BETA_2,
+                    };
+                    let state = state.expect("Adam's group has state");
+                    Some(kernels::adam::step_group(
+                        &shared, &slots, &values, grads, state, scale,
+                    ))
+                }
+                OptimizerKind::Sgd => {
+                    let shared = SgdShared {
+                        lr: lr as f32,
+                        momentum: self.momentum as f32,
+                    };
+                    kernels::sgd::step_group(shared, &decays, &values, grads, state, scale)
+                }
+            };
+        }
+    }
+
+    /// One parameter's settings for this step of a fused Adam group, its step count advanced:
+    /// the scalars the composed update uses, computed the same way on the host.
+    fn adam_slot(&mut self, id: ParamId, lr: f64, decay: f32) -> AdamSlot {
+        let Some(State::Grouped { time, .. }) = self.states.get_mut(&id) else {
+            unreachable!("every member of a group has grouped state")
+        };
+        *time += 1;
+        let t = *time as i32;
         let decoupled = self.kind == OptimizerKind::Adamw;
         let adam_correction_2 = (1.0 - BETA_2.powi(t)).sqrt();
-        let step = AdamStep {
-            decoupled,
-            uniform: AdamUniform {
-                len: 0,
-                lr: lr as f32,
-                decay_factor: (1.0 - lr * f64::from(decay)) as f32,
-                weight_decay: if decoupled { 0.0 } else { decay },
-                beta_1: BETA_1,
-                one_minus_beta_1: 1.0 - BETA_1,
-                beta_2: BETA_2,
-                one_minus_beta_2: 1.0 - BETA_2,
-                correction_1: 1f32 - BETA_1.powi(t),
-                correction_2: 1f32 - BETA_2.powi(t),
-                moment_factor: adam_correction_2 / (1.0 - BETA_1.powi(t)),
-                epsilon: if decoupled {
-                    EPSILON
-                } else {
-                    EPSILON * adam_correction_2
-                },
+        AdamSlot {
+            decay_factor: (1.0 - lr * f64::from(decay)) as f32,
+            weight_decay: if decoupled { 0.0 } else { decay },
+            correction_1: 1f32 - BETA_1.powi(t),
+            correction_2: 1f32 - BETA_2.powi(t),
+            moment_factor: adam_correction_2 / (1.0 - BETA_1.powi(t)),
+            epsilon: if decoupled {
+                EPSILON
+            } else {
+                EPSILON * adam_correction_2
             },
-        };
-        let (value, first, second) =
-            kernels::adam::step(&step, value, grad.value, grad.scale, first, second);
-        (
-            value,
-            Some(Moments {
-                time,
-                first,
-                second: Some(second),
-            }),
-        )
+        }
     }
 }
 
@@ -758,11 +941,9 @@ mod fused_tests {
                 "{kind:?}: the weights were written in place"
             );
         }
-        let (first, second) = match optim.states.values().next() {
-            Some(s) => (
-                read(s.first.clone()),
-                s.second.clone().map(read).unwrap_or_default(),
-            ),
+        let saved = pollster::block_on(optim.save(&weights)).expect("save");
+        let (first, second) = match saved.into_iter().next().flatten() {
+            Some(s) => (s.first, s.second.unwrap_or_default()),
             None => (Vec::new(), Vec::new()),
         };
         (read(weights.w.val()), first, second)
@@ -842,6 +1023,187 @@ mod fused_tests {
         assert_close(&format!("{what}: weights"), &fused.0, &composed.0);
         assert_close(&format!("{what}: first moment"), &fused.1, &composed.1);
         assert_close(&format!("{what}: second moment"), &fused.2, &composed.2);
+    }
+
+    /// Parameters of several shapes and sizes, for the grouped launches.
+    #[derive(Module, Debug)]
+    struct Many {
+        a: Param<Tensor<1>>,
+        b: Param<Tensor<2>>,
+        c: Param<Tensor<1>>,
+        d: Param<Tensor<1>>,
+        e: Param<Tensor<2>>,
+    }
+
+    const MANY: [&[usize]; 5] = [&[1], &[16, 17], &[257], &[5], &[300, 40]];
+
+    fn many(rng: &mut Rng, device: &Device) -> Many {
+        let mut tensor = |dims: &[usize]| {
+            let n = dims.iter().product();
+            Tensor::<1>::from_floats(random(rng, n, 1.0).as_slice(), device)
+        };
+        Many {
+            a: Param::from_tensor(tensor(MANY[0])),
+            b: Param::from_tensor(tensor(MANY[1]).reshape([16, 17])),
+            c: Param::from_tensor(tensor(MANY[2])),
+            d: Param::from_tensor(tensor(MANY[3])),
+            e: Param::from_tensor(tensor(MANY[4]).reshape([300, 40])),
+        }
+    }
+
+    /// Every parameter's values, in visit order.
+    fn many_values(m: &Many) -> Vec<Vec<f32>> {
+        vec![
+            read(m.a.val()),
+            read(m.b.val().reshape([-1])),
+            read(m.c.val()),
+            read(m.d.val()),
+            read(m.e.val().reshape([-1])),
+        ]
+    }
+
+    /// Step `i`'s gradients: `c` has none before step 3 (its state starts later, with its own
+    /// step count) and `d` none at step 5 (its state must survive the step it sits out).
+    fn many_grads(m: &Many, i: usize, rng: &mut Rng, device: &Device) -> (GradientsParams, usize) {
+        let mut grads = GradientsParams::new();
+        let mut g = |dims: &[usize]| {
+            let n = dims.iter().product();
+            Tensor::<1>::from_floats(random(rng, n, 0.5).as_slice(), device)
+        };
+        grads.register(m.a.id, g(MANY[0]));
+        grads.register(m.b.id, g(MANY[1]).reshape([16, 17]));
+        let mut count = 3;
+        if i >= 3 {
+            grads.register(m.c.id, g(MANY[2]));
+            count += 1;
+        }
+        if i != 5 {
+            grads.register(m.d.id, g(MANY[3]));
+            count += 1;
+        }
+        grads.register(m.e.id, g(MANY[4]).reshape([300, 40]));
+        (grads, count - 1)
+    }
+
+    /// Steps of `Many` with the given kernels setting and group width from the same weights,
+    /// gradients and clipping factors; a copy of the optimizer is saved after step 4 and
+    /// restored into a rebuilt module (new ids) that takes the remaining steps beside the
+    /// original. Returns the weights, the saved state at the end, the resumed copy's weights and
+    /// our kernels' launches.
+    #[allow(clippy::type_complexity)]
+    fn run_many(
+        (kind, momentum): (OptimizerKind, f64),
+        fused: bool,
+        slots: Option<usize>,
+        device: &Device,
+    ) -> (
+        Vec<Vec<f32>>,
+        Vec<Option<SavedMoments>>,
+        Vec<Vec<f32>>,
+        usize,
+        usize,
+    ) {
+        let mut rng = Rng::new(7);
+        let mut module = many(&mut rng, device);
+        let fresh = |optim: &mut Optimizer| {
+            optim.set_fused_kernels(fused);
+            optim.set_decay_scope(DecayScope::Matrices);
+            optim.group_slots = slots;
+        };
+        let mut optim = Optimizer::new(kind, 0.05, momentum);
+        fresh(&mut optim);
+        let mut resumed: Option<(Many, Optimizer)> = None;
+        let (mut expected, before) = (0, kernels::test_util::launched());
+        let mut resumed_launches = 0;
+        for i in 0..8 {
+            let lr = 0.01 * (1.0 + i as f64 / 4.0);
+            let scale = Tensor::<1>::from_floats([0.3 + 0.25 * i as f32], device);
+            let mut grad_rng = Rng::new(100 + i as u64);
+            let (grads, count) = many_grads(&module, i, &mut grad_rng, device);
+            let width = slots.unwrap_or_else(kernels::group_slots);
+            expected += (count + 1).div_ceil(width);
+            module = optim.step(lr, module, grads, Some(&scale));
+            if let Some((m, o)) = resumed.take() {
+                let mut grad_rng = Rng::new(100 + i as u64);
+                let (grads, _) = many_grads(&m, i, &mut grad_rng, device);
+                let launched = kernels::test_util::launched();
+                let mut o = o;
+                let m = o.step(lr, m, grads, Some(&scale));
+                resumed_launches += kernels::test_util::launched() - launched;
+                resumed = Some((m, o));
+            }
+            if i == 4 {
+                let saved = pollster::block_on(optim.save(&module)).expect("save");
+                let values = many_values(&module);
+                let mut rebuilt = many(&mut Rng::new(99), device);
+                let put = |v: &[f32]| Tensor::<1>::from_floats(v, device);
+                rebuilt.a = Param::from_tensor(put(&values[0]));
+                rebuilt.b = Param::from_tensor(put(&values[1]).reshape([16, 17]));
+                rebuilt.c = Param::from_tensor(put(&values[2]));
+                rebuilt.d = Param::from_tensor(put(&values[3]));
+                rebuilt.e = Param::from_tensor(put(&values[4]).reshape([300, 40]));
+                let mut o = Optimizer::new(kind, 0.05, momentum);
+                fresh(&mut o);
+                o.restore(&rebuilt, saved, device).expect("restore");
+                resumed = Some((rebuilt, o));
+            }
+        }
+        let launched = kernels::test_util::launched() - before - resumed_launches;
+        let saved = pollster::block_on(optim.save(&module)).expect("save");
+        let (rebuilt, _) = resumed.expect("resumed after step 4");
+        (
+            many_values(&module),
+            saved,
+            many_values(&rebuilt),
+            launched,
+            if fused { expected } else { 0 },
+        )
+    }
+
+    /// The grouped launches (one per group of parameters) match the composed update parameter
+    /// for parameter, weights and state, whatever the group width, with parameters whose
+    /// gradients come and go; a group's state saves and restores into a rebuilt module exactly.
+    #[test]
+    fn grouped_steps_match_the_composed_update() {
+        let device = kernels::test_device();
+        let kinds = [
+            (OptimizerKind::Adamw, 0.0),
+            (OptimizerKind::Adam, 0.0),
+            (OptimizerKind::Sgd, 0.9),
+            (OptimizerKind::Sgd, 0.0),
+        ];
+        for kind in kinds {
+            let (composed, composed_state, _, launched, _) = run_many(kind, false, None, &device);
+            assert_eq!(launched, 0, "{kind:?}: no kernel when switched off");
+            for slots in [Some(1), Some(2), None] {
+                let (values, state, resumed, launched, expected) =
+                    run_many(kind, true, slots, &device);
+                assert_eq!(
+                    launched, expected,
+                    "{kind:?}, {slots:?}: one launch per group"
+                );
+                for (p, (f, c)) in values.iter().zip(&composed).enumerate() {
+                    assert_close(&format!("{kind:?}, {slots:?}: parameter {p}"), f, c);
+                }
+                assert_eq!(values, resumed, "{kind:?}, {slots:?}: the resumed run");
+                assert_eq!(state.len(), composed_state.len());
+                for (p, (f, c)) in state.iter().zip(&composed_state).enumerate() {
+                    let what = format!("{kind:?}, {slots:?}: state of parameter {p}");
+                    match (f, c) {
+                        (None, None) => {}
+                        (Some(f), Some(c)) => {
+                            assert_eq!(f.time, c.time, "{what}: step count");
+                            assert_close(&what, &f.first, &c.first);
+                            assert_eq!(f.second.is_some(), c.second.is_some(), "{what}");
+                            if let (Some(fs), Some(cs)) = (&f.second, &c.second) {
+                                assert_close(&what, fs, cs);
+                            }
+                        }
+                        _ => panic!("{what}: one has state, the other not: {f:?} vs {c:?}"),
+                    }
+                }
+            }
+        }
     }
 
     #[test]
