@@ -10,6 +10,7 @@ use super::uniform;
 
 /// Gradients one `sum_squares.wgsl` launch takes: seven bindings and the partial sums' fill the
 /// 8 storage bindings WebGPU guarantees.
+#[cfg_attr(not(feature = "wgpu"), allow(dead_code))]
 const SLOTS: usize = 7;
 
 uniform!(

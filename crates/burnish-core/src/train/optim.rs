@@ -4,8 +4,8 @@
 //! burn's `ModuleOptimizer` computes the same updates, but its record (`to_record`) reads every
 //! moment with a synchronous `into_data`, which panics on WebGPU, and its state is keyed by
 //! parameter ids that a rebuilt model does not share. Here each parameter's state is a flat
-//! `[n]` tensor pair, found by the parameter's position in the module's visit order when saved
-//! and restored. The arithmetic is burn 0.22's, operation for operation (AdamW: decoupled decay
+//! `[n]` tensor pair (on wgpu, a range of its fused group's one state buffer), found by the
+//! parameter's position in the module's visit order when saved and restored. The arithmetic is burn 0.22's, operation for operation (AdamW: decoupled decay
 //! `w * (1 - lr * wd)` then `- lr * m̂ / (sqrt(v̂) + eps)`; Adam: L2 penalty on the gradient, the
 //! bias correction folded into one factor; SGD: L2 penalty, momentum without dampening), with
 //! burn's defaults (betas 0.9 / 0.999, epsilon 1e-5), so runs match those of earlier versions.
