@@ -16,7 +16,7 @@
 //   slots           parameters in the group (bindings 0 .. 2 slots - 1)
 //   state_binding, scale_binding, uniform_binding  the bindings after the slots'
 //   bindings        the weight and gradient bindings of each slot
-//   load, store     the per-slot reads and writes of the weight and gradient
+//   main            the entry point (group_main.wgsl) with the per-slot reads and writes
 //   momentum        whether there is a velocity (without, the state binding is not touched)
 //   scaled          whether the scale binding holds a gradient scale (else it is not touched)
 
@@ -69,27 +69,4 @@ fn update(i: u32, s: u32, w: f32, gradient: f32) -> f32 {
     return w - g * params.lr;
 }
 
-@compute @workgroup_size({{ workgroup_size }})
-fn main(
-    @builtin(workgroup_id) group: vec3<u32>,
-    @builtin(num_workgroups) groups: vec3<u32>,
-    @builtin(local_invocation_index) local: u32,
-) {
-    let first = (group.y * groups.x + group.x) * WORKGROUP;
-    var s = 0u;
-    for (var k = 1u; k < SLOTS; k++) {
-        if (first >= params.slots[k].start) {
-            s = k;
-        }
-    }
-    let slot = params.slots[s];
-    let l = first + local - slot.start;
-    if (l >= slot.len) {
-        return;
-    }
-    var w = 0.0;
-    var g = 0.0;
-{{ load }}
-    let updated = update(slot.offset + l, s, w, g);
-{{ store }}
-}
+{{ main }}

@@ -330,8 +330,9 @@ pub(crate) const GROUP_SLOTS: usize = 3;
 
 /// `kernel` (`adam.wgsl`, `sgd.wgsl`) specialised for a group of `slots` parameters: each
 /// slot's weight and gradient bindings (`2 s`, `2 s + 1`), then the group's state, the
-/// gradient scale and the uniform block, and the `switch` over the slots that reads and writes
-/// a thread's weight and gradient (WebGPU cannot index bindings at run time).
+/// gradient scale and the uniform block, and the entry point both share
+/// (`shaders/group_main.wgsl`) with its `switch` over the slots that reads and writes a
+/// thread's weight and gradient (WebGPU cannot index bindings at run time).
 pub(crate) fn grouped(kernel: WgslKernel, slots: usize) -> WgslKernel {
     use std::fmt::Write;
     let mut bindings = String::new();
@@ -357,11 +358,14 @@ pub(crate) fn grouped(kernel: WgslKernel, slots: usize) -> WgslKernel {
     }
     load.push_str("    }");
     store.push_str("    }");
+    let main = include_str!("../../../../shaders/group_main.wgsl")
+        .replace("{{ workgroup_size }}", &WORKGROUP.to_string())
+        .replace("{{ load }}", &load)
+        .replace("{{ store }}", &store);
     kernel
         .item("slots", slots.to_string())
         .item("bindings", bindings)
-        .item("load", load)
-        .item("store", store)
+        .item("main", main)
         .item("state_binding", (2 * slots).to_string())
         .item("scale_binding", (2 * slots + 1).to_string())
         .item("uniform_binding", (2 * slots + 2).to_string())
