@@ -83,6 +83,20 @@ pub(crate) fn group_slots() -> usize {
     }
 }
 
+/// The largest storage buffer one kernel may bind on `device`, in bytes: the adapter's limit
+/// as the runtime requested it, WebGPU's default (128 MiB) where it is not known.
+pub(crate) fn max_storage_binding(device: &Device) -> u64 {
+    #[cfg(feature = "wgpu")]
+    {
+        crate::gpu::adapter_of(device).map_or(128 << 20, |a| a.max_storage_binding)
+    }
+    #[cfg(not(feature = "wgpu"))]
+    {
+        let _ = device;
+        128 << 20
+    }
+}
+
 /// Defines a uniform block shared by Rust and WGSL from one field list: a `#[repr(C)]` Rust
 /// struct, its WGSL declaration (`WGSL`) and its bytes as CubeCL's info words. Fields are 4-byte
 /// scalars (`f32`, `u32`), so the two layouts agree field for field; the byte size is padded to

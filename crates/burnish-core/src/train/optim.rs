@@ -111,6 +111,9 @@ pub struct Optimizer {
     fused: bool,
     /// Parameters per fused launch (`None`: `kernels::group_slots`; tests try others).
     group_slots: Option<usize>,
+    /// Most bytes of one group's state buffer (`None`: the device's storage binding limit;
+    /// tests try smaller).
+    group_bytes: Option<u64>,
 }
 
 impl Optimizer {
@@ -126,6 +129,7 @@ impl Optimizer {
             groups: Vec::new(),
             fused: true,
             group_slots: None,
+            group_bytes: None,
         }
     }
 
@@ -359,6 +363,7 @@ impl ModuleMapper for Update<'_> {
         let fused = self.optim.fused
             && n > 0
             && u32::try_from(n).is_ok()
+            && n <= self.optim.group_values(&flat_value.device())
             && scale.as_ref().is_none_or(|s| kernels::applies(&[s]))
             && kernels::applies(&[&flat_value, &flat_grad]);
         let updated = if fused {
@@ -502,21 +507,65 @@ impl Optimizer {
         self.group_slots.unwrap_or_else(kernels::group_slots).max(1)
     }
 
-    /// Lay the groups out for `pending` (chunks of [`Self::slots`] in visit order) where they
-    /// differ from the last step's: every grouped state is taken out, then each new group's
-    /// state is its members' moments (zeros for a parameter without state yet) joined.
-    fn regroup(&mut self, pending: &[Pending]) {
+    /// Most values one group's state buffer may cover on `device` (its storage binding limit
+    /// over the moments' bytes per value).
+    fn group_values(&self, device: &Device) -> usize {
+        let bytes = self
+            .group_bytes
+            .unwrap_or_else(|| kernels::max_storage_binding(device));
+        match self.moments() {
+            0 => usize::MAX,
+            m => usize::try_from(bytes / (4 * m as u64)).unwrap_or(usize::MAX),
+        }
+    }
+
+    /// How many of `pending` (in visit order) each group takes: at most [`Self::slots`], and
+    /// no more values than one state buffer may hold on the device (its storage binding limit:
+    /// MiniLM's word embeddings alone are 94 MB of moments; BERT-base's, 188 MB, must not share
+    /// a buffer with more). A parameter too large for one on its own never gets here: the
+    /// composed update takes it, its moments in tensors of their own.
+    fn layout(&self, pending: &[Pending]) -> Vec<usize> {
         let slots = self.slots();
+        let values = self.group_values(&pending[0].value.device());
+        let mut sizes = Vec::new();
+        let (mut count, mut total) = (0, 0usize);
+        for p in pending {
+            let len = p.value.shape().num_elements();
+            if count == slots || (count > 0 && total.saturating_add(len) > values) {
+                sizes.push(count);
+                (count, total) = (0, 0);
+            }
+            count += 1;
+            total += len;
+        }
+        if count > 0 {
+            sizes.push(count);
+        }
+        sizes
+    }
+
+    /// Lay the groups out for `pending` (as [`Self::layout`] says) where they differ from the
+    /// last step's: every grouped state is taken out, then each new group's state is its
+    /// members' moments (zeros for a parameter without state yet) joined, or zeros in one
+    /// allocation where no member has state (the first step: no second copy of the moments).
+    fn regroup(&mut self, pending: &[Pending], sizes: &[usize]) {
         let moments = self.moments();
         let in_group = |id: &ParamId, index: usize| {
             moments == 0
                 || matches!(self.states.get(id), Some(State::Grouped { group, .. }) if *group == index)
         };
-        let same = self.groups.len() == pending.len().div_ceil(slots)
+        let chunks = || {
+            sizes.iter().scan(0, |start, n| {
+                let chunk = &pending[*start..*start + n];
+                *start += n;
+                Some(chunk)
+            })
+        };
+        let same = self.groups.len() == sizes.len()
             && self
                 .groups
                 .iter()
-                .zip(pending.chunks(slots))
+                .zip(chunks())
                 .enumerate()
                 .all(|(index, (g, chunk))| {
                     g.ids.iter().eq(chunk.iter().map(|p| &p.id))
@@ -537,8 +586,35 @@ impl Optimizer {
             }
         }
         self.groups.clear();
-        for chunk in pending.chunks(slots) {
+        for chunk in chunks() {
             let index = self.groups.len();
+            let fresh = chunk.iter().all(|p| !self.states.contains_key(&p.id));
+            if fresh {
+                let total: usize = chunk.iter().map(|p| p.value.shape().num_elements()).sum();
+                let mut start = 0;
+                for p in chunk {
+                    let len = p.value.shape().num_elements();
+                    if moments > 0 {
+                        self.states.insert(
+                            p.id,
+                            State::Grouped {
+                                group: index,
+                                start,
+                                len,
+                                time: 0,
+                            },
+                        );
+                    }
+                    start += len;
+                }
+                let device = chunk[0].value.device();
+                self.groups.push(Group {
+                    ids: chunk.iter().map(|p| p.id).collect(),
+                    total,
+                    state: (moments > 0).then(|| Tensor::zeros([moments * total], &device)),
+                });
+                continue;
+            }
             let mut blocks: Vec<Vec<Tensor<1>>> = vec![Vec::new(); moments];
             let mut start = 0;
             for p in chunk {
@@ -585,11 +661,11 @@ impl Optimizer {
 
     /// The fused update of every parameter in `pending`: one launch per group.
     fn fused_step(&mut self, lr: f64, pending: Vec<Pending>, scale: Option<&Tensor<1>>) {
-        self.regroup(&pending);
-        let slots = self.slots();
+        let sizes = self.layout(&pending);
+        self.regroup(&pending, &sizes);
         let mut pending = pending.into_iter();
-        for index in 0..self.groups.len() {
-            let chunk: Vec<Pending> = pending.by_ref().take(slots).collect();
+        for (index, size) in sizes.into_iter().enumerate() {
+            let chunk: Vec<Pending> = pending.by_ref().take(size).collect();
             let scale = scale.map(|s| s.clone().to_device(&chunk[0].value.device()));
             let values: Vec<Tensor<1>> = chunk.iter().map(|p| p.value.clone()).collect();
             let decays: Vec<f32> = chunk.iter().map(|p| p.decay).collect();
@@ -1094,7 +1170,7 @@ mod fused_tests {
     fn run_many(
         (kind, momentum): (OptimizerKind, f64),
         fused: bool,
-        slots: Option<usize>,
+        (slots, values): (Option<usize>, Option<usize>),
         device: &Device,
     ) -> (
         Vec<Vec<f32>>,
@@ -1109,20 +1185,48 @@ mod fused_tests {
             optim.set_fused_kernels(fused);
             optim.set_decay_scope(DecayScope::Matrices);
             optim.group_slots = slots;
+            optim.group_bytes = values.map(|v| (v * 4 * optim.moments().max(1)) as u64);
         };
         let mut optim = Optimizer::new(kind, 0.05, momentum);
         fresh(&mut optim);
         let mut resumed: Option<(Many, Optimizer)> = None;
         let (mut expected, before) = (0, kernels::test_util::launched());
         let mut resumed_launches = 0;
+        let mut split = false;
         for i in 0..8 {
             let lr = 0.01 * (1.0 + i as f64 / 4.0);
             let scale = Tensor::<1>::from_floats([0.3 + 0.25 * i as f32], device);
             let mut grad_rng = Rng::new(100 + i as u64);
             let (grads, count) = many_grads(&module, i, &mut grad_rng, device);
-            let width = slots.unwrap_or_else(kernels::group_slots);
-            expected += (count + 1).div_ceil(width);
             module = optim.step(lr, module, grads, Some(&scale));
+            match values {
+                None => {
+                    let width = slots.unwrap_or_else(kernels::group_slots);
+                    expected += (count + 1).div_ceil(width);
+                }
+                Some(limit) if fused => {
+                    // Groups split by their state's size (a group short of the width before
+                    // another), within the limit; `e` (12,000 values) is over it on its own
+                    // and takes the composed update.
+                    for g in &optim.groups {
+                        assert!(
+                            g.total <= limit || optim.moments() == 0,
+                            "{kind:?}: a group of {} covers {} values",
+                            g.ids.len(),
+                            g.total
+                        );
+                    }
+                    let width = kernels::group_slots();
+                    split |= optim
+                        .groups
+                        .iter()
+                        .rev()
+                        .skip(1)
+                        .any(|g| g.ids.len() < width);
+                    expected += optim.groups.len();
+                }
+                Some(_) => {}
+            }
             if let Some((m, o)) = resumed.take() {
                 let mut grad_rng = Rng::new(100 + i as u64);
                 let (grads, _) = many_grads(&m, i, &mut grad_rng, device);
@@ -1147,6 +1251,9 @@ mod fused_tests {
                 o.restore(&rebuilt, saved, device).expect("restore");
                 resumed = Some((rebuilt, o));
             }
+        }
+        if fused && values.is_some() && optim.moments() > 0 {
+            assert!(split, "{kind:?}: the byte limit split a group");
         }
         let launched = kernels::test_util::launched() - before - resumed_launches;
         let saved = pollster::block_on(optim.save(&module)).expect("save");
@@ -1173,9 +1280,17 @@ mod fused_tests {
             (OptimizerKind::Sgd, 0.0),
         ];
         for kind in kinds {
-            let (composed, composed_state, _, launched, _) = run_many(kind, false, None, &device);
+            let (composed, composed_state, _, launched, _) =
+                run_many(kind, false, (None, None), &device);
             assert_eq!(launched, 0, "{kind:?}: no kernel when switched off");
-            for slots in [Some(1), Some(2), None] {
+            // Group widths, and a state buffer limit of 300 values that splits the five
+            // parameters by size and leaves the largest to the composed update.
+            for slots in [
+                (Some(1), None),
+                (Some(2), None),
+                (None, None),
+                (None, Some(300)),
+            ] {
                 let (values, state, resumed, launched, expected) =
                     run_many(kind, true, slots, &device);
                 assert_eq!(
