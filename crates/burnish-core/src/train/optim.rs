@@ -588,69 +588,45 @@ impl Optimizer {
         self.groups.clear();
         for chunk in chunks() {
             let index = self.groups.len();
-            let fresh = chunk.iter().all(|p| !self.states.contains_key(&p.id));
-            if fresh {
-                let total: usize = chunk.iter().map(|p| p.value.shape().num_elements()).sum();
-                let mut start = 0;
-                for p in chunk {
-                    let len = p.value.shape().num_elements();
-                    if moments > 0 {
-                        self.states.insert(
-                            p.id,
-                            State::Grouped {
-                                group: index,
-                                start,
-                                len,
-                                time: 0,
-                            },
-                        );
-                    }
-                    start += len;
-                }
-                let device = chunk[0].value.device();
-                self.groups.push(Group {
-                    ids: chunk.iter().map(|p| p.id).collect(),
-                    total,
-                    state: (moments > 0).then(|| Tensor::zeros([moments * total], &device)),
-                });
-                continue;
-            }
-            let mut blocks: Vec<Vec<Tensor<1>>> = vec![Vec::new(); moments];
+            let device = chunk[0].value.device();
+            let mut owned = Vec::with_capacity(chunk.len());
             let mut start = 0;
             for p in chunk {
                 let len = p.value.shape().num_elements();
                 let own = match self.states.remove(&p.id) {
-                    Some(State::Own(m)) => Some(m),
+                    Some(State::Own(m)) => Some(*m),
                     _ => None,
                 };
-                let time = own.as_ref().map_or(0, |m| m.time);
-                let device = p.value.device();
-                let mut parts = own
-                    .map(|m| [Some(m.first), m.second])
-                    .unwrap_or_default()
-                    .into_iter();
-                for block in &mut blocks {
-                    block.push(
-                        parts
-                            .next()
-                            .flatten()
-                            .unwrap_or_else(|| Tensor::zeros([len], &device)),
-                    );
-                }
                 if moments > 0 {
-                    self.states.insert(
-                        p.id,
-                        State::Grouped {
-                            group: index,
-                            start,
-                            len,
-                            time,
-                        },
-                    );
+                    let time = own.as_ref().map_or(0, |m| m.time);
+                    let place = State::Grouped {
+                        group: index,
+                        start,
+                        len,
+                        time,
+                    };
+                    self.states.insert(p.id, place);
                 }
+                owned.push((len, own));
                 start += len;
             }
-            let state = (moments > 0).then(|| Tensor::cat(blocks.concat(), 0));
+            let state = (moments > 0).then(|| {
+                if owned.iter().all(|(_, own)| own.is_none()) {
+                    return Tensor::zeros([moments * start], &device);
+                }
+                let mut blocks: Vec<Vec<Tensor<1>>> = vec![Vec::new(); moments];
+                for (len, own) in owned {
+                    let mut parts = own
+                        .map(|m| [Some(m.first), m.second])
+                        .unwrap_or_default()
+                        .into_iter();
+                    for block in &mut blocks {
+                        let part = parts.next().flatten();
+                        block.push(part.unwrap_or_else(|| Tensor::zeros([len], &device)));
+                    }
+                }
+                Tensor::cat(blocks.concat(), 0)
+            });
             self.groups.push(Group {
                 ids: chunk.iter().map(|p| p.id).collect(),
                 total: start,
