@@ -22,7 +22,7 @@ use burn::tensor::activation::relu;
 use safetensors::tensor::Dtype;
 use serde::{Deserialize, Serialize};
 
-use super::{Masks, Projections};
+use super::Masks;
 use crate::{Error, Result};
 
 /// The fields of a Hugging Face BERT `config.json` the encoder uses (others are ignored).
@@ -613,11 +613,9 @@ impl Bert {
         masks: &mut Masks<'_>,
     ) -> Tensor<3> {
         let dh = x.dims()[2] / self.heads;
-        let q = l.query.forward(x.clone(), masks);
-        let k = l.key.forward(x.clone(), masks);
-        let v = l.value.forward(x.clone(), masks);
+        let projections = masks.projections([&l.query, &l.key, &l.value], x.clone());
         let context = masks.self_attention(
-            Projections::Separate(q, k, v),
+            projections,
             self.heads,
             1.0 / (dh as f64).sqrt(),
             bias,
@@ -972,58 +970,103 @@ pub(crate) mod tests {
         use burn::optim::GradientsParams;
 
         use crate::kernels::test_util::{assert_close, launched, param_grads, read};
+        use crate::model::lora::LoraFactors;
+        use crate::rng::Rng;
         let device = crate::kernels::test_device().autodiff();
         for act in ["gelu", "gelu_new"] {
             let config = BertConfig {
                 hidden_act: act.into(),
                 ..tiny_config()
             };
-            let bert = Bert::from_weights(&config, BertWeights::random(&config, 5), &device)
+            let plain = Bert::from_weights(&config, BertWeights::random(&config, 5), &device)
                 .expect("bert");
-            let input = EncoderInput {
-                ids: Tensor::from_data(
-                    TensorData::new(vec![1i64, 5, 6, 2, 0, 0, 3, 4, 7, 8, 9, 2], [2, 6]),
-                    &device,
-                ),
-                type_ids: Tensor::from_data(TensorData::new(vec![0i64; 12], [2, 6]), &device),
-                mask: Tensor::from_data(
-                    TensorData::new(
-                        vec![1.0f32, 1., 1., 1., 0., 0., 1., 1., 1., 1., 1., 1.],
-                        [2, 6],
-                    ),
-                    &device,
-                ),
+            // LoRA on the query and value (frozen weights, PEFT's default) with dropout on the
+            // adapters' input, and on all three.
+            let adapted = |targets: &[LoraTarget]| {
+                let mut bert = plain.clone().no_grad();
+                let mut rng = Rng::new(13);
+                for layer in bert.layers_mut() {
+                    for &t in targets {
+                        let draw = |n: usize, rng: &mut Rng| -> Vec<f32> {
+                            (0..n).map(|_| 0.5 * rng.normal()).collect()
+                        };
+                        let (a, b) = (draw(8 * 2, &mut rng), draw(2 * 8, &mut rng));
+                        let f = LoraFactors::from_values(a, b, [8, 2, 8], 1.5, 0.25, &device);
+                        layer.target_mut(t).lora = Some(f.set_require_grad(true));
+                    }
+                }
+                bert
             };
-            let upstream: Vec<f32> = (0..2 * 6 * 8).map(|i| (i as f32).cos()).collect();
-            let run = |fused: bool| {
-                let before = launched();
-                let masks = &mut Masks::none().with_fused_kernels(fused);
-                let states = bert.forward(&input, masks);
-                let weights =
-                    Tensor::<3>::from_data(TensorData::new(upstream.clone(), [2, 6, 8]), &device);
-                let grads =
-                    GradientsParams::from_grads((states.clone() * weights).sum().backward(), &bert);
+            let models = [
+                ("full", plain.clone()),
+                ("lora", adapted(&[LoraTarget::Query, LoraTarget::Value])),
                 (
-                    read(states),
-                    param_grads(&bert, &grads),
-                    launched() - before,
-                )
-            };
-            let (fused, fused_grads, fused_launches) = run(true);
-            let (composed, composed_grads, composed_launches) = run(false);
-            assert_close(&format!("{act}: states"), &fused, &composed, 1e-4, 1e-2);
-            // All gradients as one list: some (the key biases') are rounding noise around 0,
-            // judged against the model's largest gradients.
-            assert_close(
-                &format!("{act}: gradients"),
-                &fused_grads.concat(),
-                &composed_grads.concat(),
-                1e-3,
-                1e-2,
-            );
-            // Forward: five layer norms (the embeddings', two a layer), two self-attentions, two
-            // GELUs; as many backward, with two kernels a layer norm and a self-attention.
-            assert_eq!((fused_launches, composed_launches), (9 + 16, 0), "{act}");
+                    "lora qkv",
+                    adapted(&[LoraTarget::Query, LoraTarget::Key, LoraTarget::Value]),
+                ),
+            ];
+            for (tuning, bert) in models {
+                let input = EncoderInput {
+                    ids: Tensor::from_data(
+                        TensorData::new(vec![1i64, 5, 6, 2, 0, 0, 3, 4, 7, 8, 9, 2], [2, 6]),
+                        &device,
+                    ),
+                    type_ids: Tensor::from_data(TensorData::new(vec![0i64; 12], [2, 6]), &device),
+                    mask: Tensor::from_data(
+                        TensorData::new(
+                            vec![1.0f32, 1., 1., 1., 0., 0., 1., 1., 1., 1., 1., 1.],
+                            [2, 6],
+                        ),
+                        &device,
+                    ),
+                };
+                let upstream: Vec<f32> = (0..2 * 6 * 8).map(|i| (i as f32).cos()).collect();
+                let run = |fused: bool| {
+                    let before = launched();
+                    let mut rng = Rng::new(7);
+                    let masks = &mut Masks::from(&mut rng).with_fused_kernels(fused);
+                    let states = bert.forward(&input, masks);
+                    let weights = Tensor::<3>::from_data(
+                        TensorData::new(upstream.clone(), [2, 6, 8]),
+                        &device,
+                    );
+                    let grads = GradientsParams::from_grads(
+                        (states.clone() * weights).sum().backward(),
+                        &bert,
+                    );
+                    (
+                        read(states),
+                        param_grads(&bert, &grads),
+                        launched() - before,
+                    )
+                };
+                let what = format!("{act}, {tuning}");
+                let (fused, fused_grads, fused_launches) = run(true);
+                let (composed, composed_grads, composed_launches) = run(false);
+                assert_close(&format!("{what}: states"), &fused, &composed, 1e-4, 1e-2);
+                // All gradients as one list: some (the key biases') are rounding noise around 0,
+                // judged against the model's largest gradients.
+                assert_close(
+                    &format!("{what}: gradients"),
+                    &fused_grads.concat(),
+                    &composed_grads.concat(),
+                    1e-3,
+                    1e-2,
+                );
+                // Full, forward: five layer norms (the embeddings', two a layer), two packed
+                // projections (pack, bias add), two self-attentions, two GELUs; backward: two
+                // kernels a layer norm and a self-attention, one a GELU, the projections' unpacks.
+                // LoRA: each adapter adds a dropout forward; backward, the frozen layer norms skip
+                // their parameters' kernel and the embeddings' its input's too (nothing below
+                // trains), no unpacks, the adapters' cut in each projection, and the dropouts of
+                // the second layer's adapters (the first's input does not train).
+                let want = match tuning {
+                    "full" => 13 + (10 + 4 + 2 + 2),
+                    "lora" => (13 + 4) + (4 + 4 + 2 + 2 + 2),
+                    _ => (13 + 6) + (4 + 4 + 2 + 2 + 3),
+                };
+                assert_eq!((fused_launches, composed_launches), (want, 0), "{what}");
+            }
         }
     }
 

@@ -9,6 +9,7 @@ use burn::module::Param;
 use burn::nn::LayerNorm;
 use burn::prelude::*;
 
+use super::lora::AdaptedLinear;
 use crate::kernels;
 use crate::rng::Rng;
 
@@ -199,6 +200,59 @@ impl<'a> Masks<'a> {
             return kernels::attention::attention_softmax(scores, scale, mask);
         }
         kernels::attention::composed(scores, scale, mask)
+    }
+
+    /// The query, key and value projections of `x` (`[batch, len, hidden]`) by an encoder
+    /// layer's three linear layers, adapters included: packed by the fused projection
+    /// (`kernels::qkv`, one matrix product for all three) where it applies and is allowed,
+    /// else each layer on its own. The adapters' dropout masks are drawn in the same order
+    /// (query, key, value) on every path.
+    pub fn projections(&mut self, layers: [&AdaptedLinear; 3], x: Tensor<3>) -> Projections {
+        let biases = layers.map(|l| l.linear.bias.as_ref().map(Param::val));
+        let [Some(b0), Some(b1), Some(b2)] = biases else {
+            return self.separate(layers, x);
+        };
+        if !(self.fused_kernels && kernels::applies(&[&x])) {
+            return self.separate(layers, x);
+        }
+        let [batch, len, d_in] = x.dims();
+        let flat: Tensor<2> = x.reshape([batch * len, d_in]);
+        let [e0, e1, e2] = layers.map(|l| l.low_rank(flat.clone(), self));
+        let part = |l: &AdaptedLinear, b, extra: Option<(Tensor<2>, f64)>| kernels::qkv::Part {
+            w: l.linear.weight.val(),
+            b,
+            extra: extra.map(|(e, scale)| (e, scale as f32)),
+        };
+        let parts = [
+            part(layers[0], b0, e0),
+            part(layers[1], b1, e1),
+            part(layers[2], b2, e2),
+        ];
+        if kernels::qkv::applies(&flat, &parts) {
+            let qkv = kernels::qkv::project(flat, parts);
+            let width = qkv.dims()[1];
+            return Projections::Packed(qkv.reshape([batch, len, width]));
+        }
+        // The adapters' products are drawn already: add them to burn's layers' outputs.
+        let [q, k, v] = parts.map(|p| {
+            let y = flat.clone().matmul(p.w) + p.b.unsqueeze_dim(0);
+            let y = match p.extra {
+                Some((e, scale)) => y + e * f64::from(scale),
+                None => y,
+            };
+            let width = y.dims()[1];
+            y.reshape([batch, len, width])
+        });
+        Projections::Separate(q, k, v)
+    }
+
+    /// Each of the three layers on its own.
+    fn separate(&mut self, [q, k, v]: [&AdaptedLinear; 3], x: Tensor<3>) -> Projections {
+        Projections::Separate(
+            q.forward(x.clone(), self),
+            k.forward(x.clone(), self),
+            v.forward(x, self),
+        )
     }
 
     /// The self-attention core of a transformer layer: per head, `softmax(q k^T * scale + bias)`

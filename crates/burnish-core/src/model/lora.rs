@@ -298,15 +298,29 @@ impl From<Linear> for AdaptedLinear {
 impl AdaptedLinear {
     /// `x W + b`, plus `scale * dropout(x) A B` when adapted.
     pub fn forward<const D: usize>(&self, x: Tensor<D>, masks: &mut Masks<'_>) -> Tensor<D> {
-        let Some(lora) = &self.lora else {
+        if self.lora.is_none() {
             return self.linear.forward(x);
-        };
+        }
         let y = self.linear.forward(x.clone());
+        match self.low_rank(x, masks) {
+            Some((low, scale)) => y + low * scale,
+            None => y,
+        }
+    }
+
+    /// The adapter's low-rank product `dropout(x) A B`, unscaled, and its scale `alpha / r`;
+    /// `None` (and no dropout mask drawn) when not adapted.
+    pub fn low_rank<const D: usize>(
+        &self,
+        x: Tensor<D>,
+        masks: &mut Masks<'_>,
+    ) -> Option<(Tensor<D>, f64)> {
+        let lora = self.lora.as_ref()?;
         let x = masks.apply(x, lora.dropout);
         let low = x
             .matmul(lora.a.val().unsqueeze())
             .matmul(lora.b.val().unsqueeze());
-        y + low * lora.scale
+        Some((low, lora.scale))
     }
 
     /// `[d_in, d_out]`.
