@@ -8,29 +8,46 @@
 // burn's composed path is about ten kernels (two mean reductions, subtract, square, add,
 // sqrt, divide, scale, shift) with three [rows, cols] intermediates; this reads x twice.
 //
+//
+// With RESIDUAL, the post-norm transformer's residual join comes first, in the same pass as the
+// mean: x[r, c] = res[r, c] + dropout(h[r, c] + bias[c]) (a linear layer's product h before its
+// bias, the dropout mask computed in place from its seed), written to x for the backward pass,
+// then normalised as above: one launch in place of the bias add, dropout, add and layer norm.
+// Without it, h, bias and res are stand-ins that are never touched.
+//
 // Template items (filled by crates/burnish-core/src/kernels/layer_norm.rs):
 //   uniform         the `LayerNormUniform` struct, generated from the Rust definition
 //   workgroup_size  threads per workgroup, a power of two
 //   threads         threads per row, a power of two dividing workgroup_size
 //   row_reduce      row_max and row_sum over a row's threads (shaders/row_reduce.wgsl)
+//   residual        whether x is the residual join of h, bias and res (written here)
+//   has_drop        whether that join has dropout (params.seed, keep, drop_scale)
+//   dropout_mask    the mask's hash (shaders/dropout_mask.wgsl)
 
 {{ uniform }}
 
 const WORKGROUP: u32 = {{ workgroup_size }}u;
 const THREADS: u32 = {{ threads }}u;
+const RESIDUAL: bool = {{ residual }};
+const HAS_DROP: bool = {{ has_drop }};
 
-// Only read, except y and stats, but declared read_write: CubeCL's memory pool may place two
+// Only read, except y, stats and (RESIDUAL) x, but declared read_write: CubeCL's memory pool may place two
 // tensors in one wgpu buffer, and one dispatch cannot bind a buffer both read-only and writable.
 @group(0) @binding(0) var<storage, read_write> x: array<f32>;
 @group(0) @binding(1) var<storage, read_write> gamma: array<f32>;
 @group(0) @binding(2) var<storage, read_write> beta: array<f32>;
 @group(0) @binding(3) var<storage, read_write> y: array<f32>;
 @group(0) @binding(4) var<storage, read_write> stats: array<f32>;
-@group(0) @binding(5) var<uniform> params: LayerNormUniform;
+@group(0) @binding(5) var<storage, read_write> h: array<f32>;
+@group(0) @binding(6) var<storage, read_write> bias: array<f32>;
+@group(0) @binding(7) var<storage, read_write> res: array<f32>;
+@group(0) @binding(8) var<uniform> params: LayerNormUniform;
 
 var<workgroup> scratch: array<f32, WORKGROUP>;
 
 {{ row_reduce }}
+
+{{ dropout_mask }}
 
 @compute @workgroup_size({{ workgroup_size }})
 fn main(
@@ -55,6 +72,13 @@ fn main(
     var s = 0.0;
     if (valid) {
         for (var j = lane; j < params.cols; j += THREADS) {
+            if (RESIDUAL) {
+                var t = h[base + j] + bias[j];
+                if (HAS_DROP) {
+                    t *= dropout_mask(params.seed, base + j, params.keep, params.drop_scale);
+                }
+                x[base + j] = res[base + j] + t;
+            }
             s += x[base + j];
         }
     }

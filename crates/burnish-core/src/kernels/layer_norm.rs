@@ -6,6 +6,12 @@
 //!
 //! On an autodiff device the forward pass registers its own backward step in burn's graph,
 //! keeping the input, the scale and each row's mean and reciprocal standard deviation.
+//!
+//! [`residual_layer_norm`] runs the same kernels in their residual mode: a post-norm
+//! transformer's join `res + dropout(h + bias)` formed in the forward kernel's first pass (and
+//! kept as the input), `h`'s gradient written by the input's kernel and the bias's summed by
+//! the parameters' kernel, in place of the bias add, dropout, residual add and their backward
+//! launches.
 
 use burn::prelude::*;
 
@@ -18,6 +24,10 @@ uniform!(
         rows: u32,
         cols: u32,
         epsilon: f32,
+        /// The residual join's dropout mask: seed, keep probability, scale (`has_drop` only).
+        seed: u32,
+        keep: f32,
+        drop_scale: f32,
     }
 );
 
@@ -65,6 +75,52 @@ pub(crate) fn layer_norm(
     }
 }
 
+/// Whether the kernels can take the residual join `res + dropout(h + bias)` and normalise it:
+/// `h` and `res` `[rows, cols]`, `bias`, `gamma` and `beta` `[cols]`, as [`applies`] asks.
+pub(crate) fn applies_residual(
+    h: &Tensor<2>,
+    bias: &Tensor<1>,
+    res: &Tensor<2>,
+    gamma: &Tensor<1>,
+    beta: Option<&Tensor<1>>,
+) -> bool {
+    let tracked = h.is_autodiff();
+    applies(h, gamma, beta)
+        && super::applies(&[res])
+        && super::applies(&[bias])
+        && res.is_autodiff() == tracked
+        && bias.is_autodiff() == tracked
+        && res.dims() == h.dims()
+        && bias.dims() == [h.dims()[1]]
+}
+
+/// The post-norm transformer's residual join and layer norm in one launch:
+/// `layer_norm(res + dropout(h + bias))`, `h` a linear layer's product before its bias, the
+/// dropout mask `drop` computed in the kernel from its seed (the host's [`DropMask::value`] on
+/// the composed path); differentiable with respect to all five tensors. Call only where
+/// [`applies_residual`] said yes.
+///
+/// [`DropMask::value`]: crate::model::DropMask
+pub(crate) fn residual_layer_norm(
+    h: Tensor<2>,
+    bias: Tensor<1>,
+    res: Tensor<2>,
+    drop: Option<crate::model::DropMask>,
+    gamma: Tensor<1>,
+    beta: Option<Tensor<1>>,
+    epsilon: f64,
+) -> Tensor<2> {
+    #[cfg(feature = "wgpu")]
+    {
+        wgpu::residual_layer_norm(h, bias, res, drop, gamma, beta, epsilon)
+    }
+    #[cfg(not(feature = "wgpu"))]
+    {
+        let _ = (bias, res, drop, gamma, beta, epsilon);
+        unreachable!("the fused layer norm needs the wgpu feature; `applies` said no: {h:?}")
+    }
+}
+
 #[cfg(feature = "wgpu")]
 mod wgpu {
     use burn::backend::autodiff::checkpoint::base::Checkpointer;
@@ -78,20 +134,55 @@ mod wgpu {
         Launch, WORKGROUP, WgslKernel, burn_tensor, contiguous, cube_tensor, empty_like, record,
         register_input_and_params, threads_per_row, tracked,
     };
+    use crate::model::DropMask;
 
-    fn kernel(name: &'static str, source: &'static str, uniform: &LayerNormUniform) -> WgslKernel {
+    /// What the kernels are specialised for: a plain layer norm, or the residual join before
+    /// it, with or without dropout.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    enum Mode {
+        Plain,
+        Residual { has_drop: bool },
+    }
+
+    impl Mode {
+        fn residual(self) -> bool {
+            self != Self::Plain
+        }
+
+        fn has_drop(self) -> bool {
+            self == Self::Residual { has_drop: true }
+        }
+    }
+
+    fn kernel(
+        name: &'static str,
+        source: &'static str,
+        uniform: &LayerNormUniform,
+        mode: Mode,
+    ) -> WgslKernel {
         WgslKernel::new(name, source)
             .uniform::<LayerNormUniform>()
             .item("threads", threads_per_row(uniform.cols).to_string())
+            .item("residual", mode.residual().to_string())
+            .item("has_drop", mode.has_drop().to_string())
+    }
+
+    /// A binding the kernel's mode never touches: one value of its own (WebGPU rejects one
+    /// allocation bound twice).
+    fn stand_in(like: &CubeTensor) -> CubeTensor {
+        empty_like(like, [1])
     }
 
     /// The normalised rows and each row's statistics (`[rows, 2]`: mean, reciprocal standard
-    /// deviation), from contiguous tensors.
+    /// deviation), from contiguous tensors; with `join` (`h`, `bias`, `res`), `x` is first
+    /// written as `res + dropout(h + bias)`.
     fn forward(
         x: &CubeTensor,
         gamma: &CubeTensor,
         beta: &CubeTensor,
+        join: Option<[&CubeTensor; 3]>,
         uniform: &LayerNormUniform,
+        mode: Mode,
     ) -> (CubeTensor, CubeTensor) {
         let (rows, cols) = (uniform.rows as usize, uniform.cols as usize);
         let y = empty_like(x, [rows, cols]);
@@ -100,64 +191,94 @@ mod wgpu {
             "layer_norm.wgsl",
             include_str!("../../../../shaders/layer_norm.wgsl"),
             uniform,
+            mode,
         );
+        let stand_ins = [(); 3].map(|()| stand_in(x));
+        let [h, bias, res] = join.unwrap_or([&stand_ins[0], &stand_ins[1], &stand_ins[2]]);
         Launch::new(kernel, rows * threads_per_row(uniform.cols) as usize)
             .buffer(x)
             .buffer(gamma)
             .buffer(beta)
             .buffer(&y)
             .buffer(&stats)
+            .buffer(h)
+            .buffer(bias)
+            .buffer(res)
             .run(uniform);
         (y, stats)
     }
 
-    /// What the backward step keeps from the forward pass.
+    /// What the backward step keeps from the forward pass (`x`: the joined rows in the
+    /// residual mode).
     #[derive(Debug, Clone)]
     struct State {
         x: CubeTensor,
         gamma: CubeTensor,
         stats: CubeTensor,
         uniform: LayerNormUniform,
+        mode: Mode,
     }
 
-    /// The input's gradient from the output's (`dy`, contiguous).
-    fn input_grad(state: &State, dy: &CubeTensor) -> CubeTensor {
+    /// The input's gradient from the output's (`dy`, contiguous), and with dropout in the
+    /// residual join, `h`'s (the input's times the mask).
+    fn input_grad(state: &State, dy: &CubeTensor) -> (CubeTensor, Option<CubeTensor>) {
         let (rows, cols) = (state.uniform.rows as usize, state.uniform.cols as usize);
         let dx = empty_like(&state.x, [rows, cols]);
+        let dh = state
+            .mode
+            .has_drop()
+            .then(|| empty_like(&state.x, [rows, cols]));
         let kernel = kernel(
             "layer_norm_grad.wgsl",
             include_str!("../../../../shaders/layer_norm_grad.wgsl"),
             &state.uniform,
+            state.mode,
         );
+        let stand_in = stand_in(&state.x);
         Launch::new(kernel, rows * threads_per_row(state.uniform.cols) as usize)
             .buffer(&state.x)
             .buffer(&state.gamma)
             .buffer(&state.stats)
             .buffer(dy)
             .buffer(&dx)
+            .buffer(dh.as_ref().unwrap_or(&stand_in))
             .run(&state.uniform);
-        dx
+        (dx, dh)
     }
 
-    /// The scale's and the shift's gradients from the output's (`dy`, contiguous).
-    fn params_grad(state: &State, dy: &CubeTensor) -> (CubeTensor, CubeTensor) {
+    /// The scale's and the shift's gradients from the output's (`dy`, contiguous), and with
+    /// `dh` (`h`'s gradient, residual mode), the join's bias's.
+    fn params_grad(
+        state: &State,
+        dy: &CubeTensor,
+        dh: Option<&CubeTensor>,
+    ) -> (CubeTensor, CubeTensor, Option<CubeTensor>) {
         let cols = state.uniform.cols as usize;
         let dgamma = empty_like(&state.x, [cols]);
         let dbeta = empty_like(&state.x, [cols]);
+        let dbias = dh.map(|_| empty_like(&state.x, [cols]));
         // 16 columns a workgroup (the kernel's COLS).
-        let kernel = WgslKernel::new(
+        let kernel = kernel(
             "layer_norm_params_grad.wgsl",
             include_str!("../../../../shaders/layer_norm_params_grad.wgsl"),
-        )
-        .uniform::<LayerNormUniform>();
+            &state.uniform,
+            if dh.is_some() {
+                Mode::Residual { has_drop: false }
+            } else {
+                Mode::Plain
+            },
+        );
+        let stand_ins = [(); 2].map(|()| stand_in(&state.x));
         Launch::new(kernel, cols.div_ceil(16) * WORKGROUP as usize)
             .buffer(&state.x)
             .buffer(&state.stats)
             .buffer(dy)
             .buffer(&dgamma)
             .buffer(&dbeta)
+            .buffer(dh.unwrap_or(&stand_ins[0]))
+            .buffer(dbias.as_ref().unwrap_or(&stand_ins[1]))
             .run(&state.uniform);
-        (dgamma, dbeta)
+        (dgamma, dbeta, dbias)
     }
 
     /// burn-autodiff's backward step of [`layer_norm`]: parents input, scale, shift.
@@ -182,9 +303,75 @@ mod wgpu {
             register_input_and_params(
                 grads,
                 parents.map(|p| p.map(|node| node.id)),
-                || input_grad(&state, &dy),
-                || params_grad(&state, &dy),
+                || input_grad(&state, &dy).0,
+                || {
+                    let (dgamma, dbeta, _) = params_grad(&state, &dy, None);
+                    (dgamma, dbeta)
+                },
             );
+        }
+    }
+
+    /// burn-autodiff's backward step of [`residual_layer_norm`]: parents `h`, the join's bias,
+    /// `res`, scale, shift.
+    #[derive(Debug)]
+    struct ResidualBackward;
+
+    impl Backward<CubeBackend, 5> for ResidualBackward {
+        type State = State;
+
+        fn backward(
+            self,
+            ops: Ops<Self::State, 5>,
+            grads: &mut Gradients,
+            _checkpointer: &mut Checkpointer,
+        ) {
+            let Ops {
+                parents,
+                node,
+                state,
+            } = ops;
+            let [h, bias, res, gamma, beta] = parents.map(|p| p.map(|node| node.id));
+            let dy = contiguous(grads.consume::<CubeBackend>(&node));
+            // The join's gradients: `res`'s is the input's, `h`'s and the bias's that times
+            // the mask (the input's itself without dropout).
+            let (dx, dh) = if h.is_some() || bias.is_some() || res.is_some() {
+                let (dx, dh) = input_grad(&state, &dy);
+                let dh = dh.unwrap_or_else(|| dx.clone());
+                (Some(dx), Some(dh))
+            } else {
+                (None, None)
+            };
+            if gamma.is_some() || beta.is_some() || bias.is_some() {
+                let dh = bias.and(dh.as_ref());
+                let (dgamma, dbeta, dbias) = params_grad(&state, &dy, dh);
+                for (id, grad) in [(gamma, Some(dgamma)), (beta, Some(dbeta)), (bias, dbias)] {
+                    if let (Some(id), Some(grad)) = (id, grad) {
+                        grads.register::<CubeBackend>(id, grad);
+                    }
+                }
+            }
+            for (id, grad) in [(res, dx), (h, dh)] {
+                if let (Some(id), Some(grad)) = (id, grad) {
+                    grads.register::<CubeBackend>(id, grad);
+                }
+            }
+        }
+    }
+
+    fn uniform(
+        rows: usize,
+        cols: usize,
+        epsilon: f64,
+        drop: Option<&DropMask>,
+    ) -> LayerNormUniform {
+        LayerNormUniform {
+            rows: u32::try_from(rows).expect("`applies` checked the size"),
+            cols: u32::try_from(cols).expect("`applies` checked the size"),
+            epsilon: epsilon as f32,
+            seed: drop.map_or(0, |m| m.seed),
+            keep: drop.map_or(1.0, |m| m.keep),
+            drop_scale: drop.map_or(1.0, |m| m.scale),
         }
     }
 
@@ -195,11 +382,7 @@ mod wgpu {
         epsilon: f64,
     ) -> Tensor<2> {
         let [rows, cols] = x.dims();
-        let uniform = LayerNormUniform {
-            rows: u32::try_from(rows).expect("`applies` checked the size"),
-            cols: u32::try_from(cols).expect("`applies` checked the size"),
-            epsilon: epsilon as f32,
-        };
+        let uniform = uniform(rows, cols, epsilon, None);
         // No shift: a constant zero one (no gradient).
         let beta = beta.unwrap_or_else(|| Tensor::zeros([cols], &gamma.device()));
         if !x.is_autodiff() {
@@ -207,14 +390,16 @@ mod wgpu {
                 &contiguous(cube_tensor(x)),
                 &contiguous(cube_tensor(gamma)),
                 &contiguous(cube_tensor(beta)),
+                None,
                 &uniform,
+                Mode::Plain,
             );
             return burn_tensor(y);
         }
         let (x, x_node) = tracked(x);
         let (gamma, gamma_node) = tracked(gamma);
         let (beta, beta_node) = tracked(beta);
-        let (y, stats) = forward(&x, &gamma, &beta, &uniform);
+        let (y, stats) = forward(&x, &gamma, &beta, None, &uniform, Mode::Plain);
         record(
             LayerNormBackward,
             [x_node, gamma_node, beta_node],
@@ -223,6 +408,57 @@ mod wgpu {
                 gamma,
                 stats,
                 uniform,
+                mode: Mode::Plain,
+            },
+            y,
+        )
+    }
+
+    pub(super) fn residual_layer_norm(
+        h: Tensor<2>,
+        bias: Tensor<1>,
+        res: Tensor<2>,
+        drop: Option<DropMask>,
+        gamma: Tensor<1>,
+        beta: Option<Tensor<1>>,
+        epsilon: f64,
+    ) -> Tensor<2> {
+        let [rows, cols] = h.dims();
+        let uniform = uniform(rows, cols, epsilon, drop.as_ref());
+        let mode = Mode::Residual {
+            has_drop: drop.is_some(),
+        };
+        let beta = beta.unwrap_or_else(|| Tensor::zeros([cols], &gamma.device()));
+        if !h.is_autodiff() {
+            let h = contiguous(cube_tensor(h));
+            let (bias, res) = (contiguous(cube_tensor(bias)), contiguous(cube_tensor(res)));
+            let x = empty_like(&h, [rows, cols]);
+            let (y, _) = forward(
+                &x,
+                &contiguous(cube_tensor(gamma)),
+                &contiguous(cube_tensor(beta)),
+                Some([&h, &bias, &res]),
+                &uniform,
+                mode,
+            );
+            return burn_tensor(y);
+        }
+        let (h, h_node) = tracked(h);
+        let (bias, bias_node) = tracked(bias);
+        let (res, res_node) = tracked(res);
+        let (gamma, gamma_node) = tracked(gamma);
+        let (beta, beta_node) = tracked(beta);
+        let x = empty_like(&h, [rows, cols]);
+        let (y, stats) = forward(&x, &gamma, &beta, Some([&h, &bias, &res]), &uniform, mode);
+        record(
+            ResidualBackward,
+            [h_node, bias_node, res_node, gamma_node, beta_node],
+            |_| State {
+                x,
+                gamma,
+                stats,
+                uniform,
+                mode,
             },
             y,
         )
@@ -442,6 +678,156 @@ mod tests {
             .with_fused_kernels(false)
             .layer_norm(&ln, EPS, x);
         assert_eq!(launched() - before, 0, "switched off");
+    }
+
+    /// What trains in a residual case: the join's product `h` and residual `res` (a layer
+    /// above the first), and the parameters (the join's bias, scale and shift: full
+    /// fine-tuning; frozen under LoRA).
+    #[derive(Debug, Clone, Copy)]
+    struct Join {
+        rows: usize,
+        cols: usize,
+        drop: bool,
+        h_grad: bool,
+        res_grad: bool,
+        params_grad: bool,
+    }
+
+    /// `layer_norm(res + dropout(h + bias))` and the gradients of `sum(y * upstream)` that
+    /// the case trains (h, bias, res, gamma, beta: empty where not), through the kernel or
+    /// burn's operations with the host's mask; the launches forward and in all.
+    fn run_join(device: &Device, join: Join, fused: bool) -> (Vec<Vec<f32>>, usize, usize) {
+        use crate::model::DropMask;
+        let Join { rows, cols, .. } = join;
+        let case = Case::new(rows, cols);
+        let other = Case::new(rows + 1, cols);
+        let matrix = |v: &[f32], grad: bool| {
+            let t = Tensor::<2>::from_data(
+                TensorData::new(v[..rows * cols].to_vec(), [rows, cols]),
+                device,
+            );
+            if grad { t.require_grad() } else { t }
+        };
+        let vector = |v: &[f32]| {
+            let t = Tensor::<1>::from_data(TensorData::new(v.to_vec(), [cols]), device);
+            if join.params_grad {
+                t.require_grad()
+            } else {
+                t
+            }
+        };
+        let h = matrix(&case.x, join.h_grad);
+        let res = matrix(&other.x, join.res_grad);
+        let bias = vector(&other.beta);
+        let (gamma, beta) = (vector(&case.gamma), vector(&case.beta));
+        let mask = join.drop.then(|| DropMask::new(0x5eed, 0.3));
+        let upstream = matrix(&case.upstream, false);
+        let before = launched();
+        let y = if fused {
+            assert!(kernels::layer_norm::applies_residual(
+                &h,
+                &bias,
+                &res,
+                &gamma,
+                Some(&beta)
+            ));
+            kernels::layer_norm::residual_layer_norm(
+                h.clone(),
+                bias.clone(),
+                res.clone(),
+                mask,
+                gamma.clone(),
+                Some(beta.clone()),
+                EPS,
+            )
+        } else {
+            let joined = h.clone() + bias.clone().unsqueeze_dim(0);
+            let joined = match mask {
+                Some(m) => joined * m.tensor([rows, cols], device),
+                None => joined,
+            };
+            burn::tensor::module::layer_norm(
+                res.clone() + joined,
+                gamma.clone(),
+                Some(beta.clone()),
+                EPS,
+            )
+        };
+        let forward = launched() - before;
+        let grads = (y.clone() * upstream).sum().backward();
+        let mut got = vec![read(y)];
+        let grad2 = |t: &Tensor<2>, on: bool| {
+            if on {
+                read(t.grad(&grads).expect("a gradient"))
+            } else {
+                Vec::new()
+            }
+        };
+        let grad1 = |t: &Tensor<1>| {
+            if join.params_grad {
+                read(t.grad(&grads).expect("a gradient"))
+            } else {
+                Vec::new()
+            }
+        };
+        got.push(grad2(&h, join.h_grad));
+        got.push(grad2(&res, join.res_grad));
+        got.extend([grad1(&bias), grad1(&gamma), grad1(&beta)]);
+        (got, forward, launched() - before)
+    }
+
+    /// The residual join and layer norm through one kernel forward against burn's bias add,
+    /// mask multiply, add and composed layer norm on flex, every gradient included: with and
+    /// without dropout; full fine-tuning, frozen parameters (LoRA), a first layer (no
+    /// residual gradient), nothing trained below the parameters; widths from one value to
+    /// MiniLM's. Backward: the input's kernel where the join trains, the parameters' where
+    /// they do.
+    #[test]
+    fn the_residual_join_matches_burns_composed_one() {
+        let wgpu = kernels::test_device().autodiff();
+        let flex = Device::flex().autodiff();
+        let full = |rows, cols, drop| Join {
+            rows,
+            cols,
+            drop,
+            h_grad: true,
+            res_grad: true,
+            params_grad: true,
+        };
+        let mut cases = Vec::new();
+        for drop in [false, true] {
+            cases.extend([
+                full(1, 1, drop),
+                full(5, 10, drop),
+                full(64, 384, drop),
+                full(300, 33, drop),
+                Join {
+                    params_grad: false,
+                    ..full(40, 96, drop)
+                },
+                Join {
+                    res_grad: false,
+                    ..full(12, 64, drop)
+                },
+                Join {
+                    h_grad: false,
+                    res_grad: false,
+                    ..full(7, 48, drop)
+                },
+            ]);
+        }
+        for join in cases {
+            let what = format!("{join:?}");
+            let (got, forward, launches) = run_join(&wgpu, join, true);
+            let (want, _, _) = run_join(&flex, join, false);
+            assert_eq!(forward, 1, "{what}: one forward dispatch");
+            let input = join.h_grad || join.res_grad || join.params_grad;
+            let backward = usize::from(input) + usize::from(join.params_grad);
+            assert_eq!(launches - forward, backward, "{what}: backward kernels");
+            for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+                assert_close(&format!("{what}: value {i}"), g, w, 5e-4, 1e-2);
+            }
+        }
     }
 
     #[test]

@@ -621,18 +621,28 @@ impl Bert {
             bias,
             self.attention_dropout,
         );
-        let attended = l.attention_out.forward(context, masks);
-        let attended = masks.apply(attended, self.hidden_dropout);
-        let x = masks.layer_norm(&l.attention_norm, self.norm_eps, x + attended);
+        let x = masks.residual_norm(
+            &l.attention_out,
+            context,
+            x,
+            self.hidden_dropout,
+            &l.attention_norm,
+            self.norm_eps,
+        );
         let inner = l.intermediate.forward(x.clone(), masks);
         let inner = match self.act {
             1 => masks.gelu(inner, true),
             2 => relu(inner),
             _ => masks.gelu(inner, false),
         };
-        let out = l.output.forward(inner, masks);
-        let out = masks.apply(out, self.hidden_dropout);
-        masks.layer_norm(&l.output_norm, self.norm_eps, x + out)
+        masks.residual_norm(
+            &l.output,
+            inner,
+            x,
+            self.hidden_dropout,
+            &l.output_norm,
+            self.norm_eps,
+        )
     }
 
     /// The encoder layers.
@@ -974,8 +984,11 @@ pub(crate) mod tests {
         use crate::rng::Rng;
         let device = crate::kernels::test_device().autodiff();
         for act in ["gelu", "gelu_new"] {
+            // Dropout everywhere: the fused paths must draw and apply the same masks.
             let config = BertConfig {
                 hidden_act: act.into(),
+                hidden_dropout_prob: 0.2,
+                attention_probs_dropout_prob: 0.2,
                 ..tiny_config()
             };
             let plain = Bert::from_weights(&config, BertWeights::random(&config, 5), &device)
@@ -1053,17 +1066,20 @@ pub(crate) mod tests {
                     1e-3,
                     1e-2,
                 );
-                // Full, forward: five layer norms (the embeddings', two a layer), two packed
-                // projections (pack, bias add), two self-attentions, two GELUs; backward: two
-                // kernels a layer norm and a self-attention, one a GELU, the projections' unpacks.
-                // LoRA: each adapter adds a dropout forward; backward, the frozen layer norms skip
-                // their parameters' kernel and the embeddings' its input's too (nothing below
-                // trains), no unpacks, the adapters' cut in each projection, and the dropouts of
-                // the second layer's adapters (the first's input does not train).
+                // Full, forward: five layer norms (the embeddings', and two a layer with the
+                // residual join, its bias and dropout), the embeddings' dropout, two packed
+                // projections (pack, bias add), two self-attentions (their dropout inside),
+                // two GELUs; backward: two kernels a layer norm and a self-attention, one a
+                // GELU and the dropout, the projections' unpacks.
+                // LoRA: each adapter adds a dropout forward; backward, the frozen layer norms
+                // skip their parameters' kernel, the embeddings' norm and dropout everything
+                // (nothing below trains), no unpacks, the adapters' cut in each projection,
+                // and the dropouts of the second layer's adapters (the first's input does not
+                // train).
                 let want = match tuning {
-                    "full" => 13 + (10 + 4 + 2 + 2),
-                    "lora" => (13 + 4) + (4 + 4 + 2 + 2 + 2),
-                    _ => (13 + 6) + (4 + 4 + 2 + 2 + 3),
+                    "full" => 14 + (10 + 4 + 2 + 1 + 2),
+                    "lora" => (14 + 4) + (4 + 4 + 2 + 2 + 2),
+                    _ => (14 + 6) + (4 + 4 + 2 + 2 + 3),
                 };
                 assert_eq!((fused_launches, composed_launches), (want, 0), "{what}");
             }

@@ -255,6 +255,55 @@ impl<'a> Masks<'a> {
         )
     }
 
+    /// A post-norm transformer layer's end: `layer_norm(res + dropout(layer(input)))` with
+    /// `ln` (BERT's attention output and feed-forward output, `res` the layer's input to that
+    /// block). The layer's bias add, the dropout, the residual add and the layer norm run as
+    /// one kernel (`kernels::layer_norm::residual_layer_norm`) after the layer's product
+    /// (and its adapter's, if any) where it applies and is allowed, else as burn's and the
+    /// other kernels' operations. The masks are drawn in the same order (the adapter's, then
+    /// the dropout's) on every path.
+    pub fn residual_norm(
+        &mut self,
+        layer: &AdaptedLinear,
+        input: Tensor<3>,
+        res: Tensor<3>,
+        dropout: f64,
+        ln: &LayerNorm,
+        epsilon: f64,
+    ) -> Tensor<3> {
+        let bias = layer.linear.bias.as_ref().map(Param::val);
+        let (Some(bias), true) = (bias, self.fused_kernels && kernels::applies(&[&input])) else {
+            let y = layer.forward(input, self);
+            let y = self.apply(y, dropout);
+            return self.layer_norm(ln, epsilon, res + y);
+        };
+        let [batch, len, d_in] = input.dims();
+        let d_out = res.dims()[2];
+        let rows = batch * len;
+        let input: Tensor<2> = input.reshape([rows, d_in]);
+        let h = input.clone().matmul(layer.linear.weight.val());
+        let h = match layer.low_rank(input, self) {
+            Some((low, scale)) => h + low * scale,
+            None => h,
+        };
+        let drop = self.draw(dropout);
+        let res: Tensor<2> = res.reshape([rows, d_out]);
+        let (gamma, beta) = (ln.gamma.val(), ln.beta.as_ref().map(Param::val));
+        if kernels::layer_norm::applies_residual(&h, &bias, &res, &gamma, beta.as_ref()) {
+            return kernels::layer_norm::residual_layer_norm(
+                h, bias, res, drop, gamma, beta, epsilon,
+            )
+            .reshape([batch, len, d_out]);
+        }
+        // The masks are drawn already: finish the composed way with them.
+        let y = h + bias.unsqueeze_dim(0);
+        let y = match &drop {
+            Some(mask) => self.apply_mask(y, mask),
+            None => y,
+        };
+        self.layer_norm(ln, epsilon, (res + y).reshape([batch, len, d_out]))
+    }
+
     /// The self-attention core of a transformer layer: per head, `softmax(q k^T * scale + bias)`
     /// with dropout `dropout` on the probabilities, times `v`, merged back to
     /// `[batch, len, hidden]`; `bias` (`[batch or 1, 1, len or 1, len]`) is the additive padding
@@ -350,11 +399,17 @@ impl<'a> Masks<'a> {
     /// the fused kernel (`kernels::dropout`, the mask computed in place) where it applies and
     /// is allowed, else times the mask computed on the host.
     pub fn apply<const D: usize>(&mut self, x: Tensor<D>, p: f64) -> Tensor<D> {
-        let Some(mask) = self.draw(p) else {
-            return x;
-        };
+        match self.draw(p) {
+            Some(mask) => self.apply_mask(x, &mask),
+            None => x,
+        }
+    }
+
+    /// `x` times a drawn mask: in the kernel where it applies and is allowed, else times the
+    /// mask computed on the host.
+    fn apply_mask<const D: usize>(&self, x: Tensor<D>, mask: &DropMask) -> Tensor<D> {
         if self.fused_kernels && kernels::dropout::applies(&x) {
-            return kernels::dropout::dropout(x, &mask);
+            return kernels::dropout::dropout(x, mask);
         }
         let mask = mask.tensor(x.dims(), &x.device());
         x * mask
