@@ -52,7 +52,8 @@ pub(crate) fn applies(x: &Tensor<2>, parts: &[Part; 3]) -> bool {
         let [rows, d_in] = x.dims();
         let d_out = parts[0].w.dims()[1];
         let tracked = x.is_autodiff();
-        let fits = |n: usize| u32::try_from(n).is_ok();
+        // The packed weights and output, counted in u64 (a 32-bit usize on wasm32).
+        let packed = rows.max(d_in) as u64 * 3 * d_out as u64;
         let binding = super::max_storage_binding(&x.device());
         let part_fits = |p: &Part| {
             super::applies(&[&p.w])
@@ -73,8 +74,8 @@ pub(crate) fn applies(x: &Tensor<2>, parts: &[Part; 3]) -> bool {
             && rows > 0
             && d_in > 0
             && d_out > 0
-            && fits(rows.max(d_in) * 3 * d_out)
-            && (rows.max(d_in) * 3 * d_out * 4) as u64 <= binding
+            && u32::try_from(packed).is_ok()
+            && packed * 4 <= binding
     }
     #[cfg(not(feature = "wgpu"))]
     {

@@ -271,8 +271,8 @@ impl<'a> Masks<'a> {
         ln: &LayerNorm,
         epsilon: f64,
     ) -> Tensor<3> {
-        let bias = layer.linear.bias.as_ref().map(Param::val);
-        let (Some(bias), true) = (bias, self.fused_kernels && kernels::applies(&[&input])) else {
+        let fused = self.fused_kernels && kernels::applies(&[&input]);
+        let Some(bias) = layer.linear.bias.as_ref().map(Param::val).filter(|_| fused) else {
             let y = layer.forward(input, self);
             let y = self.apply(y, dropout);
             return self.layer_norm(ln, epsilon, res + y);
