@@ -971,9 +971,11 @@ pub(crate) mod tests {
         );
     }
 
-    /// With the fused kernels (layer norm, self-attention with the padding mask, GELU in
-    /// both forms) on wgpu the encoder gives the hidden states and every parameter's gradient
-    /// that burn's composed operations give on the same device, through the kernels.
+    /// With the fused kernels (the packed query/key/value projection, self-attention with the
+    /// padding mask, the residual joins and layer norms, GELU in both forms, dropout) on wgpu
+    /// the encoder gives the hidden states and every parameter's gradient that burn's composed
+    /// operations give on the same device with the same dropout masks, through the kernels:
+    /// full fine-tuning, and LoRA on two and on all three projections.
     #[cfg(feature = "wgpu")]
     #[test]
     fn the_fused_kernels_give_the_composed_states_and_gradients() {
