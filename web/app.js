@@ -144,7 +144,7 @@ async function checkWebGpu() {
     ['Software fallback', state.adapter.fallback ? 'yes (slow: expect seconds per step on large models)' : 'no'],
     ['Largest storage binding', mib(limits.maxStorageBufferBindingSize)],
     ['Largest buffer', mib(limits.maxBufferSize)],
-    ['16-bit floats (shader-f16)', state.adapter.shaderF16 ? 'yes' : 'no (f32 is used)'],
+    ['16-bit floats (shader-f16)', state.adapter.shaderF16 ? 'yes (the recipe\u2019s matrix products can be f16)' : 'no (f32 is used)'],
     ['Limits requested', 'the adapter\u2019s own, not WebGPU\u2019s defaults'],
   ];
   for (const [k, v] of rows) $('gpu-details').append(el('dt', { text: k }), el('dd', { text: v }));
@@ -662,7 +662,7 @@ function onEvent(event) {
       $('progress').max = event.steps_per_epoch;
       $('epoch-progress').max = event.epochs;
       $('epoch-progress').value = 0;
-      $('progress-text').textContent = `Training ${event.parameters.toLocaleString()}${event.total_parameters > event.parameters ? ` of ${event.total_parameters.toLocaleString()}` : ''} parameters on ${event.rows.toLocaleString()} rows: ${event.epochs} epochs of ${event.steps_per_epoch} steps\u2026`;
+      $('progress-text').textContent = `Training ${event.parameters.toLocaleString()}${event.total_parameters > event.parameters ? ` of ${event.total_parameters.toLocaleString()}` : ''} parameters on ${event.rows.toLocaleString()} rows: ${event.epochs} epochs of ${event.steps_per_epoch} steps${event.precision && event.precision !== 'f32' ? ` (${event.precision})` : ''}\u2026`;
       draw();
       break;
     case 'progress': {

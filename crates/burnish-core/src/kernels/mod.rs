@@ -57,6 +57,20 @@ pub(crate) fn applies<const D: usize>(tensors: &[&Tensor<D>]) -> bool {
     }
 }
 
+/// Whether `device` (with autodiff or without) is a wgpu adapter with `shader-f16`, where burn's
+/// matrix products can take half-precision inputs.
+pub(crate) fn has_f16(device: &Device) -> bool {
+    #[cfg(feature = "wgpu")]
+    {
+        crate::gpu::adapter_of(device).is_some_and(|a| a.shader_f16)
+    }
+    #[cfg(not(feature = "wgpu"))]
+    {
+        let _ = device;
+        false
+    }
+}
+
 /// `value` made safe for a kernel to write in place while the caller keeps clones of the result
 /// where it belongs (a module's parameter, which then sees the update): contiguous and held by
 /// nobody else, else a copy (so a clone kept elsewhere, such as the best epoch's weights, keeps

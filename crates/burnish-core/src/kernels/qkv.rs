@@ -85,16 +85,18 @@ pub(crate) fn applies(x: &Tensor<2>, parts: &[Part; 3]) -> bool {
 }
 
 /// The packed projection `[rows, 3 * d_out]`: part p's `x w + b + scale * extra` in columns
-/// `p * d_out ..`, differentiable with respect to everything. Call only where [`applies`] said
-/// yes.
-pub(crate) fn project(x: Tensor<2>, parts: [Part; 3]) -> Tensor<2> {
+/// `p * d_out ..`, differentiable with respect to everything. With `half`, the products (the
+/// forward one and the two backward) take the input, the packed weights and the upstream
+/// gradient cast to f16 and give f32 (the bias, the extras and every gradient stay f32). Call
+/// only where [`applies`] said yes.
+pub(crate) fn project(x: Tensor<2>, parts: [Part; 3], half: bool) -> Tensor<2> {
     #[cfg(feature = "wgpu")]
     {
-        wgpu::project(x, parts)
+        wgpu::project(x, parts, half)
     }
     #[cfg(not(feature = "wgpu"))]
     {
-        let _ = parts;
+        let _ = (parts, half);
         unreachable!("the fused projection needs the wgpu feature; `applies` said no: {x:?}")
     }
 }
@@ -105,6 +107,7 @@ mod wgpu {
     use burn::backend::autodiff::grads::Gradients;
     use burn::backend::autodiff::ops::{Backward, NodeGuard, Ops};
     use burn::prelude::*;
+    use burn::tensor::FloatDType;
     use burn_wgpu::{CubeBackend, CubeTensor};
 
     use super::{Part, QkvUniform};
@@ -120,6 +123,18 @@ mod wgpu {
         d_in: usize,
         d_out: usize,
         lanes: usize,
+        half: bool,
+    }
+
+    /// A product's operand as the products take it: cast to f16 where they are half.
+    fn operand(t: Tensor<2>, d: Dims) -> Tensor<2> {
+        if d.half { t.cast(FloatDType::F16) } else { t }
+    }
+
+    /// A product's result as f32, contiguous.
+    fn result(t: Tensor<2>, d: Dims) -> CubeTensor {
+        let t = if d.half { t.cast(FloatDType::F32) } else { t };
+        contiguous(cube_tensor(t))
     }
 
     /// The kernel `name` on `vec4`s or `f32`s, as `d` says.
@@ -183,7 +198,8 @@ mod wgpu {
         (w, b)
     }
 
-    /// `x w + b + extras`, packed.
+    /// `x w + b + extras`, packed; also the product's operands `x` and `w` (f16 where the
+    /// products are half), which the backward step reuses.
     fn forward(
         x: &CubeTensor,
         w: &CubeTensor,
@@ -191,19 +207,22 @@ mod wgpu {
         extras: [&CubeTensor; 3],
         d: Dims,
         u: &QkvUniform,
-    ) -> CubeTensor {
-        let y = burn_tensor::<2>(x.clone()).matmul(burn_tensor(w.clone()));
-        let y = contiguous(cube_tensor(y));
+    ) -> (CubeTensor, Tensor<2>, Tensor<2>) {
+        let (x, w) = (
+            operand(burn_tensor(x.clone()), d),
+            operand(burn_tensor(w.clone()), d),
+        );
+        let y = result(x.clone().matmul(w.clone()), d);
         parts(&y, b, extras, false, d, u);
-        y
+        (y, x, w)
     }
 
     /// What the backward step keeps: the input (the weights' gradient) and the packed weights
-    /// (the input's).
+    /// (the input's), as the products take them (f16 where they are half).
     #[derive(Debug, Clone)]
     struct State {
-        x: CubeTensor,
-        w: CubeTensor,
+        x: Tensor<2>,
+        w: Tensor<2>,
         dims: Dims,
         uniform: QkvUniform,
     }
@@ -231,14 +250,16 @@ mod wgpu {
             let (d, u) = (s.dims, s.uniform);
             let dy = contiguous(grads.consume::<CubeBackend>(&node));
             let upstream = || burn_tensor::<2>(dy.clone());
-            if let Some(x) = x {
-                let dx = upstream().matmul(burn_tensor::<2>(s.w.clone()).transpose());
-                grads.register::<CubeBackend>(x, contiguous(cube_tensor(dx)));
-            }
             let (ws, bs) = ([w0, w1, w2], [b0, b1, b2]);
-            if ws.iter().chain(&bs).any(Option::is_some) {
-                let dw = burn_tensor::<2>(s.x.clone()).transpose().matmul(upstream());
-                let dw = contiguous(cube_tensor(dw));
+            let weights = ws.iter().chain(&bs).any(Option::is_some);
+            let operand_dy = (x.is_some() || weights).then(|| operand(upstream(), d));
+            if let (Some(x), Some(g)) = (x, &operand_dy) {
+                let dx = g.clone().matmul(s.w.clone().transpose());
+                grads.register::<CubeBackend>(x, result(dx, d));
+            }
+            if let (true, Some(g)) = (weights, operand_dy) {
+                let dw = s.x.clone().transpose().matmul(g);
+                let dw = result(dw, d);
                 let db = contiguous(cube_tensor(upstream().sum_dim(0)));
                 let dws = [(); 3].map(|()| empty_like(&dy, [d.d_in, d.d_out]));
                 let dbs = [(); 3].map(|()| empty_like(&dy, [d.d_out]));
@@ -288,13 +309,14 @@ mod wgpu {
         }
     }
 
-    pub(super) fn project(x: Tensor<2>, parts: [Part; 3]) -> Tensor<2> {
+    pub(super) fn project(x: Tensor<2>, parts: [Part; 3], half: bool) -> Tensor<2> {
         let ([rows, d_in], [_, d_out]) = (x.dims(), parts[0].w.dims());
         let d = Dims {
             rows,
             d_in,
             d_out,
             lanes: if d_out.is_multiple_of(4) { 4 } else { 1 },
+            half,
         };
         let n = |v: usize| u32::try_from(v).expect("`applies` checked the sizes");
         let scale = |p: usize| parts[p].extra.as_ref().map_or(0.0, |(_, s)| *s);
@@ -324,14 +346,14 @@ mod wgpu {
             let es = [e0, e1, e2].map(input);
             let (w, b) = packed([&ws[0], &ws[1], &ws[2]], [&bs[0], &bs[1], &bs[2]], d, &u);
             let extras = [&es[0], &es[1], &es[2]];
-            return burn_tensor(forward(&input(x), &w, &b, extras, d, &u));
+            return burn_tensor(forward(&input(x), &w, &b, extras, d, &u).0);
         }
         let (x, x_node) = tracked(x);
         let [(w0, n_w0), (w1, n_w1), (w2, n_w2)] = [w0, w1, w2].map(tracked);
         let [(b0, n_b0), (b1, n_b1), (b2, n_b2)] = [b0, b1, b2].map(tracked);
         let [(e0, n_e0), (e1, n_e1), (e2, n_e2)] = [e0, e1, e2].map(tracked);
         let (w, b) = packed([&w0, &w1, &w2], [&b0, &b1, &b2], d, &u);
-        let y = forward(&x, &w, &b, [&e0, &e1, &e2], d, &u);
+        let (y, x, w) = forward(&x, &w, &b, [&e0, &e1, &e2], d, &u);
         let nodes: [NodeGuard; 10] = [x_node, n_w0, n_w1, n_w2, n_b0, n_b1, n_b2, n_e0, n_e1, n_e2];
         record(
             QkvBackward,
@@ -368,8 +390,9 @@ mod tests {
 
     /// The packed output and every gradient (input, weights, biases, extras; empty where not
     /// asked for) of `sum(out * upstream)` for seeded values, through the kernels or burn's
-    /// products, adds and `cat`; and the kernels launched forward and in all.
-    fn run(device: &Device, case: Case, fused: bool) -> (Vec<Vec<f32>>, usize, usize) {
+    /// products, adds and `cat`; and the kernels launched forward and in all. `half`: the
+    /// kernels' products in f16.
+    fn run(device: &Device, case: Case, fused: bool, half: bool) -> (Vec<Vec<f32>>, usize, usize) {
         let [rows, d_in, d_out] = case.dims;
         let mut rng = Rng::new((rows * 131 + d_in * 17 + d_out) as u64);
         let mut values = |n: usize, scale: f32| -> Vec<f32> {
@@ -425,7 +448,7 @@ mod tests {
                 extra: es[p].clone(),
             });
             assert!(applies(&x, &parts), "{case:?}: the kernels apply");
-            project(x.clone(), parts)
+            project(x.clone(), parts, half)
         } else {
             let part = |p: usize| {
                 let y = x.clone().matmul(ws[p].clone()) + bs[p].clone().unsqueeze_dim(0);
@@ -502,8 +525,8 @@ mod tests {
         ];
         for case in cases {
             let what = format!("{case:?}");
-            let (got, forward, launches) = run(&wgpu, case, true);
-            let (want, _, _) = run(&flex, case, false);
+            let (got, forward, launches) = run(&wgpu, case, true, false);
+            let (want, _, _) = run(&flex, case, false, false);
             assert_eq!(forward, 2, "{what}: pack and parts forward");
             let backward =
                 usize::from(case.weights_grad) + usize::from(case.extras.contains(&true));
@@ -512,6 +535,56 @@ mod tests {
             for (i, (g, w)) in got.iter().zip(&want).enumerate() {
                 assert_close(&format!("{what}: value {i}"), g, w, 1e-4, 1e-2);
             }
+        }
+    }
+
+    /// With half-precision products the output and every gradient are the f32 ones to f16's
+    /// rounding (the operands' 11 significant bits: within 1% of a tenth of the largest value),
+    /// and not bit for bit (the f16 products
+    /// ran); burnish's own kernels are the f32 path's (the casts are burn's).
+    #[test]
+    fn half_precision_products_give_the_f32_values_to_f16_rounding() {
+        let wgpu = kernels::test_device().autodiff();
+        let flex = Device::flex().autodiff();
+        let cases = [
+            Case {
+                dims: [64, 48, 48],
+                input_grad: true,
+                weights_grad: true,
+                extras: [false; 3],
+            },
+            Case {
+                dims: [21, 9, 12],
+                input_grad: true,
+                weights_grad: false,
+                extras: [true, false, true],
+            },
+            Case {
+                dims: [13, 7, 5],
+                input_grad: false,
+                weights_grad: true,
+                extras: [false, true, false],
+            },
+        ];
+        for case in cases {
+            let what = format!("{case:?}");
+            let (single, single_forward, single_launches) = run(&wgpu, case, true, false);
+            let (half, forward, launches) = run(&wgpu, case, true, true);
+            let (want, _, _) = run(&flex, case, false, false);
+            assert_eq!(
+                (forward, launches),
+                (single_forward, single_launches),
+                "{what}: the same kernels"
+            );
+            for (i, (g, w)) in half.iter().zip(&want).enumerate() {
+                // Errors measured against a tenth of the largest value: f16's rounding is
+                // relative to the operands, not to each sum of their products.
+                assert_close(&format!("{what}: value {i}"), g, w, 1e-2, 0.1);
+            }
+            assert!(
+                half.iter().zip(&single).any(|(h, s)| h != s),
+                "{what}: the half path ran"
+            );
         }
     }
 
@@ -550,7 +623,13 @@ mod tests {
             read(Tensor::cat(parts.iter().map(part).collect(), 1))
         };
         assert!(applies(&x, &parts));
-        assert_close("untracked", &read(project(x, parts)), &want, 1e-5, 1e-4);
+        assert_close(
+            "untracked",
+            &read(project(x, parts, false)),
+            &want,
+            1e-5,
+            1e-4,
+        );
     }
 
     /// Not on flex, not for mismatched shapes, not across autodiff and plain tensors.

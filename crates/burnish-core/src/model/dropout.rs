@@ -86,6 +86,7 @@ impl Projections {
 pub struct Masks<'a> {
     rng: Option<&'a mut Rng>,
     fused_kernels: bool,
+    half: bool,
 }
 
 impl<'a> Masks<'a> {
@@ -94,6 +95,7 @@ impl<'a> Masks<'a> {
         Self {
             rng: None,
             fused_kernels: true,
+            half: false,
         }
     }
 
@@ -102,6 +104,7 @@ impl<'a> Masks<'a> {
         Self {
             rng: Some(rng),
             fused_kernels: true,
+            half: false,
         }
     }
 
@@ -111,6 +114,34 @@ impl<'a> Masks<'a> {
     pub fn with_fused_kernels(mut self, on: bool) -> Self {
         self.fused_kernels = on;
         self
+    }
+
+    /// Whether the dense layers' matrix products take half-precision inputs (a trainer passes
+    /// `true` where its recipe asks for `f16` and the device has `shader-f16`; off by default).
+    #[must_use]
+    pub fn with_half_products(mut self, on: bool) -> Self {
+        self.half = on;
+        self
+    }
+
+    /// `x w` (`w` `[d_in, d_out]`, broadcast over `x`'s leading dimensions): in f32, or with
+    /// both inputs cast to f16 and the product cast back to f32 when half-precision products
+    /// are on. Autodiff carries the casts, so the backward products run in f16 too and the
+    /// gradients come back f32.
+    pub fn product<const D: usize>(&self, x: Tensor<D>, w: Tensor<2>) -> Tensor<D> {
+        if self.half {
+            use burn::tensor::FloatDType;
+            let x = x.cast(FloatDType::F16);
+            let w: Tensor<D> = w.cast(FloatDType::F16).unsqueeze();
+            x.matmul(w).cast(FloatDType::F32)
+        } else {
+            x.matmul(w.unsqueeze())
+        }
+    }
+
+    /// Whether half-precision products are on.
+    pub(crate) fn half(&self) -> bool {
+        self.half
     }
 
     /// A CNN block: `conv` (3x3, padding 1, with bias), ReLU and 2x2 max pooling of `x`,
@@ -229,13 +260,13 @@ impl<'a> Masks<'a> {
             part(layers[2], b2, e2),
         ];
         if kernels::qkv::applies(&flat, &parts) {
-            let qkv = kernels::qkv::project(flat, parts);
+            let qkv = kernels::qkv::project(flat, parts, self.half);
             let width = qkv.dims()[1];
             return Projections::Packed(qkv.reshape([batch, len, width]));
         }
         // The adapters' products are drawn already: add them to burn's layers' outputs.
         let [q, k, v] = parts.map(|p| {
-            let y = flat.clone().matmul(p.w) + p.b.unsqueeze_dim(0);
+            let y = self.product(flat.clone(), p.w) + p.b.unsqueeze_dim(0);
             let y = match p.extra {
                 Some((e, scale)) => y + e * f64::from(scale),
                 None => y,
@@ -281,7 +312,7 @@ impl<'a> Masks<'a> {
         let d_out = res.dims()[2];
         let rows = batch * len;
         let input: Tensor<2> = input.reshape([rows, d_in]);
-        let h = input.clone().matmul(layer.linear.weight.val());
+        let h = self.product(input.clone(), layer.linear.weight.val());
         let h = match layer.low_rank(input, self) {
             Some((low, scale)) => h + low * scale,
             None => h,

@@ -298,10 +298,17 @@ impl From<Linear> for AdaptedLinear {
 impl AdaptedLinear {
     /// `x W + b`, plus `scale * dropout(x) A B` when adapted.
     pub fn forward<const D: usize>(&self, x: Tensor<D>, masks: &mut Masks<'_>) -> Tensor<D> {
-        if self.lora.is_none() {
+        let y = if masks.half() {
+            let y = masks.product(x.clone(), self.linear.weight.val());
+            match &self.linear.bias {
+                Some(bias) => y + bias.val().unsqueeze(),
+                None => y,
+            }
+        } else if self.lora.is_none() {
             return self.linear.forward(x);
-        }
-        let y = self.linear.forward(x.clone());
+        } else {
+            self.linear.forward(x.clone())
+        };
         match self.low_rank(x, masks) {
             Some((low, scale)) => y + low * scale,
             None => y,

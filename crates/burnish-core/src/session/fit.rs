@@ -643,6 +643,7 @@ pub async fn fit(
     let steps_per_epoch = splits.train.len().div_ceil(per_step);
     config.steps = steps_per_epoch * fit.epochs;
     let steps = config.steps;
+    let precision = config.precision_on(device, false);
     let mut trainer = match start {
         Some(model) => Trainer::from_model(model, shape, config, splits.train.clone(), device)?,
         None => Trainer::new(shape, config, splits.train.clone(), device)?,
@@ -662,6 +663,7 @@ pub async fn fit(
         total_parameters: burn::module::Module::num_params(trainer.model()),
         device: format!("{device:?}"),
         adapter: super::adapter_name(device),
+        precision,
     });
     let start = match resume {
         Some(checkpoint) => {

@@ -274,6 +274,7 @@ pub async fn train_lm(
         total_parameters,
         device: format!("{device:?}"),
         adapter: super::adapter_name(device),
+        precision: recipe.train.precision_on(device, true),
     });
     let lm = |model: &Gpt| TrainedLm {
         model: model.valid(),

@@ -120,6 +120,7 @@ pub async fn run_demo(
         total_parameters: trainer.model().num_params(),
         device: format!("{device:?}"),
         adapter: super::adapter_name(device),
+        precision: request.train.precision_on(device, false),
     });
 
     let start = host.now_ms();

@@ -102,6 +102,7 @@ pub async fn fit_text(
     config.steps = steps_per_epoch * fit.epochs;
     let steps = config.steps;
     let total_parameters = burn::module::Module::num_params(&model);
+    let precision = config.precision_on(device, true);
     let mut trainer = TextTrainer::new(model, config, splits.train.clone(), device)?;
     let parameters = trainable_parameters(trainer.model());
     let validation = if splits.validation.rows.is_empty() {
@@ -118,6 +119,7 @@ pub async fn fit_text(
         total_parameters,
         device: format!("{device:?}"),
         adapter: super::adapter_name(device),
+        precision,
     });
     let mean_tokens = splits.train.rows.iter().map(|r| r.ids.len()).sum::<usize>() as f64
         / splits.train.rows.len() as f64;

@@ -46,6 +46,27 @@ pub struct TrainConfig {
     /// With `fused_kernels` on, also fuse the softmax cross-entropy (default true); `false`
     /// keeps the other fused kernels, so the bench can measure the loss kernel's own gain.
     pub fused_loss: bool,
+    /// The transformers' (BERT's, the GPT's) matrix products: `f32` (default), or `f16` (mixed
+    /// precision: the dense layers' and the language-model head's products take half-precision
+    /// inputs, forward and backward, while weights, gradients, the optimizer's state and every
+    /// other operation stay f32). `f16` runs only on a wgpu adapter with `shader-f16`; elsewhere,
+    /// and for the small classifiers, training runs f32 (the run's `started` event says which).
+    pub precision: Precision,
+    /// With `f16` products, the loss is multiplied by this before the backward pass and the
+    /// gradients divided by it before clipping and the update (static loss scaling), so small
+    /// gradients do not flush to zero in half precision (default 1024).
+    pub loss_scale: f32,
+}
+
+/// The precision of the transformers' matrix products (see [`TrainConfig::precision`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Precision {
+    /// Single precision everywhere.
+    #[default]
+    F32,
+    /// Half-precision inputs to the dense layers' products where the adapter has `shader-f16`.
+    F16,
 }
 
 impl Default for TrainConfig {
@@ -63,6 +84,8 @@ impl Default for TrainConfig {
             seed: 42,
             fused_kernels: true,
             fused_loss: true,
+            precision: Precision::F32,
+            loss_scale: 1024.0,
         }
     }
 }
@@ -71,6 +94,34 @@ impl TrainConfig {
     /// Whether the loss runs on the fused cross-entropy kernels where they apply.
     pub(crate) fn fuse_loss(&self) -> bool {
         self.fused_kernels && self.fused_loss
+    }
+
+    /// The loss scale of a transformer's run on `device`: `Some(loss_scale)` where the matrix
+    /// products run in half precision (`f16` asked for, and the device is a wgpu adapter with
+    /// `shader-f16`), `None` where the run is f32.
+    pub(crate) fn half_products(&self, device: &burn::prelude::Device) -> Option<f32> {
+        (self.precision == Precision::F16 && crate::kernels::has_f16(device))
+            .then_some(self.loss_scale)
+    }
+
+    /// How a run on `device` computes, as its `started` event says: "f32", or "f16 products,
+    /// loss scale 1024" (a transformer's run with `f16` on a device with `shader-f16`).
+    pub fn precision_on(&self, device: &burn::prelude::Device, transformer: bool) -> String {
+        if !transformer {
+            return match self.precision {
+                Precision::F32 => "f32".to_string(),
+                Precision::F16 => {
+                    "f32 (f16 products are for the transformers, BERT and the GPT)".to_string()
+                }
+            };
+        }
+        match self.half_products(device) {
+            Some(scale) => format!("f16 products, loss scale {scale}"),
+            None if self.precision == Precision::F16 => {
+                "f32 (f16 asked for; the device has no shader-f16)".to_string()
+            }
+            None => "f32".to_string(),
+        }
     }
 
     /// The learning rate of step `step` (0-based) of `steps`: the peak rate scaled by the
@@ -114,6 +165,12 @@ impl TrainConfig {
             return Err(Error::config(
                 "clip_grad_norm",
                 format!("expected a positive number or null, found {c}"),
+            ));
+        }
+        if !(self.loss_scale.is_finite() && self.loss_scale >= 1.0) {
+            return Err(Error::config(
+                "loss_scale",
+                format!("expected a number >= 1, found {}", self.loss_scale),
             ));
         }
         self.schedule.validate()?;

@@ -147,17 +147,21 @@ impl LmTrainer {
         let (window, rows) = (self.window, self.config.batch_size);
         let fused = self.config.fuse_loss();
         let fused_kernels = self.config.fused_kernels;
+        let loss_scale = self.config.half_products(device);
         let (model, loss, learning_rate) = decoupled_step(
             model,
             &mut self.optim,
             &self.config,
             self.step,
+            loss_scale,
             |model: &Gpt, micro: usize| {
                 let starts: Vec<usize> = (0..rows)
                     .map(|_| rng.below(tokens.len() - window))
                     .collect();
                 let (ids, targets) = windows(tokens, &starts, window, device);
-                let mut masks = Masks::from(dropout).with_fused_kernels(fused_kernels);
+                let mut masks = Masks::from(dropout)
+                    .with_fused_kernels(fused_kernels)
+                    .with_half_products(loss_scale.is_some());
                 let logits = model.forward(ids, None, &mut masks);
                 let vocab = logits.dims()[2];
                 cross_entropy(logits.reshape([rows * window, vocab]), targets, None, fused)

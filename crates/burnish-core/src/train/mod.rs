@@ -15,6 +15,6 @@ pub mod text;
 mod trainer;
 
 pub use batches::BatchPosition;
-pub use config::TrainConfig;
+pub use config::{Precision, TrainConfig};
 pub(crate) use trainer::step_report;
 pub use trainer::{Evaluation, StepReport, Trainer, TrainerState, evaluate};

@@ -230,17 +230,21 @@ impl TextTrainer {
         let batch_size = self.config.batch_size;
         let fused = self.config.fuse_loss();
         let fused_kernels = self.config.fused_kernels;
+        let loss_scale = self.config.half_products(device);
         let (model, loss, learning_rate) = decoupled_step(
             model,
             &mut self.optim,
             &self.config,
             self.step,
+            loss_scale,
             |model: &BertClassifier, micro: usize| {
                 let indices = batches.next(data.rows.len(), batch_size);
                 let rows: Vec<&Encoding> = indices.iter().map(|&i| &data.rows[i]).collect();
                 let input = pad_batch(&rows, data.pad_id, device);
                 let (targets, weights) = data.targets(&indices, device);
-                let mut masks = Masks::from(dropout).with_fused_kernels(fused_kernels);
+                let mut masks = Masks::from(dropout)
+                    .with_fused_kernels(fused_kernels)
+                    .with_half_products(loss_scale.is_some());
                 let logits = model.forward(&input, &mut masks);
                 cross_entropy(logits, targets, Some(weights), fused) / micro as f32
             },
@@ -254,13 +258,18 @@ impl TextTrainer {
 /// One optimizer step of `model`, shared by the trainers of pretrained and generative models:
 /// `grad_accumulation` micro-batches (`loss_of(model, micro)` gives each one's loss, already
 /// divided by `micro`), global-norm clipping, the scheduled learning rate and the update (whose
-/// weight decay the trainers scope to matrices). Returns the model, the mean loss still on the
-/// device (`None` without micro-batches) and the learning rate used.
+/// weight decay the trainers scope to matrices). With a `loss_scale` (half-precision products),
+/// each loss is multiplied by it before its backward pass and the gradients divided by it
+/// again: clipping compares their norm with `max_norm * loss_scale`, and the optimizer scales
+/// them by `clip factor / loss_scale` (or `1 / loss_scale`) as it reads them, so the update is
+/// the unscaled one without a launch per gradient. Returns the model, the mean loss (unscaled)
+/// still on the device (`None` without micro-batches) and the learning rate used.
 pub(crate) fn decoupled_step<M>(
     model: M,
     optim: &mut Optimizer,
     config: &TrainConfig,
     step: usize,
+    loss_scale: Option<f32>,
     mut loss_of: impl FnMut(&M, usize) -> Tensor<1>,
 ) -> (M, Option<Tensor<1>>, f64)
 where
@@ -269,17 +278,32 @@ where
     let micro = config.grad_accumulation;
     let mut accumulator = GradientsAccumulator::<M>::new();
     let mut total: Option<Tensor<1>> = None;
+    let mut inner = None;
     for _ in 0..micro {
         let loss = loss_of(&model, micro);
-        accumulator.accumulate(&model, GradientsParams::from_grads(loss.backward(), &model));
+        let backward = match loss_scale {
+            Some(scale) => loss.clone() * scale,
+            None => loss.clone(),
+        };
+        inner.get_or_insert_with(|| loss.device().without_autodiff());
+        accumulator.accumulate(
+            &model,
+            GradientsParams::from_grads(backward.backward(), &model),
+        );
         total = add_loss(total, loss.detach());
     }
     let grads = accumulator.grads();
+    let unscale = loss_scale.unwrap_or(1.0);
     let clip = config
         .clip_grad_norm
-        .and_then(|max_norm| clip_factor(&model, &grads, max_norm, config.fused_kernels));
+        .and_then(|max_norm| clip_factor(&model, &grads, max_norm * unscale, config.fused_kernels));
+    let factor = match (clip.map(|c| c.factor), loss_scale, inner) {
+        (Some(factor), Some(scale), _) => Some(factor / scale),
+        (None, Some(scale), Some(device)) => Some(Tensor::<1>::from_floats([1.0 / scale], &device)),
+        (factor, _, _) => factor,
+    };
     let learning_rate = config.learning_rate_at(step);
-    let model = optim.step(learning_rate, model, grads, clip.map(|c| c.factor).as_ref());
+    let model = optim.step(learning_rate, model, grads, factor.as_ref());
     (model, total, learning_rate)
 }
 
@@ -667,5 +691,186 @@ pub(crate) mod tests {
                 assert!(moved, "every adapter's B left zero");
             }
         }
+    }
+
+    /// Static loss scaling undoes itself: with a loss scale, the loss's backward pass runs
+    /// scaled and the update reads the gradients divided again (through clipping's factor or a
+    /// factor of its own), so the weights move as without one: Adam, AdamW and SGD (whose step
+    /// is proportional to the gradient), with clipping that bites and without, through burn's
+    /// composed update on flex and the fused kernels on wgpu; two micro-batches.
+    #[test]
+    fn loss_scaling_gives_the_unscaled_update() {
+        use burn::module::Param;
+        use burn::nn::Linear;
+        let mut devices = vec![Device::flex().autodiff()];
+        #[cfg(feature = "wgpu")]
+        devices.push(crate::kernels::test_device().autodiff());
+        for device in devices {
+            let mut rng = Rng::new(3);
+            let x: Vec<f32> = (0..15).map(|_| rng.next_f32() * 4.0 - 2.0).collect();
+            let x = Tensor::<2>::from_data(TensorData::new(x, [5, 3]), &device);
+            let initial: Vec<f32> = (0..8).map(|_| rng.next_f32() - 0.5).collect();
+            let layer = || Linear {
+                weight: Param::from_tensor(Tensor::from_data(
+                    TensorData::new(initial[..6].to_vec(), [3, 2]),
+                    &device,
+                )),
+                bias: Some(Param::from_tensor(Tensor::from_data(
+                    TensorData::new(initial[6..].to_vec(), [2]),
+                    &device,
+                ))),
+            };
+            for (optimizer, clip) in [
+                (OptimizerKind::Adamw, None),
+                (OptimizerKind::Adam, Some(0.05)),
+                (OptimizerKind::Sgd, None),
+                (OptimizerKind::Sgd, Some(0.05)),
+            ] {
+                let config = TrainConfig {
+                    optimizer,
+                    clip_grad_norm: clip,
+                    grad_accumulation: 2,
+                    learning_rate: 0.1,
+                    ..TrainConfig::default()
+                };
+                let run = |loss_scale: Option<f32>| {
+                    let mut model = layer();
+                    let mut optim = build(&config, DecayScope::Matrices);
+                    let mut values = Vec::new();
+                    for step in 0..3 {
+                        let (next, loss, _) = decoupled_step(
+                            model,
+                            &mut optim,
+                            &config,
+                            step,
+                            loss_scale,
+                            |m: &Linear, micro| {
+                                m.forward(x.clone()).powf_scalar(2.0).mean() / micro as f32
+                            },
+                        );
+                        model = next;
+                        // The reported loss: the unscaled one on both runs.
+                        values.push(loss.expect("loss").into_scalar());
+                    }
+                    let weight: Vec<f32> = model
+                        .weight
+                        .val()
+                        .into_data()
+                        .try_to_vec::<f32>()
+                        .expect("f32");
+                    let bias: Vec<f32> = model
+                        .bias
+                        .expect("bias")
+                        .val()
+                        .into_data()
+                        .try_to_vec::<f32>()
+                        .expect("f32");
+                    [values, weight, bias].concat()
+                };
+                let (plain, scaled) = (run(None), run(Some(1024.0)));
+                assert!(
+                    plain[3..]
+                        .iter()
+                        .zip(&initial)
+                        .any(|(a, b)| (a - b).abs() > 1e-3),
+                    "{optimizer:?}: the weights moved"
+                );
+                for (i, (a, b)) in plain.iter().zip(&scaled).enumerate() {
+                    assert!(
+                        (a - b).abs() <= 1e-5 * a.abs().max(1.0),
+                        "{device:?} {optimizer:?} clip {clip:?}: value {i} {a} unscaled, {b} scaled"
+                    );
+                }
+            }
+        }
+    }
+
+    /// Half-precision products train the tiny encoder as f32 does, on an adapter with
+    /// `shader-f16` (lavapipe, which the tests run on): the same losses to half precision's
+    /// rounding, not bit for bit (so the half path ran), and the same final accuracy.
+    #[cfg(feature = "wgpu")]
+    #[test]
+    fn half_precision_products_train_the_encoder_as_f32_does() {
+        use crate::train::Precision;
+        let device = crate::kernels::test_device();
+        assert!(
+            crate::kernels::has_f16(&device),
+            "the test adapter (lavapipe) offers shader-f16"
+        );
+        let tok = TextTokenizer::from_json("tokenizer.json", TINY_TOKENIZER.as_bytes(), 8)
+            .expect("tokenizer");
+        let data = sentiment(&tok);
+        let config = tiny_config();
+        let run = |precision: Precision| {
+            let bert = Bert::from_weights(&config, BertWeights::random(&config, 5), &device)
+                .expect("bert");
+            let model = BertClassifier::new(bert, 2, Pooling::Mean, 0.1, 1, &device);
+            let train = TrainConfig {
+                learning_rate: 0.01,
+                batch_size: 4,
+                steps: 40,
+                clip_grad_norm: Some(1.0),
+                precision,
+                ..TrainConfig::default()
+            };
+            assert_eq!(
+                train.precision_on(&device, true),
+                match precision {
+                    Precision::F32 => "f32",
+                    Precision::F16 => "f16 products, loss scale 1024",
+                }
+            );
+            let mut trainer =
+                TextTrainer::new(model, train, data.clone(), &device).expect("trainer");
+            let losses: Vec<f32> = (0..40)
+                .map(|_| pollster::block_on(trainer.step()).expect("step").loss)
+                .collect();
+            let eval = pollster::block_on(evaluate_text(trainer.model(), &data, 3, &device))
+                .expect("eval");
+            (losses, eval.report.accuracy)
+        };
+        let (single, single_accuracy) = run(Precision::F32);
+        let (half, half_accuracy) = run(Precision::F16);
+        assert!(single[35..].iter().sum::<f32>() < single[..5].iter().sum::<f32>() * 0.5);
+        let worst = single
+            .iter()
+            .zip(&half)
+            .map(|(a, b)| (a - b).abs() / a.abs().max(0.1))
+            .fold(0.0f32, f32::max);
+        assert!(worst < 0.05, "f16 losses {half:?} against f32 {single:?}");
+        assert!(single != half, "the half-precision path ran");
+        assert_eq!((single_accuracy, half_accuracy), (1.0, 1.0));
+    }
+
+    /// `f16` asked for where it cannot run: the run is f32 and says so.
+    #[test]
+    fn half_precision_falls_back_to_f32_off_shader_f16() {
+        let config = TrainConfig {
+            precision: crate::train::Precision::F16,
+            ..TrainConfig::default()
+        };
+        let flex = Device::flex();
+        assert_eq!(config.half_products(&flex), None);
+        assert_eq!(
+            config.precision_on(&flex, true),
+            "f32 (f16 asked for; the device has no shader-f16)"
+        );
+        assert_eq!(
+            config.precision_on(&flex, false),
+            "f32 (f16 products are for the transformers, BERT and the GPT)"
+        );
+        let json: TrainConfig =
+            serde_json::from_str(r#"{"precision": "f16", "loss_scale": 256}"#).expect("json");
+        assert_eq!(json.loss_scale, 256.0);
+        let err = serde_json::from_str::<TrainConfig>(r#"{"precision": "bf16"}"#)
+            .expect_err("unknown precision");
+        assert!(err.to_string().contains("unknown variant `bf16`"), "{err}");
+        let err = TrainConfig {
+            loss_scale: 0.5,
+            ..TrainConfig::default()
+        }
+        .validate()
+        .expect_err("loss scale below 1");
+        assert!(err.to_string().contains("loss_scale"), "{err}");
     }
 }
