@@ -24,7 +24,8 @@
 // First step: the caller passes zeroed moments (0 b + x = x exactly).
 // With SCALED the gradient is first multiplied by scale[0], a factor left on the device by
 // global-norm clipping (clip_factor.wgsl): the same f32 product as scaling the gradient on its
-// own, without a pass over it. The decay settings and bias corrections come per slot (the text
+// own, without a pass over it; a factor of exactly 0 (dynamic loss scaling after an overflow,
+// loss_scale.wgsl; clipping's factor is never 0) skips the step. The decay settings and bias corrections come per slot (the text
 // trainers decay matrices only; a parameter first trained later has its own step count).
 //
 // Template items (filled by crates/burnish-core/src/kernels/adam.rs):
@@ -88,7 +89,13 @@ fn update(i: u32, s: u32, w: f32, gradient: f32) -> f32 {
     let slot = params.slots[s];
     var g = gradient;
     if (SCALED) {
-        g = g * scale[0];
+        // A factor of 0 is dynamic loss scaling's "skip": a gradient overflowed
+        // (loss_scale.wgsl); the weight and the moments stay as they are.
+        let factor = scale[0];
+        if (factor == 0.0) {
+            return w;
+        }
+        g = g * factor;
     }
     if (!DECOUPLED) {
         g = w * slot.weight_decay + g;

@@ -7,7 +7,8 @@
 // with momentum the group's velocities live in one buffer, that element's at state[offset + l].
 //
 // The arithmetic is burnish's composed update (train/optim.rs) operation for operation:
-//   g = g s (with a scale: s = scale[0], global-norm clipping's factor left on the device);
+//   g = g s (with a scale: s = scale[0], global-norm clipping's factor left on the device;
+//   s = 0, dynamic loss scaling after an overflow, skips the step);
 //   g = wd w + g (when wd > 0);  v = g + momentum v (with momentum; the caller passes a zeroed
 //   velocity on the first step, 0 m + g = g exactly);  w = w - lr v (or w - lr g without).
 //
@@ -56,7 +57,13 @@ fn update(i: u32, s: u32, w: f32, gradient: f32) -> f32 {
     let weight_decay = params.slots[s].weight_decay;
     var g = gradient;
     if (SCALED) {
-        g = g * scale[0];
+        // A factor of 0 is dynamic loss scaling's "skip": a gradient overflowed
+        // (loss_scale.wgsl); the weight and the velocity stay as they are.
+        let factor = scale[0];
+        if (factor == 0.0) {
+            return w;
+        }
+        g = g * factor;
     }
     if (weight_decay > 0.0) {
         g = w * weight_decay + g;

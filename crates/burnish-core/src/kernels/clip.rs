@@ -23,6 +23,20 @@ uniform!(
     }
 );
 
+uniform!(
+    /// The uniform block of `loss_scale.wgsl`.
+    #[cfg_attr(not(feature = "wgpu"), allow(dead_code))]
+    LossScaleUniform {
+        /// Partial sums in all.
+        count: u32,
+        /// 1: clip to `max_norm` too.
+        clip: u32,
+        max_norm: f32,
+        /// Good steps in a row before the scale doubles.
+        interval: u32,
+    }
+);
+
 /// Whether the kernels can take `grads` (flattened): at least one, all `f32` on a wgpu device,
 /// none empty, each under 2^32 values.
 pub(crate) fn applies(grads: &[Tensor<1>]) -> bool {
@@ -46,12 +60,37 @@ pub(crate) fn norm_and_factor(grads: &[Tensor<1>], max_norm: f32) -> (Tensor<1>,
     }
 }
 
+/// Dynamic loss scaling's step: from the gradients of a loss scaled by `scaler[0]` (`scaler`:
+/// `[scale, good steps]`, on the plain device), the factor the optimizer scales them by (`clip /
+/// scale`, with clipping to `max_norm` where given, or 0 where any gradient is not finite: the
+/// fused optimizer kernels then skip the step), and the scaler's next state (halved after an
+/// overflow, doubled after `interval` good steps). Call only where [`applies`] said yes.
+pub(crate) fn dynamic_factor(
+    grads: &[Tensor<1>],
+    max_norm: Option<f32>,
+    scaler: Tensor<1>,
+    interval: u32,
+) -> (Tensor<1>, Tensor<1>) {
+    #[cfg(feature = "wgpu")]
+    {
+        wgpu::dynamic_factor(grads, max_norm, scaler, interval)
+    }
+    #[cfg(not(feature = "wgpu"))]
+    {
+        let _ = (max_norm, scaler, interval);
+        unreachable!("dynamic loss scaling needs the wgpu feature; `applies` said no: {grads:?}")
+    }
+}
+
 #[cfg(feature = "wgpu")]
 mod wgpu {
     use burn::prelude::*;
+    use burn_wgpu::CubeTensor;
 
-    use super::{ClipUniform, SLOTS};
-    use crate::kernels::registry::{Launch, WORKGROUP, WgslKernel, burn_tensor, empty_like, input};
+    use super::{ClipUniform, LossScaleUniform, SLOTS};
+    use crate::kernels::registry::{
+        Launch, WORKGROUP, WgslKernel, burn_tensor, empty_like, input, owned,
+    };
 
     /// Workgroups for a tensor of `len` values: about 2,048 values each, at most 64.
     fn groups(len: usize) -> u32 {
@@ -94,8 +133,8 @@ mod wgpu {
         .item("uniform_binding", (slots + 1).to_string())
     }
 
-    /// The norm and the factor, each `[1]`.
-    pub(super) fn norm_and_factor(grads: &[Tensor<1>], max_norm: f32) -> (Tensor<1>, Tensor<1>) {
+    /// The partial sums of squares of `grads` (the first pass), and their count.
+    fn partials(grads: &[Tensor<1>]) -> (CubeTensor, u32) {
         let cubes: Vec<_> = grads.iter().map(|g| input(g.clone())).collect();
         let count: u32 = grads.iter().map(|g| groups(g.dims()[0])).sum();
         let partials = empty_like(&cubes[0], [count as usize]);
@@ -124,8 +163,14 @@ mod wgpu {
             launch.buffer(&partials).run_bytes(bytes);
             first += launch_groups;
         }
-        let norm = empty_like(&cubes[0], [1]);
-        let factor = empty_like(&cubes[0], [1]);
+        (partials, count)
+    }
+
+    /// The norm and the factor, each `[1]`.
+    pub(super) fn norm_and_factor(grads: &[Tensor<1>], max_norm: f32) -> (Tensor<1>, Tensor<1>) {
+        let (partials, count) = partials(grads);
+        let norm = empty_like(&partials, [1]);
+        let factor = empty_like(&partials, [1]);
         let kernel = WgslKernel::new(
             "clip_factor.wgsl",
             include_str!("../../../../shaders/clip_factor.wgsl"),
@@ -138,13 +183,42 @@ mod wgpu {
             .run(&ClipUniform { count, max_norm });
         (burn_tensor(norm), burn_tensor(factor))
     }
+
+    /// The factor `[1]` and the scaler's next state `[2]` (updated in place where nothing else
+    /// holds it, else in a copy).
+    pub(super) fn dynamic_factor(
+        grads: &[Tensor<1>],
+        max_norm: Option<f32>,
+        scaler: Tensor<1>,
+        interval: u32,
+    ) -> (Tensor<1>, Tensor<1>) {
+        let (partials, count) = partials(grads);
+        let scaler = owned(scaler);
+        let factor = empty_like(&partials, [1]);
+        let kernel = WgslKernel::new(
+            "loss_scale.wgsl",
+            include_str!("../../../../shaders/loss_scale.wgsl"),
+        )
+        .uniform::<LossScaleUniform>();
+        Launch::new(kernel, WORKGROUP as usize)
+            .buffer(&partials)
+            .buffer(&scaler)
+            .buffer(&factor)
+            .run(&LossScaleUniform {
+                count,
+                clip: u32::from(max_norm.is_some()),
+                max_norm: max_norm.unwrap_or(0.0),
+                interval,
+            });
+        (burn_tensor(factor), burn_tensor(scaler))
+    }
 }
 
 #[cfg(all(test, feature = "wgpu"))]
 mod tests {
     use burn::prelude::*;
 
-    use super::{SLOTS, norm_and_factor};
+    use super::{SLOTS, dynamic_factor, norm_and_factor};
     use crate::kernels::test_util::{launched, read};
 
     /// Ten tensors (two launches: seven, then three) from 1 value to past 64 workgroups' worth,
@@ -186,5 +260,64 @@ mod tests {
             (factor - expected).abs() <= 1e-5 * expected,
             "{factor} vs {expected}"
         );
+    }
+
+    /// Dynamic loss scaling's step, state by state (growth after 2 good steps here): finite
+    /// gradients give `1 / scale` (times clipping's factor where it bites, from the unscaled
+    /// norm) and count a good step, the second doubling the scale; an infinite or NaN gradient
+    /// gives 0 and halves the scale (not below 1); the scale stops doubling at 2^24.
+    #[test]
+    fn dynamic_loss_scaling_backs_off_and_grows() {
+        let device = crate::kernels::test_device();
+        let finite = || {
+            vec![
+                Tensor::<1>::full([3], 2.0, &device),
+                Tensor::<1>::full([5], 1.0, &device),
+            ]
+        };
+        let with = |v: f32| {
+            let mut grads = finite();
+            grads.push(Tensor::<1>::from_floats([0.5, v, 1.0], &device));
+            grads
+        };
+        let step = |grads: &[Tensor<1>], clip: Option<f32>, state: [f32; 2]| {
+            let scaler = Tensor::<1>::from_floats(state, &device);
+            let before = launched();
+            let (factor, scaler) = dynamic_factor(grads, clip, scaler, 2);
+            assert_eq!(launched() - before, 2, "the sums of squares and the scaler");
+            (read(factor)[0], read(scaler))
+        };
+        assert_eq!(step(&finite(), None, [8.0, 0.0]), (0.125, vec![8.0, 1.0]));
+        assert_eq!(step(&finite(), None, [8.0, 1.0]), (0.125, vec![16.0, 0.0]));
+        // Total 17 at scale 16: the unscaled norm is sqrt(17) / 16.
+        let norm = 17f32.sqrt() / 16.0;
+        let (factor, state) = step(&finite(), Some(0.1), [16.0, 0.0]);
+        let want = 0.1 / (norm + 1e-6) / 16.0;
+        assert!((factor - want).abs() <= 1e-6 * want, "{factor} vs {want}");
+        assert_eq!(state, [16.0, 1.0]);
+        assert_eq!(
+            step(&finite(), Some(1.0), [16.0, 0.0]).0,
+            1.0 / 16.0,
+            "no clipping"
+        );
+        assert_eq!(
+            step(&with(f32::INFINITY), None, [16.0, 1.0]),
+            (0.0, vec![8.0, 0.0])
+        );
+        assert_eq!(
+            step(&with(f32::NAN), Some(1.0), [8.0, 0.0]),
+            (0.0, vec![4.0, 0.0])
+        );
+        assert_eq!(
+            step(&with(f32::NEG_INFINITY), None, [1.0, 0.0]),
+            (0.0, vec![1.0, 0.0])
+        );
+        let big = 2f32.powi(24);
+        assert_eq!(
+            step(&finite(), None, [big, 1.0]),
+            (1.0 / big, vec![big, 0.0])
+        );
+        // Squares past f32's range are an overflow too.
+        assert_eq!(step(&with(1e20), None, [4.0, 0.0]), (0.0, vec![2.0, 0.0]));
     }
 }

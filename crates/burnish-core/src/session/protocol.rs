@@ -239,8 +239,8 @@ pub enum Event {
         /// driver ..."); absent on the CPU backend.
         #[serde(skip_serializing_if = "Option::is_none")]
         adapter: Option<String>,
-        /// How the run computes: "f32", or "f16 products, loss scale 1024" (the recipe's
-        /// `precision`, where the device allows it).
+        /// How the run computes: "f32", or "f16 products, dynamic loss scale from 1024" (the
+        /// recipe's `precision`, where the device allows it).
         precision: String,
     },
     /// A run continues from an autosave: `step` steps are done, epoch `epoch` is in progress

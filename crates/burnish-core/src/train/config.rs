@@ -52,9 +52,12 @@ pub struct TrainConfig {
     /// other operation stay f32). `f16` runs only on a wgpu adapter with `shader-f16`; elsewhere,
     /// and for the small classifiers, training runs f32 (the run's `started` event says which).
     pub precision: Precision,
-    /// With `f16` products, the loss is multiplied by this before the backward pass and the
-    /// gradients divided by it before clipping and the update (static loss scaling), so small
-    /// gradients do not flush to zero in half precision (default 1024).
+    /// With `f16` products, the loss scale the run starts with (default 1024): the loss is
+    /// multiplied by the scale before the backward pass and the gradients divided by it again as
+    /// the optimizer reads them, so small gradients do not flush to zero in half precision. With
+    /// the fused kernels the scale is dynamic: a step whose gradients overflow is skipped and
+    /// the scale halved, and it doubles after 500 good steps in a row (PyTorch's `GradScaler`,
+    /// all on the device); without them it stays as given.
     pub loss_scale: f32,
 }
 
@@ -105,7 +108,8 @@ impl TrainConfig {
     }
 
     /// How a run on `device` computes, as its `started` event says: "f32", or "f16 products,
-    /// loss scale 1024" (a transformer's run with `f16` on a device with `shader-f16`).
+    /// dynamic loss scale from 1024" (a transformer's run with `f16` on a device with
+    /// `shader-f16`; "loss scale 1024" without the fused kernels).
     pub fn precision_on(&self, device: &burn::prelude::Device, transformer: bool) -> String {
         if !transformer {
             return match self.precision {
@@ -116,6 +120,9 @@ impl TrainConfig {
             };
         }
         match self.half_products(device) {
+            Some(scale) if self.fused_kernels => {
+                format!("f16 products, dynamic loss scale from {scale}")
+            }
             Some(scale) => format!("f16 products, loss scale {scale}"),
             None if self.precision == Precision::F16 => {
                 "f32 (f16 asked for; the device has no shader-f16)".to_string()

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use super::loss::cross_entropy;
 use super::optim::DecayScope;
 use super::optimizer::build;
-use super::text::{decoupled_step, queued_loss};
+use super::text::{LossScaler, decoupled_step, queued_loss};
 use super::trainer::step_report;
 use super::{StepReport, TrainConfig};
 use crate::model::Masks;
@@ -51,6 +51,8 @@ pub struct LmTrainer {
     rng: Rng,
     dropout_rng: Rng,
     step: usize,
+    /// Loss scaling where the matrix products are half precision.
+    scaler: Option<LossScaler>,
 }
 
 impl std::fmt::Debug for LmTrainer {
@@ -83,9 +85,13 @@ impl LmTrainer {
         let device = device.clone().autodiff();
         let model = model.fork(&device).train();
         let optim = build(&config, DecayScope::Matrices);
+        let scaler = config
+            .half_products(&device)
+            .map(|scale| LossScaler::new(scale, &device));
         Ok(Self {
             model: Some(model),
             optim,
+            scaler,
             rng: Rng::new(config.seed),
             dropout_rng: Rng::new(config.seed ^ 0x0064_726f_706f_7574),
             step: 0,
@@ -147,13 +153,13 @@ impl LmTrainer {
         let (window, rows) = (self.window, self.config.batch_size);
         let fused = self.config.fuse_loss();
         let fused_kernels = self.config.fused_kernels;
-        let loss_scale = self.config.half_products(device);
+        let half = self.scaler.is_some();
         let (model, loss, learning_rate) = decoupled_step(
             model,
             &mut self.optim,
             &self.config,
             self.step,
-            loss_scale,
+            self.scaler.as_mut(),
             |model: &Gpt, micro: usize| {
                 let starts: Vec<usize> = (0..rows)
                     .map(|_| rng.below(tokens.len() - window))
@@ -161,7 +167,7 @@ impl LmTrainer {
                 let (ids, targets) = windows(tokens, &starts, window, device);
                 let mut masks = Masks::from(dropout)
                     .with_fused_kernels(fused_kernels)
-                    .with_half_products(loss_scale.is_some());
+                    .with_half_products(half);
                 let logits = model.forward(ids, None, &mut masks);
                 let vocab = logits.dims()[2];
                 cross_entropy(logits.reshape([rows * window, vocab]), targets, None, fused)

@@ -107,6 +107,25 @@ pub(crate) fn clip_factor<M: Module>(
     Some(Clip { norm, factor })
 }
 
+/// Dynamic loss scaling's factor for `module`'s gradients (computed from a loss scaled by
+/// `scaler[0]`) and the scaler's next state, through `kernels::clip::dynamic_factor`; `None`
+/// where the kernels do not apply (then the caller scales statically).
+pub(crate) fn dynamic_factor<M: Module>(
+    module: &M,
+    grads: &GradientsParams,
+    max_norm: Option<f32>,
+    scaler: Tensor<1>,
+    interval: u32,
+) -> Option<(Tensor<1>, Tensor<1>)> {
+    let mut flat = Flat {
+        grads,
+        out: Vec::new(),
+    };
+    module.visit(&mut flat);
+    crate::kernels::clip::applies(&flat.out)
+        .then(|| crate::kernels::clip::dynamic_factor(&flat.out, max_norm, scaler, interval))
+}
+
 #[cfg(test)]
 mod tests {
     use burn::nn::{Linear, LinearConfig};

@@ -13,7 +13,7 @@ use burn::prelude::*;
 use super::batches::BatchOrder;
 use super::loss::cross_entropy;
 use super::optim::DecayScope;
-use super::optimizer::{build, clip_factor};
+use super::optimizer::{build, clip_factor, dynamic_factor};
 use super::trainer::{add_loss, step_report};
 use super::{Evaluation, StepReport, TrainConfig};
 use crate::eval::{ClassificationReport, EntityReport};
@@ -136,6 +136,8 @@ pub struct TextTrainer {
     batches: BatchOrder,
     dropout_rng: Rng,
     step: usize,
+    /// Loss scaling where the matrix products are half precision.
+    scaler: Option<LossScaler>,
 }
 
 impl std::fmt::Debug for TextTrainer {
@@ -167,9 +169,13 @@ impl TextTrainer {
         let optim = build(&config, DecayScope::Matrices);
         let mut rng = Rng::new(config.seed);
         let _ = rng.next_u64();
+        let scaler = config
+            .half_products(&device)
+            .map(|scale| LossScaler::new(scale, &device));
         Ok(Self {
             model: Some(model),
             optim,
+            scaler,
             batches: BatchOrder::new(rng),
             dropout_rng: Rng::new(config.seed ^ 0x0064_726f_706f_7574),
             step: 0,
@@ -230,13 +236,13 @@ impl TextTrainer {
         let batch_size = self.config.batch_size;
         let fused = self.config.fuse_loss();
         let fused_kernels = self.config.fused_kernels;
-        let loss_scale = self.config.half_products(device);
+        let half = self.scaler.is_some();
         let (model, loss, learning_rate) = decoupled_step(
             model,
             &mut self.optim,
             &self.config,
             self.step,
-            loss_scale,
+            self.scaler.as_mut(),
             |model: &BertClassifier, micro: usize| {
                 let indices = batches.next(data.rows.len(), batch_size);
                 let rows: Vec<&Encoding> = indices.iter().map(|&i| &data.rows[i]).collect();
@@ -244,7 +250,7 @@ impl TextTrainer {
                 let (targets, weights) = data.targets(&indices, device);
                 let mut masks = Masks::from(dropout)
                     .with_fused_kernels(fused_kernels)
-                    .with_half_products(loss_scale.is_some());
+                    .with_half_products(half);
                 let logits = model.forward(&input, &mut masks);
                 cross_entropy(logits, targets, Some(weights), fused) / micro as f32
             },
@@ -255,21 +261,52 @@ impl TextTrainer {
     }
 }
 
+/// Loss scaling of a half-precision run: the scale the run started with and, where the fused
+/// kernels run, the dynamic scaler's state `[scale, good steps]` on the device (read by each
+/// step's loss and updated after it, never read back to the host).
+#[derive(Debug, Clone)]
+pub(crate) struct LossScaler {
+    initial: f32,
+    state: Tensor<1>,
+}
+
+impl LossScaler {
+    /// Good steps in a row before the scale doubles.
+    pub(crate) const GROWTH_INTERVAL: u32 = 500;
+
+    /// A scaler starting at `scale`, for a model on `device` (autodiff or not).
+    pub(crate) fn new(scale: f32, device: &Device) -> Self {
+        Self {
+            initial: scale,
+            state: Tensor::from_floats([scale, 0.0], &device.clone().without_autodiff()),
+        }
+    }
+
+    /// The state `[scale, good steps]`.
+    #[cfg(test)]
+    pub(crate) fn state(&self) -> &Tensor<1> {
+        &self.state
+    }
+}
+
 /// One optimizer step of `model`, shared by the trainers of pretrained and generative models:
 /// `grad_accumulation` micro-batches (`loss_of(model, micro)` gives each one's loss, already
 /// divided by `micro`), global-norm clipping, the scheduled learning rate and the update (whose
-/// weight decay the trainers scope to matrices). With a `loss_scale` (half-precision products),
-/// each loss is multiplied by it before its backward pass and the gradients divided by it
-/// again: clipping compares their norm with `max_norm * loss_scale`, and the optimizer scales
-/// them by `clip factor / loss_scale` (or `1 / loss_scale`) as it reads them, so the update is
-/// the unscaled one without a launch per gradient. Returns the model, the mean loss (unscaled)
-/// still on the device (`None` without micro-batches) and the learning rate used.
+/// weight decay the trainers scope to matrices). With a loss `scaler` (half-precision products),
+/// each loss is multiplied by the scale before its backward pass and the gradients divided by
+/// it again as the optimizer reads them (`clip factor / scale`, or `1 / scale`), so the update
+/// is the unscaled one without a launch per gradient. Where the fused kernels run the scaling is
+/// dynamic (`kernels::clip::dynamic_factor`: a step whose gradients are not finite is skipped
+/// and the scale halved, the scale doubles after [`LossScaler::GROWTH_INTERVAL`] good steps),
+/// all on the device; elsewhere it is static (clipping compares the norm with
+/// `max_norm * scale`). Returns the model, the mean loss (unscaled) still on the device (`None`
+/// without micro-batches) and the learning rate used.
 pub(crate) fn decoupled_step<M>(
     model: M,
     optim: &mut Optimizer,
     config: &TrainConfig,
     step: usize,
-    loss_scale: Option<f32>,
+    mut scaler: Option<&mut LossScaler>,
     mut loss_of: impl FnMut(&M, usize) -> Tensor<1>,
 ) -> (M, Option<Tensor<1>>, f64)
 where
@@ -278,11 +315,14 @@ where
     let micro = config.grad_accumulation;
     let mut accumulator = GradientsAccumulator::<M>::new();
     let mut total: Option<Tensor<1>> = None;
+    let dynamic = scaler.is_some() && config.fused_kernels;
     let mut inner = None;
     for _ in 0..micro {
         let loss = loss_of(&model, micro);
-        let backward = match loss_scale {
-            Some(scale) => loss.clone() * scale,
+        let backward = match &scaler {
+            // The scale as a constant of the graph (it has no autodiff).
+            Some(s) if dynamic => loss.clone() * s.state.clone().slice(0..1),
+            Some(s) => loss.clone() * s.initial,
             None => loss.clone(),
         };
         inner.get_or_insert_with(|| loss.device().without_autodiff());
@@ -293,6 +333,21 @@ where
         total = add_loss(total, loss.detach());
     }
     let grads = accumulator.grads();
+    let learning_rate = config.learning_rate_at(step);
+    if let Some(s) = scaler.as_deref_mut().filter(|_| dynamic)
+        && let Some((factor, state)) = dynamic_factor(
+            &model,
+            &grads,
+            config.clip_grad_norm,
+            s.state.clone(),
+            LossScaler::GROWTH_INTERVAL,
+        )
+    {
+        s.state = state;
+        let model = optim.step(learning_rate, model, grads, Some(&factor));
+        return (model, total, learning_rate);
+    }
+    let loss_scale = scaler.map(|s| s.initial);
     let unscale = loss_scale.unwrap_or(1.0);
     let clip = config
         .clip_grad_norm
@@ -302,7 +357,6 @@ where
         (None, Some(scale), Some(device)) => Some(Tensor::<1>::from_floats([1.0 / scale], &device)),
         (factor, _, _) => factor,
     };
-    let learning_rate = config.learning_rate_at(step);
     let model = optim.step(learning_rate, model, grads, factor.as_ref());
     (model, total, learning_rate)
 }
@@ -693,19 +747,23 @@ pub(crate) mod tests {
         }
     }
 
-    /// Static loss scaling undoes itself: with a loss scale, the loss's backward pass runs
-    /// scaled and the update reads the gradients divided again (through clipping's factor or a
-    /// factor of its own), so the weights move as without one: Adam, AdamW and SGD (whose step
-    /// is proportional to the gradient), with clipping that bites and without, through burn's
-    /// composed update on flex and the fused kernels on wgpu; two micro-batches.
+    /// Loss scaling undoes itself: with a loss scale, the loss's backward pass runs scaled and
+    /// the update reads the gradients divided again (through clipping's factor or a factor of
+    /// its own), so the weights move as without one: Adam, AdamW and SGD (whose step is
+    /// proportional to the gradient), with clipping that bites and without; static through
+    /// burn's composed operations (flex, and wgpu without the fused kernels), dynamic through
+    /// the fused kernels on wgpu; two micro-batches.
     #[test]
     fn loss_scaling_gives_the_unscaled_update() {
         use burn::module::Param;
         use burn::nn::Linear;
-        let mut devices = vec![Device::flex().autodiff()];
+        let mut devices = vec![(Device::flex().autodiff(), true)];
         #[cfg(feature = "wgpu")]
-        devices.push(crate::kernels::test_device().autodiff());
-        for device in devices {
+        devices.extend([
+            (crate::kernels::test_device().autodiff(), true),
+            (crate::kernels::test_device().autodiff(), false),
+        ]);
+        for (device, fused_kernels) in devices {
             let mut rng = Rng::new(3);
             let x: Vec<f32> = (0..15).map(|_| rng.next_f32() * 4.0 - 2.0).collect();
             let x = Tensor::<2>::from_data(TensorData::new(x, [5, 3]), &device);
@@ -731,11 +789,13 @@ pub(crate) mod tests {
                     clip_grad_norm: clip,
                     grad_accumulation: 2,
                     learning_rate: 0.1,
+                    fused_kernels,
                     ..TrainConfig::default()
                 };
                 let run = |loss_scale: Option<f32>| {
                     let mut model = layer();
                     let mut optim = build(&config, DecayScope::Matrices);
+                    let mut scaler = loss_scale.map(|s| LossScaler::new(s, &device));
                     let mut values = Vec::new();
                     for step in 0..3 {
                         let (next, loss, _) = decoupled_step(
@@ -743,7 +803,7 @@ pub(crate) mod tests {
                             &mut optim,
                             &config,
                             step,
-                            loss_scale,
+                            scaler.as_mut(),
                             |m: &Linear, micro| {
                                 m.forward(x.clone()).powf_scalar(2.0).mean() / micro as f32
                             },
@@ -778,7 +838,8 @@ pub(crate) mod tests {
                 for (i, (a, b)) in plain.iter().zip(&scaled).enumerate() {
                     assert!(
                         (a - b).abs() <= 1e-5 * a.abs().max(1.0),
-                        "{device:?} {optimizer:?} clip {clip:?}: value {i} {a} unscaled, {b} scaled"
+                        "{device:?} fused {fused_kernels} {optimizer:?} clip {clip:?}: value {i} \
+                         {a} unscaled, {b} scaled"
                     );
                 }
             }
@@ -817,7 +878,7 @@ pub(crate) mod tests {
                 train.precision_on(&device, true),
                 match precision {
                     Precision::F32 => "f32",
-                    Precision::F16 => "f16 products, loss scale 1024",
+                    Precision::F16 => "f16 products, dynamic loss scale from 1024",
                 }
             );
             let mut trainer =
@@ -872,5 +933,112 @@ pub(crate) mod tests {
         .validate()
         .expect_err("loss scale below 1");
         assert!(err.to_string().contains("loss_scale"), "{err}");
+    }
+
+    /// Dynamic loss scaling (the fused kernels on wgpu) skips a step whose gradients overflow
+    /// and halves the scale: a loss scaled by 2^70 gives gradients whose squares pass f32's
+    /// range, so the weights stay exactly as they were (Adam, AdamW, SGD), the reported loss is
+    /// the unscaled one and the scale is 2^69 after; with SGD and momentum a skipped step then
+    /// a normal one move the weights exactly as the normal one alone (the velocity was left as
+    /// it was); a normal step counts one good step.
+    #[cfg(feature = "wgpu")]
+    #[test]
+    fn dynamic_loss_scaling_skips_an_overflowing_step() {
+        use burn::module::Param;
+        use burn::nn::Linear;
+        let device = crate::kernels::test_device().autodiff();
+        let mut rng = Rng::new(5);
+        let x: Vec<f32> = (0..15).map(|_| rng.next_f32() * 4.0 - 2.0).collect();
+        let x = Tensor::<2>::from_data(TensorData::new(x, [5, 3]), &device);
+        let initial: Vec<f32> = (0..8).map(|_| rng.next_f32() - 0.5).collect();
+        let layer = || Linear {
+            weight: Param::from_tensor(Tensor::from_data(
+                TensorData::new(initial[..6].to_vec(), [3, 2]),
+                &device,
+            )),
+            bias: Some(Param::from_tensor(Tensor::from_data(
+                TensorData::new(initial[6..].to_vec(), [2]),
+                &device,
+            ))),
+        };
+        let weights = |m: &Linear| -> Vec<f32> {
+            let w = m.weight.val().into_data().try_to_vec::<f32>().expect("f32");
+            let b = m.bias.as_ref().expect("bias").val().into_data();
+            [w, b.try_to_vec::<f32>().expect("f32")].concat()
+        };
+        let state = |s: &LossScaler| {
+            s.state()
+                .clone()
+                .into_data()
+                .try_to_vec::<f32>()
+                .expect("f32")
+        };
+        let step = |model: Linear, optim: &mut Optimizer, config: &TrainConfig, scale: f32| {
+            let mut scaler = LossScaler::new(scale, &device);
+            let (model, loss, _) = decoupled_step(
+                model,
+                optim,
+                config,
+                0,
+                Some(&mut scaler),
+                |m: &Linear, _| m.forward(x.clone()).powf_scalar(2.0).mean(),
+            );
+            let loss: f32 = loss.expect("loss").into_scalar();
+            (model, loss, state(&scaler))
+        };
+        let overflow = 2f32.powi(70);
+        for optimizer in [
+            OptimizerKind::Adamw,
+            OptimizerKind::Adam,
+            OptimizerKind::Sgd,
+        ] {
+            let config = TrainConfig {
+                optimizer,
+                learning_rate: 0.1,
+                ..TrainConfig::default()
+            };
+            let mut optim = build(&config, DecayScope::Matrices);
+            let (model, loss, after) = step(layer(), &mut optim, &config, overflow);
+            assert_eq!(
+                weights(&model),
+                initial,
+                "{optimizer:?}: the step was skipped"
+            );
+            assert!(
+                loss.is_finite() && loss > 0.0 && loss < 100.0,
+                "the unscaled loss: {loss}"
+            );
+            assert_eq!(
+                after,
+                [2f32.powi(69), 0.0],
+                "{optimizer:?}: the scale halved"
+            );
+            let (model, _, after) = step(model, &mut optim, &config, 1024.0);
+            assert_ne!(
+                weights(&model),
+                initial,
+                "{optimizer:?}: a normal step moves"
+            );
+            assert_eq!(after, [1024.0, 1.0], "{optimizer:?}: one good step");
+        }
+        let config = TrainConfig {
+            optimizer: OptimizerKind::Sgd,
+            momentum: 0.9,
+            learning_rate: 0.1,
+            ..TrainConfig::default()
+        };
+        let mut optim = build(&config, DecayScope::Matrices);
+        let (model, _, _) = step(layer(), &mut optim, &config, overflow);
+        let (model, _, _) = step(model, &mut optim, &config, 1024.0);
+        let (model, _, _) = step(model, &mut optim, &config, 1024.0);
+        let skipped_first = weights(&model);
+        let mut optim = build(&config, DecayScope::Matrices);
+        let (model, _, _) = step(layer(), &mut optim, &config, 1024.0);
+        let (model, _, _) = step(model, &mut optim, &config, 1024.0);
+        assert_eq!(
+            skipped_first,
+            weights(&model),
+            "the skip left the velocity as it was"
+        );
     }
 }
