@@ -119,18 +119,21 @@ function minilm() {
 // MiniLM at the browser's shape (length 16, batch 4: SwiftShader runs ~1 GFLOP/s), natively on
 // `device`, so the page's figure has a native one beside it. 40 rows: 8 training steps.
 const SMALL_MINILM = { maxLength: 16, batch: 4, steps: 5 };
-function minilmSmall(device, tuning, env = {}, name = device) {
+function minilmSmall(device, tuning, env = {}, name = device, precision = 'f32') {
   const lines = readFileSync(`${ASSETS}/movie_sentiment.csv`, 'utf8').split('\n');
   const data = `${OUT}/movie40.csv`;
   writeFileSync(data, `${lines.slice(0, 41).join('\n')}\n`);
-  const recipe = `${OUT}/minilm-small-recipe.json`;
-  writeFileSync(recipe, JSON.stringify({ fit: { epochs: 1, patience: null }, train: { batch_size: SMALL_MINILM.batch } }));
+  const recipe = `${OUT}/minilm-small-recipe${precision === 'f32' ? '' : `-${precision}`}.json`;
+  writeFileSync(recipe, JSON.stringify({ fit: { epochs: 1, patience: null }, train: { batch_size: SMALL_MINILM.batch, precision } }));
   const events = cli(['text', data, '--model', `${ASSETS}/minilm`, '--max-length', String(SMALL_MINILM.maxLength), '--pooling', 'mean',
     '--recipe', recipe, '--out', `${OUT}/minilm-small-out`, '--json', '--device', device,
     ...(tuning === 'lora' ? ['--tuning', 'lora', '--lora-rank', '8'] : [])], env);
   const started = checkAdapter(events.find((e) => e.type === 'started'), name);
   const progress = events.filter((e) => e.type === 'progress');
-  return { msPerStep: progress.at(-1).ms_per_step, hostMs: hostMedian(progress.map((e) => e.host_ms)), device: started.adapter ?? started.device };
+  return {
+    msPerStep: progress.at(-1).ms_per_step, hostMs: hostMedian(progress.map((e) => e.host_ms)), loss: progress.at(-1).loss,
+    device: started.adapter ?? started.device, precision: started.precision,
+  };
 }
 
 // Chromium's own Vulkan driver (SwiftShader), when Debian's Chromium ships it: native wgpu on it
@@ -318,6 +321,17 @@ async function main() {
       }
     }
   }
+  // Mixed precision side by side with f32 on native wgpu, where the adapter has shader-f16 (the
+  // run's `started` event says which precision ran; an f32 fallback is not reported as f16).
+  native.minilmHalf = {};
+  for (const tuning of QUICK ? [] : ['full', 'lora']) {
+    try {
+      const half = minilmSmall('wgpu', tuning, {}, 'wgpu', 'f16');
+      native.minilmHalf[tuning] = half.precision?.startsWith('f16') ? half : { error: `not run: ${half.precision}` };
+    } catch (err) {
+      native.minilmHalf[tuning] = { error: String(err.stderr || err.message).trim().split('\n').pop() };
+    }
+  }
   const browser = await browserFigures();
   browser.startup = await startupFigures();
   const wasm = readFileSync(`${DIST}/burnish-web_bg.wasm`);
@@ -392,6 +406,17 @@ async function main() {
       const page = p ?? browser.minilm?.[k]?.error ?? (QUICK ? 'not run (quick)' : '–');
       const hosts = `${fmt(native.minilmSmall[`swiftshader_${k}`]?.hostMs)} / ${fmt(browser.minilm?.[k]?.hostMs)}`;
       return `| ${k === 'full' ? 'full fine-tuning' : 'LoRA r=8 (query, value)'} | ${fmt(f, 0)} | ${fmt(w, 0)} | ${fmt(ss, 0)} | ${typeof page === 'number' ? fmt(page, 0) : page} | ${w && p ? `${fmt(w / p, 2)}x` : '–'} | ${ss && p ? `${fmt(ss / p, 2)}x` : '–'} | ${hosts} |`;
+    }), '',
+    `## Mixed precision (native wgpu, MiniLM at length ${SMALL_MINILM.maxLength}, batch ${SMALL_MINILM.batch}; ms/step)`, '',
+    'f16: the dense layers\' products in half precision with f32 weights, optimizer and loss, dynamic loss scaling; f32 from the table above. ' +
+      'On a CPU renderer f16 is emulated, so only a GPU\'s figures say what it gains.', '',
+    '| | f32 | f16 | f16 / f32 speed | last loss f32 / f16 |', '|---|---|---|---|---|',
+    ...['full', 'lora'].map((k) => {
+      const single = native.minilmSmall[`wgpu_${k}`];
+      const half = native.minilmHalf?.[k];
+      const cell = half?.msPerStep ? fmt(half.msPerStep, 0) : half?.error ?? (QUICK ? 'not run (quick)' : '–');
+      const ratio = single?.msPerStep && half?.msPerStep ? `${fmt(single.msPerStep / half.msPerStep, 2)}x` : '–';
+      return `| ${k === 'full' ? 'full fine-tuning' : 'LoRA r=8 (query, value)'} | ${fmt(single?.msPerStep, 0)} | ${cell} | ${ratio} | ${fmt(single?.loss, 4)} / ${fmt(half?.loss, 4)} |`;
     }), '',
     '## Start-up and size', '',
     `Page open to first training step (JS API example, a browser of its own): ${fmt(up.coldMs, 0)} ms cold, ${fmt(up.warmMs, 0)} ms warm cache. ` +
