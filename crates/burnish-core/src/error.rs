@@ -33,26 +33,45 @@ pub enum Error {
         reason: String,
     },
     /// Training produced a value that cannot be trained on (NaN or infinite loss).
-    #[error("training diverged at step {step}: loss is {loss}; {}", diverged_advice(*step))]
+    #[error("training diverged at step {step}: loss is {loss}; {}", diverged_advice(*step, *half))]
     Diverged {
         /// The optimizer step at which it happened.
         step: usize,
         /// The value that was read.
         loss: f32,
+        /// Whether the run multiplied in half precision (`precision: "f16"`).
+        half: bool,
     },
 }
 
 /// What to do about a non-finite loss. The first step's loss comes before any update, so the
-/// learning rate cannot be the cause there.
-fn diverged_advice(step: usize) -> &'static str {
-    if step <= 1 {
-        "it came before any update, so the model's outputs are not finite: check the weights and the input values"
-    } else {
-        "lower the learning rate"
+/// learning rate cannot be the cause there. In a half-precision run a value past f16's range
+/// in the forward pass is a cause of its own (the gradients' overflows are skipped, not this).
+fn diverged_advice(step: usize, half: bool) -> &'static str {
+    match (step <= 1, half) {
+        (true, false) => {
+            "it came before any update, so the model's outputs are not finite: check the weights and the input values"
+        }
+        (true, true) => {
+            "it came before any update: the run multiplies in f16, whose largest value is 65504, so a layer's input or output past it is one cause: train with \"precision\": \"f32\"; else check the weights and the input values"
+        }
+        (false, false) => "lower the learning rate",
+        (false, true) => {
+            "lower the learning rate, or train with \"precision\": \"f32\" (the run multiplies in f16, whose largest value is 65504)"
+        }
     }
 }
 
 impl Error {
+    /// The error of a half-precision run (`half`): a divergence then says so in its advice.
+    #[must_use]
+    pub fn in_precision(self, half: bool) -> Self {
+        match self {
+            Self::Diverged { step, loss, .. } => Self::Diverged { step, loss, half },
+            other => other,
+        }
+    }
+
     /// Shorthand for a [`Error::Config`] error.
     pub fn config(field: &'static str, reason: impl Into<String>) -> Self {
         Self::Config {
@@ -87,6 +106,7 @@ mod tests {
         let first = Error::Diverged {
             step: 1,
             loss: f32::NAN,
+            half: false,
         }
         .to_string();
         assert_eq!(
@@ -97,11 +117,32 @@ mod tests {
         let later = Error::Diverged {
             step: 7,
             loss: f32::INFINITY,
-        }
-        .to_string();
+            half: false,
+        };
         assert_eq!(
-            later,
+            later.to_string(),
             "training diverged at step 7: loss is inf; lower the learning rate"
         );
+        // A half-precision run names f16's range and the way back to f32; other errors pass.
+        assert_eq!(
+            later.in_precision(true).to_string(),
+            "training diverged at step 7: loss is inf; lower the learning rate, or train with \
+             \"precision\": \"f32\" (the run multiplies in f16, whose largest value is 65504)"
+        );
+        let first = Error::Diverged {
+            step: 1,
+            loss: f32::NAN,
+            half: false,
+        }
+        .in_precision(true)
+        .to_string();
+        assert!(
+            first.contains("multiplies in f16") && first.contains("check the weights"),
+            "{first}"
+        );
+        assert!(matches!(
+            Error::config("x", "y").in_precision(true),
+            Error::Config { field: "x", .. }
+        ));
     }
 }

@@ -449,7 +449,11 @@ impl LossQueue {
         let mut sum = 0.0;
         for ((_, step, learning_rate, host_ms), loss) in queued.into_iter().zip(losses) {
             if !loss.is_finite() {
-                return Err(Error::Diverged { step, loss });
+                return Err(Error::Diverged {
+                    step,
+                    loss,
+                    half: false,
+                });
             }
             let ms_per_step = timer.record(step, ms);
             sum += f64::from(loss);

@@ -264,6 +264,7 @@ pub async fn train_lm(
     let steps = recipe.train.steps;
     let total_parameters = burn::module::Module::num_params(&model);
     let mut trainer = LmTrainer::new(model, recipe.train.clone(), train.to_vec(), device)?;
+    let half = recipe.train.half_products(device).is_some();
     let window = trainer.window();
     host.post(Event::Started {
         rows: train.len(),
@@ -321,7 +322,10 @@ pub async fn train_lm(
             || control.get() != RunState::Running
             || queue.full(recipe.loss_read_ms, &timer)
         {
-            loss_sum += queue.read(&mut timer, steps, host).await?;
+            loss_sum += queue
+                .read(&mut timer, steps, host)
+                .await
+                .map_err(|e| e.in_precision(half))?;
             loss_n += queued;
         }
         if evaluating {

@@ -103,6 +103,7 @@ pub async fn fit_text(
     let steps = config.steps;
     let total_parameters = burn::module::Module::num_params(&model);
     let precision = config.precision_on(device, true);
+    let half = config.half_products(device).is_some();
     let mut trainer = TextTrainer::new(model, config, splits.train.clone(), device)?;
     let parameters = trainable_parameters(trainer.model());
     let validation = if splits.validation.rows.is_empty() {
@@ -140,7 +141,8 @@ pub async fn fit_text(
         None,
         None,
     )
-    .await?;
+    .await
+    .map_err(|e| e.in_precision(half))?;
     let final_split = if splits.test.rows.is_empty() {
         validation
     } else {

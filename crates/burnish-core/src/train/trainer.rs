@@ -354,7 +354,11 @@ pub(crate) async fn step_report(
         .await
         .map_err(Error::readback("training loss"))?;
     if !loss.is_finite() {
-        return Err(Error::Diverged { step, loss });
+        return Err(Error::Diverged {
+            step,
+            loss,
+            half: false,
+        });
     }
     Ok(StepReport {
         step,
