@@ -7,7 +7,9 @@
 // split among THREADS threads (a power of two, so each takes about 32); a term reads its
 // window's gradient and position once and the 3x3 input patch around that position, adding to
 // the pair's nine taps (and, for c = 0, the bias). The threads' partial sums are then added in
-// workgroup memory, all ten together. Loads are clamped and terms selected rather than branched
+// workgroup memory, all ten together: ten values a thread, so the kernel runs small workgroups
+// (64 threads; WebGPU zero-fills workgroup memory as every workgroup starts, which SwiftShader
+// pays for in proportion to the memory times the threads). Loads are clamped and terms selected rather than branched
 // around, so neighbouring threads (SIMD lanes on CPU renderers) never diverge. burn's composed
 // backward is a convolution for the weights, a reduction for the bias and layout copies around
 // them, over dense gradients.

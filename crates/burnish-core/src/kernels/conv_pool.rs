@@ -180,14 +180,20 @@ mod wgpu {
     /// threads in all (each cross-thread step costs workgroup barriers, which CPU renderers pay
     /// dearly for: the digits CNN's second block, 512 sums of 256 terms, took 11.2 ms a step on
     /// SwiftShader at 8 threads a sum, 6.8 at 2), but at most ~1,024 terms a thread and at least
-    /// ~32 (`threads_per_row`); a power of two.
+    /// ~32 (`threads_per_row`) and at most a workgroup; a power of two.
     fn params_threads(rows: usize, terms: u32) -> u32 {
-        let most = threads_per_row(terms);
+        let most = threads_per_row(terms).min(PARAMS_WORKGROUP);
         let least = terms.div_ceil(1024).next_power_of_two().min(most);
         let wanted = u32::try_from(2048 / rows.max(1)).unwrap_or(u32::MAX).max(1);
         let floor_pow2 = 1 << wanted.ilog2();
         floor_pow2.clamp(least, most)
     }
+
+    /// Threads per workgroup of `conv_pool_params_grad.wgsl`: its ten sums a thread in
+    /// workgroup memory are 10 KiB at 256 threads, which WebGPU zero-fills at the start of every
+    /// workgroup; SwiftShader's fill costs in proportion to the memory times the threads, so
+    /// 64-thread workgroups (2.5 KiB) pay a quarter of it in all.
+    const PARAMS_WORKGROUP: u32 = 64;
 
     /// The weights' and the bias's gradients from the pooled output's (`g`, contiguous).
     fn params_grad(state: &State, g: &CubeTensor) -> (CubeTensor, CubeTensor) {
@@ -201,6 +207,7 @@ mod wgpu {
             include_str!("../../../../shaders/conv_pool_params_grad.wgsl"),
         )
         .uniform::<ConvPoolUniform>()
+        .workgroup(PARAMS_WORKGROUP)
         .item("threads", threads.to_string());
         Launch::new(kernel, c_out * c_in * threads as usize)
             .buffer(&state.x)

@@ -78,6 +78,8 @@ pub(crate) struct WgslKernel {
     /// The file name under `shaders/`, for the id and error messages.
     name: &'static str,
     template: &'static str,
+    /// Threads per workgroup (the `workgroup_size` item).
+    workgroup: u32,
     /// Template items, in a fixed order so equal kernels have equal ids.
     items: Vec<(&'static str, String)>,
 }
@@ -88,8 +90,20 @@ impl WgslKernel {
         Self {
             name,
             template,
+            workgroup: WORKGROUP,
             items: vec![("workgroup_size", WORKGROUP.to_string())],
         }
+    }
+
+    /// Threads per workgroup other than [`WORKGROUP`] (at most 256, WebGPU's guaranteed
+    /// limit). Smaller for a kernel with much workgroup memory: WebGPU zero-fills it at the
+    /// start of every workgroup, and on SwiftShader that costs in proportion to the memory
+    /// times the threads (Chromium's CPU adapter: a 10 KiB array in 256-thread workgroups added
+    /// ~0.5 ms a workgroup to a probe kernel whose own work took ~0.1 ms).
+    pub(crate) fn workgroup(mut self, size: u32) -> Self {
+        debug_assert!(size.is_power_of_two() && size <= WORKGROUP, "{size}");
+        self.workgroup = size;
+        self.item("workgroup_size", size.to_string())
     }
 
     /// Set a template item.
@@ -236,7 +250,8 @@ pub(crate) fn owned<const D: usize>(tensor: Tensor<D>) -> CubeTensor {
     if t.can_mut() { t } else { t.copy() }
 }
 
-/// A launch of a kernel over `len` threads, [`WORKGROUP`] per workgroup: its buffers in binding
+/// A launch of a kernel over `len` threads, the kernel's workgroup size (by default
+/// [`WORKGROUP`]) per workgroup: its buffers in binding
 /// order, then the uniform block as the last binding, on a grid laid out in two dimensions
 /// (WebGPU allows 65,535 workgroups per dimension), which the kernel flattens as
 /// `group.y * groups.x + group.x`.
@@ -249,9 +264,9 @@ pub(crate) struct Launch {
 impl Launch {
     pub(crate) fn new(kernel: WgslKernel, len: usize) -> Self {
         Self {
-            kernel,
-            groups: u32::try_from(len.div_ceil(WORKGROUP as usize))
+            groups: u32::try_from(len.div_ceil(kernel.workgroup as usize))
                 .expect("fewer than 2^32 workgroups"),
+            kernel,
             buffers: Vec::new(),
         }
     }
@@ -311,8 +326,9 @@ impl Launch {
             .fold(KernelArguments::new(), KernelArguments::with_buffer)
             .with_info(MetadataBindingInfo::custom(words));
         LAUNCHES.with(|n| n.set(n.get() + 1));
+        let dim = CubeDim::new_1d(self.kernel.workgroup);
         client.launch(
-            Box::new(SourceKernel::new(self.kernel, CubeDim::new_1d(WORKGROUP))),
+            Box::new(SourceKernel::new(self.kernel, dim)),
             CubeCount::Static(x, y, 1),
             arguments,
         );
