@@ -8,6 +8,7 @@
 // Template items (filled by crates/burnish-core/src/kernels/clip.rs):
 //   uniform         the `ClipUniform` struct, generated from the Rust definition
 //   workgroup_size  threads per workgroup, a power of two
+//   workgroup_sum   the sum over the workgroup's threads (shaders/workgroup_sum.wgsl)
 
 {{ uniform }}
 
@@ -20,22 +21,17 @@ const WORKGROUP: u32 = {{ workgroup_size }}u;
 
 var<workgroup> scratch: array<f32, WORKGROUP>;
 
+{{ workgroup_sum }}
+
 @compute @workgroup_size({{ workgroup_size }})
 fn main(@builtin(local_invocation_index) local: u32) {
     var s = 0.0;
     for (var i = local; i < params.count; i += WORKGROUP) {
         s += partials[i];
     }
-    scratch[local] = s;
-    workgroupBarrier();
-    for (var stride = WORKGROUP / 2u; stride > 0u; stride /= 2u) {
-        if (local < stride) {
-            scratch[local] += scratch[local + stride];
-        }
-        workgroupBarrier();
-    }
+    let total = workgroup_sum(local, s);
     if (local == 0u) {
-        let norm = sqrt(scratch[0]);
+        let norm = sqrt(total);
         norm_out[0] = norm;
         factor_out[0] = min(params.max_norm / (norm + 1e-6), 1.0);
     }

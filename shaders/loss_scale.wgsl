@@ -14,6 +14,7 @@
 // Template items (filled by crates/burnish-core/src/kernels/clip.rs):
 //   uniform         the `LossScaleUniform` struct, generated from the Rust definition
 //   workgroup_size  threads per workgroup, a power of two
+//   workgroup_sum   the sum over the workgroup's threads (shaders/workgroup_sum.wgsl)
 
 {{ uniform }}
 
@@ -27,6 +28,8 @@ const MAX_SCALE: f32 = 16777216.0;
 
 var<workgroup> scratch: array<f32, WORKGROUP>;
 
+{{ workgroup_sum }}
+
 fn finite(x: f32) -> bool {
     return (bitcast<u32>(x) & 0x7f800000u) != 0x7f800000u;
 }
@@ -37,16 +40,8 @@ fn main(@builtin(local_invocation_index) local: u32) {
     for (var i = local; i < params.count; i += WORKGROUP) {
         s += partials[i];
     }
-    scratch[local] = s;
-    workgroupBarrier();
-    for (var stride = WORKGROUP / 2u; stride > 0u; stride /= 2u) {
-        if (local < stride) {
-            scratch[local] += scratch[local + stride];
-        }
-        workgroupBarrier();
-    }
+    let total = workgroup_sum(local, s);
     if (local == 0u) {
-        let total = scratch[0];
         let scale = scaler[0];
         if (finite(total)) {
             var clip = 1.0;

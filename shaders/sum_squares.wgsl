@@ -12,6 +12,7 @@
 //
 // Template items (filled by crates/burnish-core/src/kernels/clip.rs):
 //   workgroup_size  threads per workgroup, a power of two
+//   workgroup_sum   the sum over the workgroup's threads (shaders/workgroup_sum.wgsl)
 //   slots           tensors in the launch (bindings 0 .. slots - 1; partials at `slots`)
 //   bindings        the tensors' bindings
 //   sums            the per-slot loops
@@ -44,6 +45,8 @@ struct SumSquares {
 
 var<workgroup> scratch: array<f32, WORKGROUP>;
 
+{{ workgroup_sum }}
+
 @compute @workgroup_size({{ workgroup_size }})
 fn main(
     @builtin(workgroup_id) group: vec3<u32>,
@@ -61,15 +64,8 @@ fn main(
     let start = (group.x - params.slots[slot].first) * WORKGROUP + local;
     var s = 0.0;
 {{ sums }}
-    scratch[local] = s;
-    workgroupBarrier();
-    for (var half = WORKGROUP / 2u; half > 0u; half /= 2u) {
-        if (local < half) {
-            scratch[local] += scratch[local + half];
-        }
-        workgroupBarrier();
-    }
+    let total = workgroup_sum(local, s);
     if (local == 0u) {
-        partials[params.base + group.x] = scratch[0];
+        partials[params.base + group.x] = total;
     }
 }

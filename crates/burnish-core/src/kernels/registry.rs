@@ -28,12 +28,17 @@ pub(crate) type Tracked = burn::backend::Autodiff<CubeBackend, NoCheckpointing>;
 
 /// WGSL shared by several kernels (WGSL has no includes), registered as template items of
 /// every kernel's text under these names: the row reductions of the kernels that split rows
-/// among threads, GELU's erf and tanh argument, and the dropout masks' hash. Constants, so they stay out of the kernel
+/// among threads, the whole-workgroup sum of the kernels that reduce into one value a
+/// workgroup, GELU's erf and tanh argument, and the dropout masks' hash. Constants, so they stay out of the kernel
 /// id, which CubeCL hashes at every launch.
-const SNIPPETS: [(&str, &str); 3] = [
+const SNIPPETS: [(&str, &str); 4] = [
     (
         "row_reduce",
         include_str!("../../../../shaders/row_reduce.wgsl"),
+    ),
+    (
+        "workgroup_sum",
+        include_str!("../../../../shaders/workgroup_sum.wgsl"),
     ),
     (
         "gelu_math",
