@@ -747,6 +747,55 @@ pub(crate) mod tests {
         }
     }
 
+    /// The loss-scaling tests' model: one 3 -> 2 linear layer from seeded weights, five seeded
+    /// inputs, the mean of the squared outputs as the loss.
+    struct OneLayer {
+        x: Tensor<2>,
+        initial: Vec<f32>,
+        device: Device,
+    }
+
+    impl OneLayer {
+        fn new(seed: u64, device: &Device) -> Self {
+            let mut rng = Rng::new(seed);
+            let x: Vec<f32> = (0..15).map(|_| rng.next_f32() * 4.0 - 2.0).collect();
+            let x = Tensor::<2>::from_data(TensorData::new(x, [5, 3]), device);
+            let initial = (0..8).map(|_| rng.next_f32() - 0.5).collect();
+            Self {
+                x,
+                initial,
+                device: device.clone(),
+            }
+        }
+
+        /// A fresh layer with the initial weights.
+        fn layer(&self) -> burn::nn::Linear {
+            use burn::module::Param;
+            let data = |values: &[f32], shape: Vec<usize>| TensorData::new(values.to_vec(), shape);
+            burn::nn::Linear {
+                weight: Param::from_tensor(Tensor::from_data(
+                    data(&self.initial[..6], vec![3, 2]),
+                    &self.device,
+                )),
+                bias: Some(Param::from_tensor(Tensor::from_data(
+                    data(&self.initial[6..], vec![2]),
+                    &self.device,
+                ))),
+            }
+        }
+
+        fn loss(&self, m: &burn::nn::Linear) -> Tensor<1> {
+            m.forward(self.x.clone()).powf_scalar(2.0).mean()
+        }
+
+        /// The weight's values, then the bias's.
+        fn values(m: &burn::nn::Linear) -> Vec<f32> {
+            let w = m.weight.val().into_data().try_to_vec::<f32>().expect("f32");
+            let b = m.bias.as_ref().expect("bias").val().into_data();
+            [w, b.try_to_vec::<f32>().expect("f32")].concat()
+        }
+    }
+
     /// Loss scaling undoes itself: with a loss scale, the loss's backward pass runs scaled and
     /// the update reads the gradients divided again (through clipping's factor or a factor of
     /// its own), so the weights move as without one: Adam, AdamW and SGD (whose step is
@@ -755,7 +804,6 @@ pub(crate) mod tests {
     /// the fused kernels on wgpu; two micro-batches.
     #[test]
     fn loss_scaling_gives_the_unscaled_update() {
-        use burn::module::Param;
         use burn::nn::Linear;
         let mut devices = vec![(Device::flex().autodiff(), true)];
         #[cfg(feature = "wgpu")]
@@ -764,20 +812,7 @@ pub(crate) mod tests {
             (crate::kernels::test_device().autodiff(), false),
         ]);
         for (device, fused_kernels) in devices {
-            let mut rng = Rng::new(3);
-            let x: Vec<f32> = (0..15).map(|_| rng.next_f32() * 4.0 - 2.0).collect();
-            let x = Tensor::<2>::from_data(TensorData::new(x, [5, 3]), &device);
-            let initial: Vec<f32> = (0..8).map(|_| rng.next_f32() - 0.5).collect();
-            let layer = || Linear {
-                weight: Param::from_tensor(Tensor::from_data(
-                    TensorData::new(initial[..6].to_vec(), [3, 2]),
-                    &device,
-                )),
-                bias: Some(Param::from_tensor(Tensor::from_data(
-                    TensorData::new(initial[6..].to_vec(), [2]),
-                    &device,
-                ))),
-            };
+            let fixture = OneLayer::new(3, &device);
             for (optimizer, clip) in [
                 (OptimizerKind::Adamw, None),
                 (OptimizerKind::Adam, Some(0.05)),
@@ -793,7 +828,7 @@ pub(crate) mod tests {
                     ..TrainConfig::default()
                 };
                 let run = |loss_scale: Option<f32>| {
-                    let mut model = layer();
+                    let mut model = fixture.layer();
                     let mut optim = build(&config, DecayScope::Matrices);
                     let mut scaler = loss_scale.map(|s| LossScaler::new(s, &device));
                     let mut values = Vec::new();
@@ -804,34 +839,19 @@ pub(crate) mod tests {
                             &config,
                             step,
                             scaler.as_mut(),
-                            |m: &Linear, micro| {
-                                m.forward(x.clone()).powf_scalar(2.0).mean() / micro as f32
-                            },
+                            |m: &Linear, micro| fixture.loss(m) / micro as f32,
                         );
                         model = next;
                         // The reported loss: the unscaled one on both runs.
                         values.push(loss.expect("loss").into_scalar());
                     }
-                    let weight: Vec<f32> = model
-                        .weight
-                        .val()
-                        .into_data()
-                        .try_to_vec::<f32>()
-                        .expect("f32");
-                    let bias: Vec<f32> = model
-                        .bias
-                        .expect("bias")
-                        .val()
-                        .into_data()
-                        .try_to_vec::<f32>()
-                        .expect("f32");
-                    [values, weight, bias].concat()
+                    [values, OneLayer::values(&model)].concat()
                 };
                 let (plain, scaled) = (run(None), run(Some(1024.0)));
                 assert!(
                     plain[3..]
                         .iter()
-                        .zip(&initial)
+                        .zip(&fixture.initial)
                         .any(|(a, b)| (a - b).abs() > 1e-3),
                     "{optimizer:?}: the weights moved"
                 );
@@ -944,28 +964,14 @@ pub(crate) mod tests {
     #[cfg(feature = "wgpu")]
     #[test]
     fn dynamic_loss_scaling_skips_an_overflowing_step() {
-        use burn::module::Param;
         use burn::nn::Linear;
         let device = crate::kernels::test_device().autodiff();
-        let mut rng = Rng::new(5);
-        let x: Vec<f32> = (0..15).map(|_| rng.next_f32() * 4.0 - 2.0).collect();
-        let x = Tensor::<2>::from_data(TensorData::new(x, [5, 3]), &device);
-        let initial: Vec<f32> = (0..8).map(|_| rng.next_f32() - 0.5).collect();
-        let layer = || Linear {
-            weight: Param::from_tensor(Tensor::from_data(
-                TensorData::new(initial[..6].to_vec(), [3, 2]),
-                &device,
-            )),
-            bias: Some(Param::from_tensor(Tensor::from_data(
-                TensorData::new(initial[6..].to_vec(), [2]),
-                &device,
-            ))),
-        };
-        let weights = |m: &Linear| -> Vec<f32> {
-            let w = m.weight.val().into_data().try_to_vec::<f32>().expect("f32");
-            let b = m.bias.as_ref().expect("bias").val().into_data();
-            [w, b.try_to_vec::<f32>().expect("f32")].concat()
-        };
+        let fixture = OneLayer::new(5, &device);
+        let (layer, weights, initial) = (
+            || fixture.layer(),
+            OneLayer::values,
+            fixture.initial.clone(),
+        );
         let state = |s: &LossScaler| {
             s.state()
                 .clone()
@@ -981,7 +987,7 @@ pub(crate) mod tests {
                 config,
                 0,
                 Some(&mut scaler),
-                |m: &Linear, _| m.forward(x.clone()).powf_scalar(2.0).mean(),
+                |m: &Linear, _| fixture.loss(m),
             );
             let loss: f32 = loss.expect("loss").into_scalar();
             (model, loss, state(&scaler))
