@@ -29,8 +29,8 @@ const state = {
 // progress: kept out of `state`, which tests read whole.
 let loads = [];
 let runLoads = null;
-// For the fault-handling test: make the worker panic.
-window.burnishDebug = { panic: () => send('debug_panic') };
+// For the fault-handling tests: make the worker panic, or destroy its GPU device.
+window.burnishDebug = { panic: () => send('debug_panic'), loseDevice: () => send('debug_lose_device') };
 window.burnish = state;
 
 const params = new URLSearchParams(location.search);

@@ -2,7 +2,8 @@
 // every 10 steps; the page is reloaded mid-training, offers the stored run, resumes it with one
 // click, and the resumed loss curve is compared with an uninterrupted run of the same recipe
 // (the resume-fidelity figure). Then pause saves at once, a worker panic offers the autosave,
-// and stored runs can be deleted.
+// and stored runs can be deleted; a lost GPU device is reported as such and the run resumes on
+// a new one.
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -100,6 +101,43 @@ test('pause autosaves, a worker panic offers the autosave, and stored runs can b
     await waitFor(page, record, (st) => st.runs.length === 0, 10_000, 'the deleted run');
     assert.ok(await page.locator('#runs-section').isHidden());
     const others = record.errors.filter((e) => !/panicked|deliberate panic|unreachable|RuntimeError/.test(e));
+    assert.deepEqual(others, []);
+  } finally {
+    await browser.close();
+  }
+});
+
+test('a lost GPU device ends the run with a message naming the loss, and the run resumes on a new device', { timeout: 600_000 }, async () => {
+  const { browser, page, record } = await launch();
+  try {
+    await page.goto(`${BASE_URL}?epochs=${EPOCHS}&autosave=${EVERY}`);
+    await waitFor(page, record, (s) => s.preview && idle(s), 60_000, 'the demo data');
+    await page.click('#start');
+    let s = await waitFor(page, record, (st) => st.autosaves.length >= 1 && st.losses.length >= EVERY + 2, 300_000, 'the first autosave and two more steps');
+    const saved = s.autosaves.at(-1).step;
+    // WebGPU's GPUDevice.destroy() in the worker: the device is gone as after a driver reset.
+    // One message (the run's failed read-back is not shown beside it): the loss and the autosave.
+    await page.evaluate(() => window.burnishDebug.loseDevice());
+    const message = await nextError(page, 'the lost device', 60_000);
+    assert.match(message, /^The training worker crashed \(the GPU device was lost \(destroyed/);
+    assert.doesNotMatch(message, /back from the device|could not be mapped/);
+    assert.match(message, new RegExp(`resume the run from its autosave at step ${saved} under Stored runs`));
+    assert.equal(await page.locator('#message').textContent(), message);
+    s = await waitFor(page, record, (st) => idle(st) && st.runs.length === 1 && st.crashes === 1, 60_000, 'the fresh worker');
+    assert.deepEqual(s.errors, [], 'no error after the crash message');
+    assert.equal(s.runs[0].info.step, saved);
+    // The fresh worker makes a new device, and the run goes on from the autosave on it.
+    await page.click('#runs .resume-run');
+    // Two steps trained after the `restored` event (the old worker's steps came before it).
+    const resumedSteps = (st) => st.events.slice(st.events.findLastIndex((e) => e.type === 'restored')).filter((e) => e.type === 'progress');
+    s = await waitFor(page, record, (st) => st.events.some((e) => e.type === 'restored') && resumedSteps(st).length >= 2, 200_000, 'the resumed run');
+    assert.equal(s.events.filter((e) => e.type === 'restored').at(-1).step, saved);
+    assert.deepEqual(resumedSteps(s).slice(0, 2).map((e) => e.step), [saved + 1, saved + 2]);
+    assert.ok(resumedSteps(s).every((e) => Number.isFinite(e.loss)), 'finite losses after the resume');
+    await page.click('#cancel');
+    await waitFor(page, record, (st) => finished(st) && st.report.cancelled, 200_000, 'the cancelled run');
+    // Chromium logs the destroyed device's failed calls; nothing else may fail.
+    const others = record.errors.filter((e) => !/lost|destroyed|Device|device/.test(e));
     assert.deepEqual(others, []);
   } finally {
     await browser.close();

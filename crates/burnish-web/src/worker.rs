@@ -31,6 +31,8 @@ thread_local! {
     /// Each session's data and model (the page uses session 0; every trainer of the JS API has
     /// its own, all on the one device of this worker).
     static WORKSPACES: RefCell<HashMap<u32, Workspace>> = RefCell::new(HashMap::new());
+    /// Whether the GPU device was lost (its `crashed` event is posted).
+    static DEVICE_LOST: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
 /// The wasm start function: constructors, panic hook, and, inside a dedicated worker, the
@@ -52,6 +54,7 @@ pub fn start() {
             );
             console_error_panic_hook::hook(info);
         }));
+        watch_device_loss();
         let handler = Closure::<dyn FnMut(MessageEvent)>::new(on_message);
         scope.set_onmessage(Some(handler.as_ref().unchecked_ref()));
         handler.forget();
@@ -64,6 +67,53 @@ pub fn start() {
             },
         );
     }
+}
+
+#[wasm_bindgen(inline_js = r#"
+let device = null;
+// Wrap GPUAdapter.requestDevice (wgpu calls it through the prototype) so that every device the
+// worker creates is watched: `lost` settles when the browser takes the device away (a driver
+// reset, a GPU process crash, the system reclaiming it) or on `destroy()`.
+export function watch_devices(onLost) {
+  if (typeof GPUAdapter === 'undefined') return;
+  const request = GPUAdapter.prototype.requestDevice;
+  GPUAdapter.prototype.requestDevice = async function (...args) {
+    const created = await request.apply(this, args);
+    device = created;
+    created.lost.then((info) => onLost(String(info.reason), String(info.message)));
+    return created;
+  };
+}
+export function destroy_device() {
+  if (device) device.destroy();
+}
+"#)]
+extern "C" {
+    fn watch_devices(on_lost: &Closure<dyn FnMut(String, String)>);
+    fn destroy_device();
+}
+
+/// A lost GPU device leaves every tensor and kernel of this worker unusable, and a run in
+/// progress may wait forever on a read-back that never completes: report it as a crash (the
+/// page drops this worker, starts a fresh one, which gets a new device, and offers the run's
+/// last autosave) instead of leaving the page waiting.
+fn watch_device_loss() {
+    let on_lost = Closure::<dyn FnMut(String, String)>::new(|reason: String, message: String| {
+        DEVICE_LOST.set(true);
+        let detail = if message.is_empty() {
+            String::new()
+        } else {
+            format!(": {message}")
+        };
+        post(
+            ALL,
+            Event::Crashed {
+                message: format!("the GPU device was lost ({reason}{detail})"),
+            },
+        );
+    });
+    watch_devices(&on_lost);
+    on_lost.forget();
 }
 
 fn scope() -> DedicatedWorkerGlobalScope {
@@ -692,6 +742,7 @@ fn on_message(message: MessageEvent) {
             });
         }
         Command::DebugPanic => panic!("a deliberate panic (the debug_panic command)"),
+        Command::DebugLoseDevice => destroy_device(),
         Command::Pause | Command::Resume | Command::Cancel => match active {
             Some(control) => match command {
                 Command::Pause => control.pause(),
@@ -718,7 +769,15 @@ where
         match outcome {
             Ok(Some(event)) => post(session, event),
             Ok(None) => {}
-            Err(message) => error(session, message),
+            Err(message) => {
+                // A lost device fails the run's pending read-back before WebGPU settles the
+                // device's `lost` promise: give it a moment, and leave the error unsaid when the
+                // loss (the `crashed` event, which names it) explains it.
+                BrowserHost(session).sleep(50).await;
+                if !DEVICE_LOST.get() {
+                    error(session, message);
+                }
+            }
         }
     });
 }

@@ -173,6 +173,10 @@ pub enum Command {
     /// Panic inside the worker on purpose, so that tests exercise the page's recovery from a
     /// worker fault (a `crashed` event follows, and the worker is gone).
     DebugPanic,
+    /// Destroy the worker's GPU device on purpose (WebGPU's `GPUDevice.destroy()`), so that
+    /// tests exercise the recovery from a lost device (a `crashed` event naming the loss
+    /// follows). Where no device was created yet, nothing happens.
+    DebugLoseDevice,
 }
 
 /// The demo run: a small MLP on interleaved spirals.
