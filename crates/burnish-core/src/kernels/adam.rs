@@ -57,8 +57,8 @@ pub(crate) fn step_group(
     #[cfg(feature = "wgpu")]
     {
         use super::registry::{
-            Launch, WgslKernel, burn_tensor, cube_tensor, empty_like, grouped, input, owned,
-            slot_starts,
+            Launch, WgslKernel, burn_tensor, cube_tensor, grouped, input, owned, slot_starts,
+            stand_ins,
         };
 
         let lens: Vec<usize> = values.iter().map(|v| v.shape().num_elements()).collect();
@@ -118,7 +118,7 @@ pub(crate) fn step_group(
             .buffer(&state)
             // Without a scale that binding is never touched: a one-value stand-in fills it (not
             // a gradient again: WebGPU rejects one buffer range bound twice as writable).
-            .buffer(&scale.unwrap_or_else(|| empty_like(&state, [1])))
+            .buffer(&scale.unwrap_or_else(|| stand_ins::<1>(&state)[0].clone()))
             .run_bytes(bytes);
         burn_tensor(state)
     }

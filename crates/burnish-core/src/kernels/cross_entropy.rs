@@ -74,7 +74,7 @@ mod wgpu {
 
     use super::CrossEntropyUniform;
     use crate::kernels::registry::{
-        Launch, WgslKernel, burn_tensor, contiguous, cube_tensor, empty_like, record,
+        Launch, WgslKernel, burn_tensor, contiguous, cube_tensor, empty_like, record, stand_ins,
         threads_per_row, tracked,
     };
 
@@ -107,7 +107,7 @@ mod wgpu {
         fn weights_or_placeholder(&self, like: &CubeTensor) -> CubeTensor {
             self.weights
                 .clone()
-                .unwrap_or_else(|| empty_like(like, [1]))
+                .unwrap_or_else(|| stand_ins::<1>(like)[0].clone())
         }
     }
 

@@ -132,7 +132,7 @@ mod wgpu {
     use super::LayerNormUniform;
     use crate::kernels::registry::{
         Launch, WORKGROUP, WgslKernel, burn_tensor, contiguous, cube_tensor, empty_like, record,
-        register_input_and_params, threads_per_row, tracked,
+        register_input_and_params, stand_ins, threads_per_row, tracked,
     };
     use crate::model::DropMask;
 
@@ -167,12 +167,6 @@ mod wgpu {
             .item("has_drop", mode.has_drop().to_string())
     }
 
-    /// A binding the kernel's mode never touches: one value of its own (WebGPU rejects one
-    /// allocation bound twice).
-    fn stand_in(like: &CubeTensor) -> CubeTensor {
-        empty_like(like, [1])
-    }
-
     /// The normalised rows and each row's statistics (`[rows, 2]`: mean, reciprocal standard
     /// deviation), from contiguous tensors; with `join` (`h`, `bias`, `res`), `x` is first
     /// written as `res + dropout(h + bias)`.
@@ -193,7 +187,7 @@ mod wgpu {
             uniform,
             mode,
         );
-        let stand_ins = [(); 3].map(|()| stand_in(x));
+        let stand_ins: [CubeTensor; 3] = stand_ins(x);
         let [h, bias, res] = join.unwrap_or([&stand_ins[0], &stand_ins[1], &stand_ins[2]]);
         Launch::new(kernel, rows * threads_per_row(uniform.cols) as usize)
             .buffer(x)
@@ -234,7 +228,7 @@ mod wgpu {
             &state.uniform,
             state.mode,
         );
-        let stand_in = stand_in(&state.x);
+        let [stand_in] = stand_ins(&state.x);
         Launch::new(kernel, rows * threads_per_row(state.uniform.cols) as usize)
             .buffer(&state.x)
             .buffer(&state.gamma)
@@ -268,7 +262,7 @@ mod wgpu {
                 Mode::Plain
             },
         );
-        let stand_ins = [(); 2].map(|()| stand_in(&state.x));
+        let stand_ins: [CubeTensor; 2] = stand_ins(&state.x);
         Launch::new(kernel, cols.div_ceil(16) * WORKGROUP as usize)
             .buffer(&state.x)
             .buffer(&state.stats)

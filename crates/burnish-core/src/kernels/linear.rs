@@ -82,7 +82,7 @@ mod wgpu {
     use super::LinearUniform;
     use crate::kernels::registry::{
         Launch, WgslKernel, burn_tensor, contiguous, cube_tensor, empty_like, record,
-        register_input_and_params, tracked,
+        register_input_and_params, stand_ins, tracked,
     };
 
     /// 4 x 4 blocks of outputs a thread: blocks along a side of `n`.
@@ -223,7 +223,11 @@ mod wgpu {
             |y| State {
                 x,
                 w,
-                y: if relu { y.clone() } else { empty_like(y, [1]) },
+                y: if relu {
+                    y.clone()
+                } else {
+                    stand_ins::<1>(y)[0].clone()
+                },
                 relu,
                 uniform: u,
             },

@@ -35,8 +35,8 @@ pub(crate) fn step_group(
     #[cfg(feature = "wgpu")]
     {
         use super::registry::{
-            Launch, WgslKernel, burn_tensor, cube_tensor, empty_like, grouped, input, owned,
-            slot_starts,
+            Launch, WgslKernel, burn_tensor, cube_tensor, grouped, input, owned, slot_starts,
+            stand_ins,
         };
 
         let lens: Vec<usize> = values.iter().map(|v| v.shape().num_elements()).collect();
@@ -75,10 +75,10 @@ pub(crate) fn step_group(
         }
         // Bindings never touched (no momentum, no scale) get one-value stand-ins of their own:
         // WebGPU rejects one buffer range bound twice as writable, so not a gradient again.
-        let unused = || empty_like(&grads[0], [1]);
+        let [unused_velocity, unused_scale] = stand_ins(&grads[0]);
         launch
-            .buffer(velocity.as_ref().unwrap_or(&unused()))
-            .buffer(&scale.unwrap_or_else(unused))
+            .buffer(velocity.as_ref().unwrap_or(&unused_velocity))
+            .buffer(&scale.unwrap_or(unused_scale))
             .run_bytes(bytes);
         velocity.map(burn_tensor)
     }
