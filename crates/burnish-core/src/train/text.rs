@@ -283,7 +283,7 @@ impl LossScaler {
     }
 
     /// The state `[scale, good steps]`.
-    #[cfg(test)]
+    #[cfg(all(test, feature = "wgpu"))]
     pub(crate) fn state(&self) -> &Tensor<1> {
         &self.state
     }
@@ -805,6 +805,8 @@ pub(crate) mod tests {
     #[test]
     fn loss_scaling_gives_the_unscaled_update() {
         use burn::nn::Linear;
+        // Extended with the wgpu device where the feature is on.
+        #[cfg_attr(not(feature = "wgpu"), allow(unused_mut))]
         let mut devices = vec![(Device::flex().autodiff(), true)];
         #[cfg(feature = "wgpu")]
         devices.extend([
