@@ -69,37 +69,83 @@ pub fn start() {
     }
 }
 
-#[wasm_bindgen(inline_js = r#"
-let device = null;
-// Wrap GPUAdapter.requestDevice (wgpu calls it through the prototype) so that every device the
-// worker creates is watched: `lost` settles when the browser takes the device away (a driver
-// reset, a GPU process crash, the system reclaiming it) or on `destroy()`.
-export function watch_devices(onLost) {
-  if (typeof GPUAdapter === 'undefined') return;
-  const request = GPUAdapter.prototype.requestDevice;
-  GPUAdapter.prototype.requestDevice = async function (...args) {
-    const created = await request.apply(this, args);
-    device = created;
-    created.lost.then((info) => onLost(String(info.reason), String(info.message)));
-    return created;
-  };
+thread_local! {
+    /// The worker's GPU device (WebGPU's `GPUDevice`), for `debug_lose_device`.
+    static GPU_DEVICE: RefCell<Option<JsValue>> = const { RefCell::new(None) };
 }
-export function destroy_device() {
-  if (device) device.destroy();
+
+/// Property `key` of `object` (undefined where it has none).
+fn property(object: &JsValue, key: &str) -> JsValue {
+    js_sys::Reflect::get(object, &key.into()).unwrap_or(JsValue::UNDEFINED)
 }
-"#)]
-extern "C" {
-    fn watch_devices(on_lost: &Closure<dyn FnMut(String, String)>);
-    fn destroy_device();
+
+/// Shadow `object`'s method `name` (an own property over the prototype's) with a wrapper that
+/// calls the method on `object` with the caller's argument and hands its result (a promise) to
+/// `wrap` before returning it, unchanged, to the caller. Nothing happens where `object` has no
+/// such method.
+fn wrap_method(object: &JsValue, name: &str, wrap: impl Fn(js_sys::Promise) + 'static) {
+    let Ok(original) = property(object, name).dyn_into::<js_sys::Function>() else {
+        return;
+    };
+    let this = object.clone();
+    let wrapper = Closure::<dyn FnMut(JsValue) -> JsValue>::new(move |argument: JsValue| {
+        match original.call1(&this, &argument) {
+            Ok(result) => {
+                let promise = js_sys::Promise::resolve(&result);
+                wrap(promise.clone());
+                promise.into()
+            }
+            Err(err) => js_sys::Promise::reject(&err).into(),
+        }
+    });
+    let _ = js_sys::Reflect::set(object, &name.into(), wrapper.as_ref());
+    wrapper.forget();
+}
+
+/// Run `then` with the value `promise` resolves to, after nothing else: callbacks run in the order
+/// they were added, so this one (added as the promise is handed out) runs before its caller's
+/// `await` resumes. A rejection stays the caller's to handle.
+fn on_resolve(promise: &js_sys::Promise, then: impl FnMut(JsValue) + 'static) {
+    let then = Closure::<dyn FnMut(JsValue)>::new(then);
+    let ignore = Closure::<dyn FnMut(JsValue)>::new(|_: JsValue| {});
+    let _ = promise.then(&then).catch(&ignore);
+    then.forget();
+    ignore.forget();
 }
 
 /// A lost GPU device leaves every tensor and kernel of this worker unusable, and a run in
-/// progress may wait forever on a read-back that never completes: report it as a crash (the
-/// page drops this worker, starts a fresh one, which gets a new device, and offers the run's
-/// last autosave) instead of leaving the page waiting.
+/// progress fails on its next read-back: report the loss itself as a crash (the page drops this
+/// worker, starts a fresh one, which gets a new device, and offers the run's last autosave).
+/// burn does not expose the `GPUDevice`, so the worker wraps `navigator.gpu.requestAdapter`
+/// and each adapter's `requestDevice` (wgpu looks both up on the objects at each call) to see
+/// every device it creates, and listens to its `lost` promise, which settles when the browser
+/// takes the device away (a driver reset, a GPU process crash, the system reclaiming it) or on
+/// `destroy()`. Done in Rust, not a JS snippet: a snippet is one more file for the offline cache.
 fn watch_device_loss() {
-    let on_lost = Closure::<dyn FnMut(String, String)>::new(|reason: String, message: String| {
+    let gpu = property(&property(&js_sys::global(), "navigator"), "gpu");
+    if gpu.is_undefined() || gpu.is_null() {
+        return;
+    }
+    wrap_method(&gpu, "requestAdapter", |adapter| {
+        on_resolve(&adapter, |adapter| {
+            if adapter.is_object() {
+                wrap_method(&adapter, "requestDevice", |device| {
+                    on_resolve(&device, watch_device);
+                });
+            }
+        });
+    });
+}
+
+fn watch_device(device: JsValue) {
+    GPU_DEVICE.set(Some(device.clone()));
+    let Ok(lost) = property(&device, "lost").dyn_into::<js_sys::Promise>() else {
+        return;
+    };
+    on_resolve(&lost, |info| {
         DEVICE_LOST.set(true);
+        let reason = property(&info, "reason").as_string().unwrap_or_default();
+        let message = property(&info, "message").as_string().unwrap_or_default();
         let detail = if message.is_empty() {
             String::new()
         } else {
@@ -112,8 +158,16 @@ fn watch_device_loss() {
             },
         );
     });
-    watch_devices(&on_lost);
-    on_lost.forget();
+}
+
+/// `debug_lose_device`: WebGPU's `destroy()` on the worker's device, if it has one.
+fn destroy_device() {
+    let Some(device) = GPU_DEVICE.with_borrow(Clone::clone) else {
+        return;
+    };
+    if let Ok(destroy) = property(&device, "destroy").dyn_into::<js_sys::Function>() {
+        let _ = destroy.call0(&device);
+    }
 }
 
 fn scope() -> DedicatedWorkerGlobalScope {
@@ -153,10 +207,10 @@ fn encode(session: u32, event: &Event) -> Option<JsValue> {
 }
 
 fn post(session: u32, event: Event) {
-    if let Some(value) = encode(session, &event) {
-        if let Err(err) = scope().post_message(&value) {
-            web_sys::console::error_2(&"burnish: postMessage failed".into(), &err);
-        }
+    if let Some(value) = encode(session, &event)
+        && let Err(err) = scope().post_message(&value)
+    {
+        web_sys::console::error_2(&"burnish: postMessage failed".into(), &err);
     }
 }
 
