@@ -18,7 +18,7 @@ const state = {
   // Language models: `mode` is 'lm' once a text to train on (or a GPT folder) is loaded.
   lmDefaults: null, lmPreview: null, lmModel: null, lmEvals: [], lmSamples: [], lmReport: null, generated: '', generation: null,
   // Worker faults recovered from.
-  crashes: 0,
+  crashes: 0, startFailures: 0,
   // The service worker has stored the app (it reopens offline).
   offlineReady: false,
   // Stored runs (autosaves in IndexedDB): the list shown, the run in progress, the one being
@@ -36,6 +36,8 @@ window.burnish = state;
 const params = new URLSearchParams(location.search);
 const TABLE = /\.(csv|tsv|jsonl|ndjson|txt)(\.gz)?$/i;
 let worker = null;
+// Whether the current worker said `ready` (a fault before that is a failure to start).
+let workerReady = false;
 let run = { steps: 0, epochs: 0, perEpoch: 0, t0: 0 };
 let pad = null;
 
@@ -80,7 +82,7 @@ function setPhase(phase) {
   state.phase = phase;
   const generating = phase === 'generating';
   const running = phase === 'running' || phase === 'paused' || generating;
-  const ready = !!worker && phase !== 'loading' && phase !== 'no-webgpu';
+  const ready = !!worker && phase !== 'loading' && phase !== 'no-webgpu' && phase !== 'no-worker';
   const text = state.mode === 'text';
   const lm = state.mode === 'lm';
   const loaded = lm ? state.lmPreview : text ? state.folder && state.textPreview : state.preview;
@@ -585,6 +587,8 @@ function onEvent(event) {
       restartWorker(event.message);
       break;
     case 'ready':
+      workerReady = true;
+      state.startFailures = 0;
       state.defaults = event.defaults;
       state.textDefaults = event.text_defaults;
       state.lmDefaults = event.lm_defaults;
@@ -937,6 +941,7 @@ async function predictDrawing() {
 function startWorker() {
   const w = new Worker(new URL('./burnish-web_loader.js', import.meta.url), { type: 'module' });
   worker = w;
+  workerReady = false;
   // A dead worker's last words (its `crashed` message, then the trap's error) count once.
   w.onmessage = (e) => { if (w === worker) onEvent(e.data); };
   w.onerror = (e) => {
@@ -945,10 +950,22 @@ function startWorker() {
   };
 }
 
+// Workers that failed in a row before saying `ready`: one that cannot start (its files missing
+// from an incomplete offline copy, a wasm this browser rejects) would fail again and again, so
+// after this many the page stops starting them and says so.
+const MAX_START_FAILURES = 3;
+
 function restartWorker(reason) {
   worker.terminate();
   state.crashes += 1;
+  state.startFailures = workerReady ? 0 : state.startFailures + 1;
   for (const key of ['preview', 'model', 'folder', 'textPreview', 'textModel', 'lmPreview', 'lmModel']) state[key] = null;
+  if (state.startFailures >= MAX_START_FAILURES) {
+    worker = null;
+    setPhase('no-worker');
+    showMessage(`The training worker could not start (${reason.replace(/\s+/g, ' ')}), ${MAX_START_FAILURES} times in a row, so the page stopped trying. Reload the page; if it was opened offline, its stored copy may be incomplete: reload it once online.`);
+    return;
+  }
   setPhase('loading');
   startWorker();
   const stored = state.runs.find((r) => r.id === state.runId);

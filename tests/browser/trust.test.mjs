@@ -119,6 +119,33 @@ test('a panic in the worker is reported and a fresh worker trains without a relo
   }
 });
 
+test('a worker that cannot start is started three times, then the page stops and says why', { timeout: 120_000 }, async () => {
+  const { browser, page } = await launch();
+  try {
+    // The worker's wasm glue cannot be fetched (as from an incomplete offline copy): every
+    // worker fails before it is ready.
+    await page.context().route(/burnish-web\.js$/, (route) => route.abort());
+    await page.goto(`${BASE_URL}?demo=0`);
+    const deadline = Date.now() + 60_000;
+    let s;
+    for (;;) {
+      s = await page.evaluate(() => ({ phase: window.burnish.phase, crashes: window.burnish.crashes }));
+      if (s.phase === 'no-worker' || Date.now() > deadline) break;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    assert.equal(s.phase, 'no-worker', `the page gave up starting workers: ${JSON.stringify(s)}`);
+    // No more workers after the third.
+    await new Promise((r) => setTimeout(r, 1500));
+    assert.equal(await page.evaluate(() => window.burnish.crashes), 3);
+    assert.match(await page.locator('#message').textContent(), /^The training worker could not start \(.+\), 3 times in a row, so the page stopped trying\. Reload the page/);
+    for (const id of ['#start', '#demo', '#text-demo', '#lm-demo', '#pick-files']) {
+      assert.ok(await page.locator(id).isDisabled(), `${id} is disabled`);
+    }
+  } finally {
+    await browser.close();
+  }
+});
+
 test('once loaded, the page reopens with no network and trains', { timeout: 300_000 }, async () => {
   const { browser, page, record } = await launch();
   try {
