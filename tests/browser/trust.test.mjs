@@ -2,7 +2,8 @@
 // after load, no request at all while loading data, training and exporting; the bad-input corpus
 // (tests/corpus/) fed through the page's real file inputs shows each error by name and the page
 // still trains afterwards; a panic in the worker is reported and a fresh worker takes over
-// without a reload.
+// without a reload; a worker that cannot start is not restarted forever; the page reopens
+// offline and trains.
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
