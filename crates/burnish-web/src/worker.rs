@@ -31,7 +31,10 @@ thread_local! {
     /// Each session's data and model (the page uses session 0; every trainer of the JS API has
     /// its own, all on the one device of this worker).
     static WORKSPACES: RefCell<HashMap<u32, Workspace>> = RefCell::new(HashMap::new());
-    /// Whether the GPU device was lost (its `crashed` event is posted).
+    /// The worker's GPU device (WebGPU's `GPUDevice`, seen by `watch_device_loss`), for
+    /// `debug_lose_device`.
+    static GPU_DEVICE: RefCell<Option<JsValue>> = const { RefCell::new(None) };
+    /// Whether that device was lost (its `crashed` event is posted).
     static DEVICE_LOST: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
@@ -69,11 +72,6 @@ pub fn start() {
     }
 }
 
-thread_local! {
-    /// The worker's GPU device (WebGPU's `GPUDevice`), for `debug_lose_device`.
-    static GPU_DEVICE: RefCell<Option<JsValue>> = const { RefCell::new(None) };
-}
-
 /// Property `key` of `object` (undefined where it has none).
 fn property(object: &JsValue, key: &str) -> JsValue {
     js_sys::Reflect::get(object, &key.into()).unwrap_or(JsValue::UNDEFINED)
@@ -102,9 +100,9 @@ fn wrap_method(object: &JsValue, name: &str, wrap: impl Fn(js_sys::Promise) + 's
     wrapper.forget();
 }
 
-/// Run `then` with the value `promise` resolves to, after nothing else: callbacks run in the order
-/// they were added, so this one (added as the promise is handed out) runs before its caller's
-/// `await` resumes. A rejection stays the caller's to handle.
+/// Run `then` with the value `promise` resolves to, before the code awaiting it resumes: a
+/// promise's callbacks run in the order they were added, and this one is added before the
+/// promise is handed out. A rejection stays the caller's to handle.
 fn on_resolve(promise: &js_sys::Promise, then: impl FnMut(JsValue) + 'static) {
     let then = Closure::<dyn FnMut(JsValue)>::new(then);
     let ignore = Closure::<dyn FnMut(JsValue)>::new(|_: JsValue| {});
