@@ -859,7 +859,7 @@ async function refreshRuns() {
   const body = $('runs').querySelector('tbody');
   body.replaceChildren(...runs.map((r) => {
     const resume = el('button', { type: 'button', 'data-run': r.id, class: 'resume-run' }, 'Resume');
-    resume.disabled = ['running', 'paused', 'generating', 'loading'].includes(state.phase);
+    resume.disabled = ['running', 'paused', 'generating', 'loading', 'no-worker'].includes(state.phase);
     resume.addEventListener('click', () => resumeRun(r.id));
     const remove = el('button', { type: 'button', class: 'delete-run' }, 'Delete');
     remove.addEventListener('click', () => {
@@ -884,6 +884,10 @@ async function refreshRuns() {
 
 // Continue a stored run: its data goes back to the worker, then its autosave.
 async function resumeRun(id) {
+  if (!worker) {
+    showMessage('The training worker could not start, so the run cannot resume now; it stays stored. Reload the page to try again.');
+    return;
+  }
   if (['running', 'paused', 'generating', 'loading'].includes(state.phase)) {
     showMessage('A run is in progress: cancel it (or let it finish) before resuming another.');
     return;
