@@ -23,6 +23,7 @@ pub(crate) mod dropout;
 pub(crate) mod gelu;
 pub(crate) mod layer_norm;
 pub(crate) mod linear;
+pub(crate) mod lora;
 pub(crate) mod qkv;
 #[cfg(feature = "wgpu")]
 mod registry;

@@ -1073,15 +1073,19 @@ pub(crate) mod tests {
                 // projections (pack, bias add), two self-attentions (their dropout inside),
                 // two GELUs; backward: two kernels a layer norm and a self-attention, one a
                 // GELU and the dropout, the projections' unpacks.
-                // LoRA: each adapter adds a dropout forward; backward, the frozen layer norms
-                // skip their parameters' kernel, the embeddings' norm and dropout everything
-                // (nothing below trains), no unpacks, the adapters' cut in each projection,
-                // and the dropouts of the second layer's adapters (the first's input does not
-                // train).
+                // LoRA: each adapter adds its two products forward (`kernels::lora`, the
+                // dropout inside); backward, the frozen layer norms skip their parameters'
+                // kernel, the embeddings' norm and dropout everything (nothing below trains),
+                // no unpacks, the adapters' cut in each projection, and each adapter's two
+                // (`dt`, the factors' gradients) plus its input's in the second layer (the
+                // first's input does not train).
+                let adapters = |per_layer: usize| {
+                    (14 + 2 * 2 * per_layer) + (4 + 4 + 2 + 2 + 2 * 2 * per_layer + per_layer)
+                };
                 let want = match tuning {
                     "full" => 14 + (10 + 4 + 2 + 1 + 2),
-                    "lora" => (14 + 4) + (4 + 4 + 2 + 2 + 2),
-                    _ => (14 + 6) + (4 + 4 + 2 + 2 + 3),
+                    "lora" => adapters(2),
+                    _ => adapters(3),
                 };
                 assert_eq!((fused_launches, composed_launches), (want, 0), "{what}");
             }

@@ -9,7 +9,7 @@ use burn::module::Param;
 use burn::nn::LayerNorm;
 use burn::prelude::*;
 
-use super::lora::AdaptedLinear;
+use super::lora::{AdaptedLinear, add_scaled};
 use crate::kernels;
 use crate::rng::Rng;
 
@@ -144,6 +144,11 @@ impl<'a> Masks<'a> {
         self.half
     }
 
+    /// Whether layers may use the fused kernels where they apply.
+    pub(crate) fn fused(&self) -> bool {
+        self.fused_kernels
+    }
+
     /// A CNN block: `conv` (3x3, padding 1, with bias), ReLU and 2x2 max pooling of `x`,
     /// through the fused kernel (`kernels::conv_pool`) where it applies and is allowed, else
     /// burn's operations (`pool` and `activation` are the model's own modules).
@@ -268,7 +273,7 @@ impl<'a> Masks<'a> {
         let [q, k, v] = parts.map(|p| {
             let y = self.product(flat.clone(), p.w) + p.b.unsqueeze_dim(0);
             let y = match p.extra {
-                Some((e, scale)) => y + e * f64::from(scale),
+                Some((e, scale)) => add_scaled(y, e, f64::from(scale)),
                 None => y,
             };
             let width = y.dims()[1];
@@ -314,7 +319,7 @@ impl<'a> Masks<'a> {
         let input: Tensor<2> = input.reshape([rows, d_in]);
         let h = self.product(input.clone(), layer.linear.weight.val());
         let h = match layer.low_rank(input, self) {
-            Some((low, scale)) => h + low * scale,
+            Some((low, scale)) => add_scaled(h, low, scale),
             None => h,
         };
         let drop = self.draw(dropout);
@@ -448,7 +453,7 @@ impl<'a> Masks<'a> {
 
     /// The next dropout mask of probability `p` (one draw from the generator: its seed), or
     /// `None` when there is no generator or `p` is 0.
-    fn draw(&mut self, p: f64) -> Option<DropMask> {
+    pub(crate) fn draw(&mut self, p: f64) -> Option<DropMask> {
         let rng = self.rng.as_deref_mut()?;
         if p <= 0.0 {
             return None;

@@ -16,6 +16,7 @@ use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::Masks;
+use crate::kernels;
 use crate::rng::Rng;
 
 /// The linear layers of an encoder layer that LoRA can adapt (PEFT `target_modules` names in
@@ -310,19 +311,33 @@ impl AdaptedLinear {
             self.linear.forward(x.clone())
         };
         match self.low_rank(x, masks) {
-            Some((low, scale)) => y + low * scale,
+            Some((low, scale)) => add_scaled(y, low, scale),
             None => y,
         }
     }
 
-    /// The adapter's low-rank product `dropout(x) A B`, unscaled, and its scale `alpha / r`;
-    /// `None` (and no dropout mask drawn) when not adapted.
+    /// The adapter's low-rank product `dropout(x) A B` and the scale still to apply to it:
+    /// `alpha / r` on burn's composed operations, 1 where the fused kernels (`kernels::lora`,
+    /// where they apply and are allowed) applied it already; `None` (and no dropout mask drawn)
+    /// when not adapted. One mask is drawn either way.
     pub fn low_rank<const D: usize>(
         &self,
         x: Tensor<D>,
         masks: &mut Masks<'_>,
     ) -> Option<(Tensor<D>, f64)> {
         let lora = self.lora.as_ref()?;
+        if masks.fused() {
+            let (a, b) = (lora.a.val(), lora.b.val());
+            let mut dims = x.dims();
+            let rows = dims[..D - 1].iter().product::<usize>();
+            let flat: Tensor<2> = x.clone().reshape([rows, dims[D - 1]]);
+            if kernels::lora::applies(&flat, &a, &b) {
+                let mask = masks.draw(lora.dropout);
+                dims[D - 1] = b.dims()[1];
+                let low = kernels::lora::low_rank(flat, a, b, mask, lora.scale as f32);
+                return Some((low.reshape(dims), 1.0));
+            }
+        }
         let x = masks.apply(x, lora.dropout);
         let low = x
             .matmul(lora.a.val().unsqueeze())
@@ -348,6 +363,16 @@ impl AdaptedLinear {
                 }
             }
         }
+    }
+}
+
+/// `y + scale * low` (no multiply where the scale is 1: an adapter's product from the fused
+/// kernels, scaled already).
+pub(crate) fn add_scaled<const D: usize>(y: Tensor<D>, low: Tensor<D>, scale: f64) -> Tensor<D> {
+    if scale == 1.0 {
+        y + low
+    } else {
+        y + low * scale
     }
 }
 
