@@ -1,9 +1,12 @@
 // A small dense layer, forward pass:
 //   y[r, j] = b[j] + sum_k x[r, k] w[k, j]      (burn's `Linear`: w is [d_in, d_out])
-// then ReLU when RELU is set. For the image and table classifiers' layers (at most 65,536
-// weights, `kernels/linear.rs` decides): there burn's tiled matrix product, a bias add and
-// ReLU's compare and mask fill are four launches, and on CPU renderers the tiled product's
-// workgroup barriers cost more than its arithmetic. Each thread computes a 4 x 4 block of
+// then ReLU when RELU is set; without BIAS the product alone (b is not read). For the image and
+// table classifiers' layers (at most 65,536 weights) and for the transformers' dense layers and
+// packed projections at small batches (at most 2^27 multiply-adds; `kernels/linear.rs`
+// decides): there burn's tiled matrix product, a bias add and ReLU's compare and mask fill are
+// up to four launches, burn's product costs several of our launches in host time (it selects
+// and configures a kernel at every call), and on CPU renderers the tiled product's workgroup
+// barriers cost more than its arithmetic. Each thread computes a 4 x 4 block of
 // outputs (rows r0 ..= r0 + 3, columns j0 ..= j0 + 3) in registers, four x values and four
 // weights a step for sixteen products; a block past the last row or column reads clamped
 // indices and writes only what exists.
@@ -12,11 +15,13 @@
 //   uniform         the `LinearUniform` struct, generated from the Rust definition
 //   workgroup_size  threads per workgroup
 //   relu            true to apply ReLU
+//   bias            false for the product alone
 
 {{ uniform }}
 
 const WORKGROUP: u32 = {{ workgroup_size }}u;
 const RELU: bool = {{ relu }};
+const BIAS: bool = {{ bias }};
 
 @group(0) @binding(0) var<storage, read_write> x: array<f32>;
 @group(0) @binding(1) var<storage, read_write> w: array<f32>;
@@ -41,7 +46,10 @@ fn main(
     let last_col = params.d_out - 1u;
     let rows = min(vec4<u32>(r0) + vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(last_row)) * params.d_in;
     let cols = min(vec4<u32>(j0) + vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(last_col));
-    let bias = vec4<f32>(b[cols.x], b[cols.y], b[cols.z], b[cols.w]);
+    var bias = vec4<f32>(0.0);
+    if (BIAS) {
+        bias = vec4<f32>(b[cols.x], b[cols.y], b[cols.z], b[cols.w]);
+    }
     var acc = array<vec4<f32>, 4>(bias, bias, bias, bias);
     for (var k = 0u; k < params.d_in; k++) {
         let wk = k * params.d_out;

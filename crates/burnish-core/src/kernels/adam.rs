@@ -116,7 +116,7 @@ pub(crate) fn step_group(
         }
         launch
             .buffer(&state)
-            // Without a scale that binding is never touched: a one-value stand-in fills it (not
+            // Without a scale that binding is never touched: a stand-in fills it (not
             // a gradient again: WebGPU rejects one buffer range bound twice as writable).
             .buffer(&scale.unwrap_or_else(|| stand_ins::<1>(&state)[0].clone()))
             .run_bytes(bytes);

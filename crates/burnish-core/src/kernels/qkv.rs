@@ -1,10 +1,14 @@
 //! A transformer layer's query, key and value projections as one (`shaders/qkv_pack.wgsl`,
 //! `shaders/qkv_parts.wgsl`): the three weights and biases packed side by side, one matrix
-//! product (burn's tiled kernel) for all three, the bias and any LoRA adapters' scaled low-rank
-//! products added in one pass, straight into the packed `[rows, 3 * d_out]` form the fused
-//! self-attention reads. Backward: one product for the input's gradient, one for the packed
-//! weights', one column sum for the biases', one kernel cutting those back into the six
-//! parameters' gradients, and one cutting out the adapters' (each where something needs it).
+//! product for all three, the bias and any LoRA adapters' scaled low-rank products added in one
+//! pass, straight into the packed `[rows, 3 * d_out]` form the fused self-attention reads.
+//! Backward: one product for the input's gradient, one for the packed weights', one column sum
+//! for the biases', one kernel cutting those back into the six parameters' gradients, and one
+//! cutting out the adapters' (each where something needs it).
+//!
+//! The products are `kernels::linear`'s where it takes them (f32, a small product: the bias
+//! then added by the product itself when no part has an extra, and the biases' sum done with
+//! the weights' gradient), else burn's tiled kernel (larger batches, f16).
 //!
 //! It replaces three layers (a product and a bias add each), the `cat` that packs their outputs
 //! for the attention kernel (three copies), and backward three products for the input's
@@ -111,8 +115,10 @@ mod wgpu {
     use burn_wgpu::{CubeBackend, CubeTensor};
 
     use super::{Part, QkvUniform};
+    use crate::kernels::linear::{self, LinearUniform};
     use crate::kernels::registry::{
-        Launch, WgslKernel, burn_tensor, contiguous, cube_tensor, empty_like, record, tracked,
+        Launch, WgslKernel, burn_tensor, contiguous, cube_tensor, empty_like, record, stand_ins,
+        tracked,
     };
 
     /// The layer's sizes, and how many values the kernels move as one (4: `vec4`s, where
@@ -124,6 +130,20 @@ mod wgpu {
         d_out: usize,
         lanes: usize,
         half: bool,
+        /// The products are `kernels::linear`'s (f32, small), not burn's.
+        ours: bool,
+    }
+
+    impl Dims {
+        /// The packed product's sizes for `kernels::linear`.
+        fn linear(&self) -> LinearUniform {
+            let n = |v: usize| u32::try_from(v).expect("`applies` checked the sizes");
+            LinearUniform {
+                rows: n(self.rows),
+                d_in: n(self.d_in),
+                d_out: n(3 * self.d_out),
+            }
+        }
     }
 
     /// A product's operand as the products take it: cast to f16 where they are half.
@@ -208,6 +228,15 @@ mod wgpu {
         d: Dims,
         u: &QkvUniform,
     ) -> (CubeTensor, Tensor<2>, Tensor<2>) {
+        if d.ours {
+            // The bias in the product when there is nothing else to add.
+            let alone = u.extras == 0;
+            let y = linear::wgpu::product(x, w, alone.then_some(b), false, &d.linear());
+            if !alone {
+                parts(&y, b, extras, false, d, u);
+            }
+            return (y, burn_tensor(x.clone()), burn_tensor(w.clone()));
+        }
         let (x, w) = (
             operand(burn_tensor(x.clone()), d),
             operand(burn_tensor(w.clone()), d),
@@ -252,15 +281,32 @@ mod wgpu {
             let upstream = || burn_tensor::<2>(dy.clone());
             let (ws, bs) = ([w0, w1, w2], [b0, b1, b2]);
             let weights = ws.iter().chain(&bs).any(Option::is_some);
-            let operand_dy = (x.is_some() || weights).then(|| operand(upstream(), d));
-            if let (Some(x), Some(g)) = (x, &operand_dy) {
-                let dx = g.clone().matmul(s.w.clone().transpose());
-                grads.register::<CubeBackend>(x, result(dx, d));
+            // burn's products take the upstream gradient as an operand (cast once for both);
+            // `linear`'s kernels (no ReLU) take it as it is, and a stand-in for the output they
+            // would read with ReLU.
+            let operand_dy = (!d.ours && (x.is_some() || weights)).then(|| operand(upstream(), d));
+            let unread = || stand_ins::<1>(&dy)[0].clone();
+            if let Some(x) = x {
+                let dx = match &operand_dy {
+                    Some(g) => result(g.clone().matmul(s.w.clone().transpose()), d),
+                    None => {
+                        let w = cube_tensor(s.w.clone());
+                        linear::wgpu::input_grad(&w, &unread(), &dy, false, &d.linear())
+                    }
+                };
+                grads.register::<CubeBackend>(x, dx);
             }
-            if let (true, Some(g)) = (weights, operand_dy) {
-                let dw = s.x.clone().transpose().matmul(g);
-                let dw = result(dw, d);
-                let db = contiguous(cube_tensor(upstream().sum_dim(0)));
+            if weights {
+                let (dw, db) = match operand_dy {
+                    Some(g) => (
+                        result(s.x.clone().transpose().matmul(g), d),
+                        contiguous(cube_tensor(upstream().sum_dim(0))),
+                    ),
+                    None => {
+                        let x = cube_tensor(s.x.clone());
+                        linear::wgpu::params_grad(&x, &unread(), &dy, false, &d.linear())
+                    }
+                };
                 let dws = [(); 3].map(|()| empty_like(&dy, [d.d_in, d.d_out]));
                 let dbs = [(); 3].map(|()| empty_like(&dy, [d.d_out]));
                 pack(
@@ -317,6 +363,7 @@ mod wgpu {
             d_out,
             lanes: if d_out.is_multiple_of(4) { 4 } else { 1 },
             half,
+            ours: !half && linear::small(rows, d_in, 3 * d_out),
         };
         let n = |v: usize| u32::try_from(v).expect("`applies` checked the sizes");
         let scale = |p: usize| parts[p].extra.as_ref().map_or(0.0, |(_, s)| *s);
@@ -479,12 +526,31 @@ mod tests {
         (got, forward, launched() - before)
     }
 
+    /// burnish's launches in a case, forward and in all: the pack; `kernels::linear`'s product
+    /// (`ours`: f32 and a small product) with the bias in it and the parts' pass only for
+    /// extras, or burn's product (not counted) and the parts' pass; backward `linear`'s input
+    /// gradient where the input trains (else burn's product), its weights' gradient with the
+    /// biases' sums (else burn's product and sum) and the unpack where weights train, and the
+    /// extras' cut where any exists.
+    fn launches(case: Case, ours: bool) -> (usize, usize) {
+        let extras = usize::from(case.extras.contains(&true));
+        let weights = usize::from(case.weights_grad);
+        let forward = 1 + if ours { 1 + extras } else { 1 };
+        let backward = if ours {
+            usize::from(case.input_grad) + 2 * weights + extras
+        } else {
+            weights + extras
+        };
+        (forward, forward + backward)
+    }
+
     /// Output and every gradient through the kernels on wgpu against burn's layers and `cat`
     /// on flex: full fine-tuning (weights and input train), LoRA on query and value (frozen
     /// weights, the adapters' products train) and on all three, a first layer (no input
     /// gradient), frozen layers with nothing above them; one row, MiniLM's layer at a batch of
-    /// 4 x 16, sizes that fill workgroups partly, and d_in != d_out. Launches: pack and parts
-    /// forward; backward the unpack where weights train and the extras' cut where any exists.
+    /// 4 x 16, sizes that fill workgroups partly, and d_in != d_out, all through
+    /// `kernels::linear`'s products; MiniLM's layer at 1,200 rows (past `linear::MAX_PRODUCT`)
+    /// through burn's, full and LoRA. Launches counted exactly ([`launches`]).
     #[test]
     fn packed_projection_matches_three_layers_and_cat() {
         let wgpu = kernels::test_device().autodiff();
@@ -522,15 +588,17 @@ mod tests {
                 weights_grad: true,
                 ..lora([17, 12, 12], [false, false, true])
             },
+            full([1200, 384, 384]),
+            lora([1200, 384, 384], [true, false, true]),
         ];
         for case in cases {
             let what = format!("{case:?}");
-            let (got, forward, launches) = run(&wgpu, case, true, false);
+            let [rows, d_in, d_out] = case.dims;
+            let ours = kernels::linear::small(rows, d_in, 3 * d_out);
+            assert_eq!(ours, rows < 1200, "{what}: whose products");
+            let (got, forward, all) = run(&wgpu, case, true, false);
             let (want, _, _) = run(&flex, case, false, false);
-            assert_eq!(forward, 2, "{what}: pack and parts forward");
-            let backward =
-                usize::from(case.weights_grad) + usize::from(case.extras.contains(&true));
-            assert_eq!(launches - forward, backward, "{what}: backward kernels");
+            assert_eq!((forward, all), launches(case, ours), "{what}: launches");
             assert_eq!(got.len(), want.len(), "{what}");
             for (i, (g, w)) in got.iter().zip(&want).enumerate() {
                 assert_close(&format!("{what}: value {i}"), g, w, 1e-4, 1e-2);
@@ -540,8 +608,8 @@ mod tests {
 
     /// With half-precision products the output and every gradient are the f32 ones to f16's
     /// rounding (the operands' 11 significant bits: within 1% of a tenth of the largest value),
-    /// and not bit for bit (the f16 products
-    /// ran); burnish's own kernels are the f32 path's (the casts are burn's).
+    /// and not bit for bit (the f16 products ran); the products are burn's (the casts too), the
+    /// rest burnish's kernels as in f32.
     #[test]
     fn half_precision_products_give_the_f32_values_to_f16_rounding() {
         let wgpu = kernels::test_device().autodiff();
@@ -568,13 +636,13 @@ mod tests {
         ];
         for case in cases {
             let what = format!("{case:?}");
-            let (single, single_forward, single_launches) = run(&wgpu, case, true, false);
-            let (half, forward, launches) = run(&wgpu, case, true, true);
+            let (single, ..) = run(&wgpu, case, true, false);
+            let (half, forward, all) = run(&wgpu, case, true, true);
             let (want, _, _) = run(&flex, case, false, false);
             assert_eq!(
-                (forward, launches),
-                (single_forward, single_launches),
-                "{what}: the same kernels"
+                (forward, all),
+                launches(case, false),
+                "{what}: burn's products"
             );
             for (i, (g, w)) in half.iter().zip(&want).enumerate() {
                 // Errors measured against a tenth of the largest value: f16's rounding is

@@ -15,7 +15,7 @@ use cubecl::{CubeCount, CubeDim};
 thread_local! {
     /// Kernels launched from this thread so far (tests check that a fused path really ran).
     pub(crate) static LAUNCHES: Cell<usize> = const { Cell::new(0) };
-    /// The one-value buffers of [`stand_ins`], of every device this thread used.
+    /// The four-value buffers of [`stand_ins`], of every device this thread used.
     static STAND_INS: std::cell::RefCell<Vec<CubeTensor>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
@@ -407,8 +407,8 @@ pub(crate) fn slot_starts(lens: &[usize]) -> (Vec<usize>, usize) {
     (starts, threads)
 }
 
-/// `N` distinct one-value `f32` buffers on `like`'s device, for bindings a kernel's mode never
-/// reads or writes (WebGPU wants a buffer in every binding and rejects one allocation bound
+/// `N` distinct four-value `f32` buffers (the least a `vec4` binding takes) on `like`'s device,
+/// for bindings a kernel's mode never reads or writes (WebGPU wants a buffer in every binding and rejects one allocation bound
 /// twice where a binding is writable). Made once per device (and thread) and kept, so that a
 /// launch allocates nothing for them: the optimizer's grouped launches alone allocated one each
 /// (35 a MiniLM step), ~0.05 ms of the worker's host time apiece in the browser.
@@ -421,7 +421,7 @@ pub(crate) fn stand_ins<const N: usize>(like: &CubeTensor) -> [CubeTensor; N] {
             .cloned()
             .collect();
         while mine.len() < N {
-            let fresh = empty_like(like, [1]);
+            let fresh = empty_like(like, [4]);
             all.push(fresh.clone());
             mine.push(fresh);
         }
@@ -450,7 +450,7 @@ mod tests {
 
     use super::{cube_tensor, stand_ins};
 
-    /// Stand-ins are distinct one-value buffers (one launch may bind several), made once: the
+    /// Stand-ins are distinct four-value buffers (one launch may bind several), made once: the
     /// next call hands back the same allocations, whatever `like` is on that device.
     #[test]
     fn stand_ins_are_distinct_and_made_once() {
@@ -463,7 +463,10 @@ mod tests {
                 .collect()
         };
         let first_ids = ids(&first);
-        assert!(first.iter().all(|t| t.meta.shape.num_elements() == 1));
+        assert!(
+            first.iter().all(|t| t.meta.shape.num_elements() == 4),
+            "four values: a vec4 binding"
+        );
         assert!(
             first_ids[0] != first_ids[1]
                 && first_ids[1] != first_ids[2]

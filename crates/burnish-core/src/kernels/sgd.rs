@@ -73,7 +73,7 @@ pub(crate) fn step_group(
         for (value, grad) in values.iter().zip(&grads) {
             launch = launch.buffer(value).buffer(grad);
         }
-        // Bindings never touched (no momentum, no scale) get one-value stand-ins of their own:
+        // Bindings never touched (no momentum, no scale) get stand-ins of their own:
         // WebGPU rejects one buffer range bound twice as writable, so not a gradient again.
         let [unused_velocity, unused_scale] = stand_ins(&grads[0]);
         launch

@@ -1070,20 +1070,26 @@ pub(crate) mod tests {
                 );
                 // Full, forward: five layer norms (the embeddings', and two a layer with the
                 // residual join, its bias and dropout), the embeddings' dropout, two packed
-                // projections (pack, bias add), two self-attentions (their dropout inside),
-                // two GELUs; backward: two kernels a layer norm and a self-attention, one a
-                // GELU and the dropout, the projections' unpacks.
+                // projections (pack, product with the bias), two self-attentions (their dropout
+                // inside), two GELUs, and three products a layer (`kernels::linear`: the
+                // attention's output, the feed-forward layers'); backward: two kernels a layer
+                // norm, a self-attention and a product, one a GELU and the dropout, three a
+                // projection (the input's and weights' gradients, the unpack).
                 // LoRA: each adapter adds its two products forward (`kernels::lora`, the
-                // dropout inside); backward, the frozen layer norms skip their parameters'
-                // kernel, the embeddings' norm and dropout everything (nothing below trains),
-                // no unpacks, the adapters' cut in each projection, and each adapter's two
-                // (`dt`, the factors' gradients) plus its input's in the second layer (the
-                // first's input does not train).
+                // dropout inside), and the projections their parts' pass (the bias and the
+                // adapters' products added after the product); backward, the frozen layer
+                // norms skip their parameters' kernel, the embeddings' norm and dropout
+                // everything (nothing below trains), the frozen products and projections their
+                // weights' gradients (the first projection's input's too: its input is the
+                // embeddings'), the adapters' cut in each projection, and each adapter's two
+                // (`dt`, the factors' gradients) plus its input's in the second layer.
+                let full = (14 + 2 * 3) + (10 + 4 + 2 * 2 * 3 + 2 + 1 + 2 * 3);
                 let adapters = |per_layer: usize| {
-                    (14 + 2 * 2 * per_layer) + (4 + 4 + 2 + 2 + 2 * 2 * per_layer + per_layer)
+                    (14 + 2 * 3 + 2 + 2 * 2 * per_layer)
+                        + (4 + 4 + 2 * 3 + 1 + 2 + 2 + 2 * 2 * per_layer + per_layer)
                 };
                 let want = match tuning {
-                    "full" => 14 + (10 + 4 + 2 + 1 + 2),
+                    "full" => full,
                     "lora" => adapters(2),
                     _ => adapters(3),
                 };

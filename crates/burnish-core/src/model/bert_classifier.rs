@@ -118,7 +118,8 @@ impl BertClassifier {
         if self.tokens {
             let [batch, len, h] = hidden.dims();
             let states: Tensor<2> = hidden.reshape([batch * len, h]);
-            return self.head.forward(masks.apply(states, self.dropout));
+            let states = masks.apply(states, self.dropout);
+            return masks.linear(&self.head, states, false);
         }
         let pooled = if self.mean {
             Bert::pool_mean(hidden, &input.mask)
@@ -127,7 +128,8 @@ impl BertClassifier {
             let raw: Tensor<2> = hidden.clone().narrow(1, 0, 1).reshape([batch, h]);
             self.bert.pool_cls(hidden).unwrap_or(raw)
         };
-        self.head.forward(masks.apply(pooled, self.dropout))
+        let pooled = masks.apply(pooled, self.dropout);
+        masks.linear(&self.head, pooled, false)
     }
 
     /// Every LoRA adapter: layer index, target, factors.

@@ -124,9 +124,10 @@ impl<'a> Masks<'a> {
         self
     }
 
-    /// `x w` (`w` `[d_in, d_out]`, broadcast over `x`'s leading dimensions): in f32, or with
-    /// both inputs cast to f16 and the product cast back to f32 when half-precision products
-    /// are on. Autodiff carries the casts, so the backward products run in f16 too and the
+    /// `x w` (`w` `[d_in, d_out]`, broadcast over `x`'s leading dimensions): in f32 (through
+    /// `kernels::linear`'s product where it takes it and fused kernels are allowed, else
+    /// burn's), or with both inputs cast to f16 and burn's product cast back to f32 when
+    /// half-precision products are on. Autodiff carries the casts, so the backward products run in f16 too and the
     /// gradients come back f32.
     pub fn product<const D: usize>(&self, x: Tensor<D>, w: Tensor<2>) -> Tensor<D> {
         if self.half {
@@ -135,6 +136,15 @@ impl<'a> Masks<'a> {
             let w: Tensor<D> = w.cast(FloatDType::F16).unsqueeze();
             x.matmul(w).cast(FloatDType::F32)
         } else {
+            if self.fused_kernels {
+                let mut dims = x.dims();
+                let rows = dims[..D - 1].iter().product::<usize>();
+                let flat: Tensor<2> = x.clone().reshape([rows, dims[D - 1]]);
+                if kernels::linear::applies_product(&flat, &w) {
+                    dims[D - 1] = w.dims()[1];
+                    return kernels::linear::product(flat, w).reshape(dims);
+                }
+            }
             x.matmul(w.unsqueeze())
         }
     }
@@ -170,16 +180,25 @@ impl<'a> Masks<'a> {
         pool.forward(activation.forward(conv.forward(x)))
     }
 
-    /// A dense layer `layer` of `x`, through ReLU when `relu`, by the fused kernel
-    /// (`kernels::linear`, small layers only) where it applies and is allowed, else burn's
-    /// operations.
-    pub fn linear(&self, layer: &burn::nn::Linear, x: Tensor<2>, relu: bool) -> Tensor<2> {
+    /// A dense layer `layer` of `x` (over its last dimension), through ReLU when `relu`, by the
+    /// fused kernel (`kernels::linear`, small products only) where it applies and is allowed,
+    /// else burn's operations.
+    pub fn linear<const D: usize>(
+        &self,
+        layer: &burn::nn::Linear,
+        x: Tensor<D>,
+        relu: bool,
+    ) -> Tensor<D> {
         if self.fused_kernels
             && let Some(bias) = &layer.bias
         {
             let (w, b) = (layer.weight.val(), bias.val());
-            if kernels::linear::applies(&x, &w, &b) {
-                return kernels::linear::linear(x, w, b, relu);
+            let mut dims = x.dims();
+            let rows = dims[..D - 1].iter().product::<usize>();
+            let flat: Tensor<2> = x.clone().reshape([rows, dims[D - 1]]);
+            if kernels::linear::applies(&flat, &w, &b) {
+                dims[D - 1] = w.dims()[1];
+                return kernels::linear::linear(flat, w, b, relu).reshape(dims);
             }
         }
         let y = layer.forward(x);

@@ -781,9 +781,13 @@ mod tests {
             1e-3,
             1e-2,
         );
-        // Forward: five layer norms (two a block, the last), two self-attentions, two GELUs;
-        // as many backward, with two kernels a layer norm and a self-attention.
-        assert_eq!((fused_launches, composed_launches), (9 + 16, 0));
+        // Forward: five layer norms (two a block, the last), two self-attentions, two GELUs,
+        // four dense layers a block and the tied head (`kernels::linear`); as many backward,
+        // with two kernels a layer norm, a self-attention, a dense layer and the head.
+        assert_eq!(
+            (fused_launches, composed_launches),
+            (9 + 2 * 4 + 1 + 16 + 2 * (2 * 4 + 1), 0)
+        );
 
         let inference = crate::kernels::test_device();
         let model = model.valid();
@@ -844,7 +848,7 @@ mod tests {
         );
         // The kernels of the test above and five dropouts (the embeddings', two a block), each
         // one launch forward and one backward.
-        assert_eq!(launches, 9 + 16 + 2 * 5);
+        assert_eq!(launches, 9 + 2 * 4 + 1 + 16 + 2 * (2 * 4 + 1) + 2 * 5);
         let (other, _, _) = run(true, 10);
         assert_ne!(fused, other, "another seed, other masks");
     }

@@ -306,9 +306,9 @@ impl AdaptedLinear {
                 None => y,
             }
         } else if self.lora.is_none() {
-            return self.linear.forward(x);
+            return masks.linear(&self.linear, x, false);
         } else {
-            self.linear.forward(x.clone())
+            masks.linear(&self.linear, x.clone(), false)
         };
         match self.low_rank(x, masks) {
             Some((low, scale)) => add_scaled(y, low, scale),
