@@ -13,6 +13,21 @@ use super::lora::{AdaptedLinear, add_scaled};
 use crate::kernels;
 use crate::rng::Rng;
 
+/// `x` as `[rows, width]`, every leading dimension folded into the rows: the form the 2-D
+/// kernels take.
+pub(crate) fn rows<const D: usize>(x: &Tensor<D>) -> Tensor<2> {
+    let dims = x.dims();
+    x.clone()
+        .reshape([dims[..D - 1].iter().product(), dims[D - 1]])
+}
+
+/// A 2-D kernel's `[rows, width]` output back in the leading dimensions `like` of its input.
+pub(crate) fn unrows<const D: usize>(y: Tensor<2>, like: [usize; D]) -> Tensor<D> {
+    let mut dims = like;
+    dims[D - 1] = y.dims()[1];
+    y.reshape(dims)
+}
+
 /// A dropout mask: `scale` (`1 / keep`) with probability `keep`, else 0, at each flat index,
 /// from its `seed`.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -137,12 +152,9 @@ impl<'a> Masks<'a> {
             x.matmul(w).cast(FloatDType::F32)
         } else {
             if self.fused_kernels {
-                let mut dims = x.dims();
-                let rows = dims[..D - 1].iter().product::<usize>();
-                let flat: Tensor<2> = x.clone().reshape([rows, dims[D - 1]]);
+                let flat = rows(&x);
                 if kernels::linear::applies_product(&flat, &w) {
-                    dims[D - 1] = w.dims()[1];
-                    return kernels::linear::product(flat, w).reshape(dims);
+                    return unrows(kernels::linear::product(flat, w), x.dims());
                 }
             }
             x.matmul(w.unsqueeze())
@@ -193,12 +205,9 @@ impl<'a> Masks<'a> {
             && let Some(bias) = &layer.bias
         {
             let (w, b) = (layer.weight.val(), bias.val());
-            let mut dims = x.dims();
-            let rows = dims[..D - 1].iter().product::<usize>();
-            let flat: Tensor<2> = x.clone().reshape([rows, dims[D - 1]]);
+            let flat = rows(&x);
             if kernels::linear::applies(&flat, &w, &b) {
-                dims[D - 1] = w.dims()[1];
-                return kernels::linear::linear(flat, w, b, relu).reshape(dims);
+                return unrows(kernels::linear::linear(flat, w, b, relu), x.dims());
             }
         }
         let y = layer.forward(x);
@@ -219,14 +228,12 @@ impl<'a> Masks<'a> {
         x: Tensor<D>,
     ) -> Tensor<D> {
         if self.fused_kernels {
-            let dims = x.dims();
-            let cols = dims[D - 1];
-            let rows = dims[..D - 1].iter().product::<usize>();
             let gamma = ln.gamma.val();
             let beta = ln.beta.as_ref().map(Param::val);
-            let flat: Tensor<2> = x.clone().reshape([rows, cols]);
+            let flat = rows(&x);
             if kernels::layer_norm::applies(&flat, &gamma, beta.as_ref()) {
-                return kernels::layer_norm::layer_norm(flat, gamma, beta, epsilon).reshape(dims);
+                let y = kernels::layer_norm::layer_norm(flat, gamma, beta, epsilon);
+                return unrows(y, x.dims());
             }
         }
         ln.forward(x)

@@ -328,14 +328,11 @@ impl AdaptedLinear {
         let lora = self.lora.as_ref()?;
         if masks.fused() {
             let (a, b) = (lora.a.val(), lora.b.val());
-            let mut dims = x.dims();
-            let rows = dims[..D - 1].iter().product::<usize>();
-            let flat: Tensor<2> = x.clone().reshape([rows, dims[D - 1]]);
+            let flat = super::dropout::rows(&x);
             if kernels::lora::applies(&flat, &a, &b) {
                 let mask = masks.draw(lora.dropout);
-                dims[D - 1] = b.dims()[1];
                 let low = kernels::lora::low_rank(flat, a, b, mask, lora.scale as f32);
-                return Some((low.reshape(dims), 1.0));
+                return Some((super::dropout::unrows(low, x.dims()), 1.0));
             }
         }
         let x = masks.apply(x, lora.dropout);
