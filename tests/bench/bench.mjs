@@ -76,6 +76,14 @@ function optimizerBench() {
   return table || `not run: ${(run.stderr || '').trim().split('\n').pop()}`;
 }
 
+// A dense layer's product alone, burnish's kernels vs burn's tiled one, at MiniLM's layer shapes
+// (tests/benches/products.rs): the adapter line, its table and its summary.
+function productsBench(env = {}) {
+  const run = spawnSync('cargo', ['bench', '--quiet', '-p', 'burnish-tests', '--bench', 'products'], { encoding: 'utf8', env: { ...process.env, ...env } });
+  const lines = run.stdout.split('\n').filter((l) => l.startsWith('|') || l.startsWith('adapter:') || l.startsWith('burnish\'s kernels'));
+  return lines.length ? lines.join('\n\n').replace(/\|\n\n\|/g, '|\n|') : `not run: ${(run.stderr || '').trim().split('\n').pop()}`;
+}
+
 function gpt() {
   const events = cli(['lm', `${ASSETS}/tinyshakespeare.txt`, '--steps', '20', '--out', `${OUT}/gpt`, '--json']);
   const report = events.find((e) => e.type === 'lm_report').report;
@@ -298,6 +306,9 @@ async function main() {
     }
   }
   native.optimizer = optimizerBench();
+  native.products = productsBench();
+  // SwiftShader (the page's adapter here) at fewer sizes: burn's product takes seconds there.
+  if (SWIFTSHADER_ICD && !QUICK) native.productsSwiftshader = productsBench({ ...ON_SWIFTSHADER, BURNISH_BENCH_ROWS: '16,64,256' });
   native.loss = {};
   for (const vocab of ['chars', 'wordpiece']) {
     for (const fused of [false, true]) {
@@ -376,6 +387,10 @@ async function main() {
       `reading losses every ~100 ms instead of every step a further ${fmt(native.wgpuFused?.msPerStep / native.wgpu.msPerStep, 2)}x. ` +
       `In the browser, both together: ${fmt(browser.burnishCnnBase?.msPerStep / b.msPerStep, 2)}x.`, '',
     '## The optimizer step alone (wgpu; tests/benches/optimizer.rs)', '', native.optimizer, '',
+    '## A dense layer alone, burnish\'s product kernels vs burn\'s tiled product (wgpu; tests/benches/products.rs)', '',
+    'ms per training step of the layer (forward, then the input\'s, weights\' and bias\'s gradients) and per forward pass; "default takes": whose kernel runs at that size under the default limit (`BURNISH_PRODUCT_KERNEL_LIMIT`).', '',
+    native.products, '',
+    ...(native.productsSwiftshader ? ['On SwiftShader:', '', native.productsSwiftshader, ''] : []),
     `## The fused softmax cross-entropy (native wgpu, ${native.loss.chars_fused?.device ?? '?'}; GPT 2 x 64, context 64, batch 8; ms/step)`, '',
     '| vocabulary | composed loss (the other kernels fused) | fused loss | speed-up |', '|---|---|---|---|',
     ...[['chars', 'characters of Tiny Shakespeare'], ['wordpiece', 'MiniLM\'s 30,522 WordPiece tokens']].map(([k, name]) => {

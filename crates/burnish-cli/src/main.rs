@@ -316,9 +316,26 @@ fn parse_shape(text: &str) -> std::result::Result<[usize; 3], String> {
 fn device(backend: Backend) -> Result<Device> {
     Ok(match backend {
         Backend::Flex => Device::flex(),
-        Backend::Wgpu => burnish_core::gpu::init().context("no wgpu adapter could be started (install a Vulkan driver, e.g. Debian's mesa-vulkan-drivers)")?,
+        Backend::Wgpu => {
+            let device = burnish_core::gpu::init().context("no wgpu adapter could be started (install a Vulkan driver, e.g. Debian's mesa-vulkan-drivers)")?;
+            // How large a product burnish's dense-layer kernels take before burn's tiled one
+            // (`tests/benches/products.rs` measures where it should be on an adapter).
+            if let Ok(limit) = std::env::var(PRODUCT_LIMIT_VAR)
+                && !limit.trim().is_empty()
+            {
+                let multiply_adds = limit.trim().parse::<u64>().with_context(|| {
+                    format!("{PRODUCT_LIMIT_VAR}={limit:?}: expected a number of multiply-adds such as 134217728")
+                })?;
+                burnish_core::gpu::set_product_kernel_limit(multiply_adds);
+            }
+            device
+        }
     })
 }
+
+/// The environment variable that sets `burnish_core::gpu::set_product_kernel_limit` for a wgpu
+/// run.
+const PRODUCT_LIMIT_VAR: &str = "BURNISH_PRODUCT_KERNEL_LIMIT";
 
 /// Prints events to the terminal: a progress bar on a TTY, a line per tenth otherwise.
 struct Terminal {

@@ -161,3 +161,27 @@ fn bad_files_get_one_line_errors() {
     );
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// `BURNISH_PRODUCT_KERNEL_LIMIT` (how large a product burnish's dense-layer kernels take on
+/// wgpu): a value that is not a number is a one-line error naming the variable, before any
+/// data is read.
+#[test]
+fn a_bad_product_kernel_limit_is_a_one_line_error() {
+    let run = |limit: &str| {
+        Command::new(env!("CARGO_BIN_EXE_burnish"))
+            .args(["train", digits().to_str().expect("utf-8"), "--no-header"])
+            .args(["--device", "wgpu"])
+            .env("BURNISH_PRODUCT_KERNEL_LIMIT", limit)
+            .output()
+            .expect("run")
+    };
+    let out = run("lots");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.trim().starts_with(
+            "error: BURNISH_PRODUCT_KERNEL_LIMIT=\"lots\": expected a number of multiply-adds"
+        ) && stderr.trim().lines().count() == 1,
+        "{stderr}"
+    );
+}

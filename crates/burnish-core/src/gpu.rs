@@ -123,3 +123,18 @@ pub fn adapter_of(device: &Device) -> Option<&'static AdapterInfo> {
         _ => None,
     }
 }
+
+/// Set the largest matrix product (`rows x d_in x d_out` multiply-adds) that burnish's own
+/// dense-layer kernels (`shaders/linear*.wgsl`) take before handing over to burn's tiled,
+/// autotuned product; layers of at most 65,536 weights always take them. The default,
+/// 2^27 (MiniLM's feed-forward layers up to 227 tokens a batch), is a guess for GPUs; the
+/// products bench (`tests/benches/products.rs`) times both kernels side by side on an adapter
+/// to place it. For the whole process (a browser worker is one), for products computed after the call.
+pub fn set_product_kernel_limit(multiply_adds: u64) {
+    crate::kernels::linear::set_max_product(multiply_adds);
+}
+
+/// The limit [`set_product_kernel_limit`] sets.
+pub fn product_kernel_limit() -> u64 {
+    crate::kernels::linear::max_product()
+}

@@ -7,12 +7,14 @@
 //! Only for small products ([`small`]): the image and table classifiers' layers (at most
 //! [`MAX_WEIGHTS`] weights, any batch), and the transformers' dense layers and packed
 //! query/key/value projection (`kernels::qkv`, through [`wgpu`]'s functions) while a product
-//! takes at most [`MAX_PRODUCT`] multiply-adds: MiniLM's layers at a few hundred tokens a batch,
+//! takes at most [`MAX_PRODUCT`] multiply-adds (or the limit [`set_max_product`] sets): MiniLM's layers at a few hundred tokens a batch,
 //! the browser demo's sizes. The kernels are plain loops, a 4 x 4 block of outputs a thread,
 //! with no workgroup memory, which is what CPU renderers run fastest and what a GPU finishes at
 //! once for such sizes, where burn's product costs more in host time than in GPU time (it
 //! selects and configures a kernel at every call: ~3 of our launches natively, measured). A
 //! larger product keeps burn's tiled, autotuned kernel, which a GPU runs faster there.
+
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use burn::prelude::*;
 
@@ -30,8 +32,26 @@ pub(crate) const MAX_WEIGHTS: usize = 1 << 16;
 #[cfg_attr(not(feature = "wgpu"), allow(dead_code))]
 pub(crate) const MAX_PRODUCT: u64 = 1 << 27;
 
+/// The process's limit in place of [`MAX_PRODUCT`] ([`set_max_product`]): one wgpu runtime a
+/// process (or a worker), so one limit.
+#[cfg_attr(not(feature = "wgpu"), allow(dead_code))]
+static PRODUCT_LIMIT: AtomicU64 = AtomicU64::new(MAX_PRODUCT);
+
+/// Set how many multiply-adds a larger layer's product may take and still run on the kernels
+/// (`crate::gpu::set_product_kernel_limit`).
+#[cfg_attr(not(feature = "wgpu"), allow(dead_code))]
+pub(crate) fn set_max_product(multiply_adds: u64) {
+    PRODUCT_LIMIT.store(multiply_adds, Ordering::Relaxed);
+}
+
+/// The limit [`small`] applies: [`MAX_PRODUCT`] unless [`set_max_product`] changed it.
+#[cfg_attr(not(feature = "wgpu"), allow(dead_code))]
+pub(crate) fn max_product() -> u64 {
+    PRODUCT_LIMIT.load(Ordering::Relaxed)
+}
+
 /// Whether the kernels take a product of `[rows, d_in]` by `[d_in, d_out]`: a small layer
-/// ([`MAX_WEIGHTS`]) or a small product ([`MAX_PRODUCT`]), every size non-zero and every index
+/// ([`MAX_WEIGHTS`]) or a small product ([`max_product`]), every size non-zero and every index
 /// within 32 bits.
 #[cfg_attr(not(feature = "wgpu"), allow(dead_code))]
 pub(crate) fn small(rows: usize, d_in: usize, d_out: usize) -> bool {
@@ -40,7 +60,7 @@ pub(crate) fn small(rows: usize, d_in: usize, d_out: usize) -> bool {
     let weights = d_in * d_out;
     rows > 0
         && weights > 0
-        && (weights <= MAX_WEIGHTS as u64 || rows * weights <= MAX_PRODUCT)
+        && (weights <= MAX_WEIGHTS as u64 || rows * weights <= max_product())
         && u32::try_from(rows * d_in.max(d_out)).is_ok()
         && u32::try_from(weights).is_ok()
 }
