@@ -52,7 +52,8 @@ export function addLmSample(s, prompt) {
 
 export function showLmReport(r, prompt) {
   const v = r.validation ? `held-out loss ${r.validation.loss.toFixed(3)}, perplexity ${r.validation.perplexity.toFixed(2)} over ${r.validation.tokens.toLocaleString()} tokens; ` : '';
-  $('lm-eval').textContent = `${r.cancelled ? 'Cancelled' : 'Done'} after ${r.steps} steps: ${v}${Math.round(r.tokens_per_second).toLocaleString()} training tokens/s.`;
+  const peak = r.peak_memory != null ? ` Peak GPU memory held by the allocator: ${(r.peak_memory / 2 ** 20).toFixed(1)} MiB.` : '';
+  $('lm-eval').textContent = `${r.cancelled ? 'Cancelled' : 'Done'} after ${r.steps} steps: ${v}${Math.round(r.tokens_per_second).toLocaleString()} training tokens/s.${peak}`;
   $('lm-samples').prepend(el('h4', { text: `Final sample (${r.steps} steps)` }), el('pre', { class: 'sample-text', text: prompt + r.sample }));
 }
 

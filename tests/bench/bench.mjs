@@ -26,6 +26,15 @@ const median = (xs) => { const s = [...xs].sort((a, b) => a - b); return s[Math.
 // The median host time (`host_ms`) of a run's steps but the first (which generates the kernels).
 const hostMedian = (hostMs) => median(hostMs.slice(1));
 
+// Peak memory of the native runs, in run order: the CLI's `memory` event (the device allocator's
+// peak on wgpu, from burn's pools; the process's resident peak, VmHWM).
+const PEAKS = [];
+function recordPeak(label, events) {
+  const m = events.find((e) => e.type === 'memory');
+  const mib = (b) => (b == null ? null : b / 2 ** 20);
+  PEAKS.push({ run: label, deviceMiB: mib(m?.device_peak_bytes), processMiB: mib(m?.process_peak_rss_bytes) });
+}
+
 function cli(args, env = {}) {
   const out = execFileSync(CLI, args, { encoding: 'utf8', maxBuffer: 1 << 28, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
   return out.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l));
@@ -45,6 +54,7 @@ function cnnNative(device, variant = 'default', { env = {}, name = device } = {}
     '--recipe', recipe, '--out', `${OUT}/cnn-${name}-${variant}.safetensors`, '--device', device, '--json'], env);
   const started = checkAdapter(events.find((e) => e.type === 'started'), name);
   const progress = events.filter((e) => e.type === 'progress');
+  recordPeak(`digits CNN, ${name}, ${variant}`, events);
   // `ms_per_step` is the mean of every step but the first (shader compiles), evaluation left out.
   return {
     device: started.adapter ?? started.device, parameters: started.parameters, steps: progress.length,
@@ -87,6 +97,7 @@ function productsBench(env = {}) {
 function gpt() {
   const events = cli(['lm', `${ASSETS}/tinyshakespeare.txt`, '--steps', '20', '--out', `${OUT}/gpt`, '--json']);
   const report = events.find((e) => e.type === 'lm_report').report;
+  recordPeak('GPT 4 x 128, flex', events);
   const progress = events.filter((e) => e.type === 'progress');
   const gen = spawnSync(CLI, ['generate', '--model', `${OUT}/gpt`, '--max-tokens', '300', '--prompt', 'A', '--seed', '1'], { encoding: 'utf8' });
   const m = /(\d+) tokens in ([\d.]+) s \(([\d.]+) tokens\/s\)/.exec(`${gen.stdout}${gen.stderr}`);
@@ -109,6 +120,7 @@ function minilm() {
     const events = cli(['text', data, '--model', `${ASSETS}/minilm`, '--max-length', '64', '--pooling', 'mean',
       '--recipe', recipe, '--out', `${OUT}/minilm-out`, '--json', ...extra]);
     const started = events.find((e) => e.type === 'started');
+    recordPeak(`MiniLM batch 16 x 64, flex, ${extra.length ? 'LoRA' : 'full'}`, events);
     return { msPerStep: events.filter((e) => e.type === 'progress').at(-1).ms_per_step, trainable: started.parameters };
   };
   const out = { full: one([]), lora: one(['--tuning', 'lora', '--lora-rank', '8']) };
@@ -138,6 +150,7 @@ function minilmSmall(device, tuning, env = {}, name = device, precision = 'f32')
     ...(tuning === 'lora' ? ['--tuning', 'lora', '--lora-rank', '8'] : [])], env);
   const started = checkAdapter(events.find((e) => e.type === 'started'), name);
   const progress = events.filter((e) => e.type === 'progress');
+  recordPeak(`MiniLM batch ${SMALL_MINILM.batch} x ${SMALL_MINILM.maxLength}, ${name}, ${tuning}, ${precision}`, events);
   return {
     msPerStep: progress.at(-1).ms_per_step, hostMs: hostMedian(progress.map((e) => e.host_ms)), loss: progress.at(-1).loss,
     device: started.adapter ?? started.device, precision: started.precision,
@@ -352,6 +365,7 @@ async function main() {
     adapter: browser.adapter,
     native, browser,
     wasm: { raw: wasm.length, gzip: gzipSync(wasm, { level: 9 }).length },
+    peaks: PEAKS,
   };
   const sps = (ms, batch) => (ms ? (1000 / ms) * batch : null);
   const b = browser.burnishCnn;
@@ -433,6 +447,10 @@ async function main() {
       const ratio = single?.msPerStep && half?.msPerStep ? `${fmt(single.msPerStep / half.msPerStep, 2)}x` : '–';
       return `| ${k === 'full' ? 'full fine-tuning' : 'LoRA r=8 (query, value)'} | ${fmt(single?.msPerStep, 0)} | ${cell} | ${ratio} | ${fmt(single?.loss, 4)} / ${fmt(half?.loss, 4)} |`;
     }), '',
+    '## Peak memory (native CLI runs)', '',
+    'The device allocator\'s peak (burn\'s pools on wgpu; none on flex, whose tensors are the process\'s) and the process\'s resident peak (VmHWM: on a CPU renderer the "device" memory is the process\'s too).', '',
+    '| run | device allocator MiB | process resident MiB |', '|---|---|---|',
+    ...PEAKS.map((p) => `| ${p.run} | ${fmt(p.deviceMiB)} | ${fmt(p.processMiB)} |`), '',
     '## Start-up and size', '',
     `Page open to first training step (JS API example, a browser of its own): ${fmt(up.coldMs, 0)} ms cold, ${fmt(up.warmMs, 0)} ms warm cache. ` +
       `The cold visit: the run started at ${fmt(up.startedMs, 0)} ms (wasm compiled and started, GPU device, data), then its first step took ` +

@@ -98,7 +98,7 @@ if os.path.exists(gen):
 
 accuracy = sorted(glob.glob(os.path.join(out, "accuracy-*.jsonl")))
 if accuracy:
-    print("## MiniLM on ~10.5k movie snippets (length 64, batch 32): the 60 s / 85% target\n")
+    print("## MiniLM on ~10.5k movie snippets (length 64, batch 32; epochs and learning rate in the run's name): the 60 s / 85% target\n")
     print("| run | wall s (process start to end) | training steps | ms/step | validation accuracy by epoch | test accuracy | rc |")
     print("|---|---|---|---|---|---|---|")
     for path in accuracy:

@@ -359,6 +359,45 @@ impl Terminal {
             done: RefCell::new(None),
         }
     }
+
+    /// The run's peak memory: the device allocator's (`device`, from the run's report: burn's
+    /// pools on wgpu; `None` on flex) and the process's resident peak (Linux). In JSON mode one
+    /// `memory` event, else a line.
+    fn memory(&self, device: Option<u64>) {
+        let process = process_peak_rss();
+        if self.json {
+            println!(
+                "{}",
+                serde_json::json!({"type": "memory", "device_peak_bytes": device, "process_peak_rss_bytes": process})
+            );
+            return;
+        }
+        let mib = |b: u64| format!("{:.1} MiB", b as f64 / f64::from(1u32 << 20));
+        let parts: Vec<String> = [
+            device.map(|b| format!("device allocator {}", mib(b))),
+            process.map(|b| format!("process resident {}", mib(b))),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        if !parts.is_empty() {
+            println!("peak memory: {}", parts.join(", "));
+        }
+    }
+}
+
+/// The process's peak resident memory in bytes (`VmHWM`), where the OS says (Linux).
+fn process_peak_rss() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: u64 = line
+        .trim_start_matches("VmHWM:")
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kib * 1024)
 }
 
 impl Host for Terminal {
@@ -669,6 +708,7 @@ fn train(
         report.text
     );
     println!("test accuracy: {:.4}", report.report.accuracy);
+    host.memory(report.peak_memory);
     workspace.set_model(export, "trained");
     std::fs::write(out, workspace.export()?)
         .with_context(|| format!("cannot write {}", out.display()))?;
@@ -983,12 +1023,7 @@ fn text(
         None => println!("test accuracy: {:.4}", report.report.accuracy),
     }
     println!("training throughput: {tokens_per_second:.0} tokens/s");
-    if let Some(peak) = report.peak_memory {
-        println!(
-            "peak device memory (allocator pages): {:.1} MiB",
-            peak as f64 / f64::from(1u32 << 20)
-        );
-    }
+    host.memory(report.peak_memory);
     if let Some(out) = args.adapter_out {
         let folder = pollster::block_on(trained.export_adapter())?;
         write_folder(out, &folder.files)?;
@@ -1276,6 +1311,7 @@ fn run(cli: Cli) -> Result<()> {
                 "training throughput: {:.0} tokens/s",
                 report.tokens_per_second
             );
+            host.memory(report.peak_memory);
             println!("--- sample ---\n{}{}\n---", recipe.prompt, report.sample);
             if let Some(out) = out {
                 write_folder(&out, &pollster::block_on(export_lm(&trained))?)?;

@@ -59,6 +59,15 @@ fn digits_train_export_import_continue() {
     assert!(first >= 0.90, "test accuracy {first} < 0.90");
     assert!(out.contains("weighted avg"), "the report is printed");
     assert!(out.contains("1797 rows, 64 features, 10 classes"), "{out}");
+    // On flex no device allocator: the process's resident peak alone (Linux).
+    if cfg!(target_os = "linux") {
+        let peak = out
+            .lines()
+            .find_map(|l| l.strip_prefix("peak memory: process resident "))
+            .unwrap_or_else(|| panic!("no process peak in:\n{out}"));
+        let mib: f64 = peak.trim_end_matches(" MiB").parse().expect("MiB");
+        assert!(mib > 1.0 && mib < 4096.0, "{peak}");
+    }
 
     let recipe = dir.join("recipe.json");
     std::fs::write(&recipe, r#"{"fit": {"epochs": 2}}"#).expect("write");
@@ -162,19 +171,58 @@ fn bad_files_get_one_line_errors() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
-/// `BURNISH_PRODUCT_KERNEL_LIMIT` (how large a product burnish's dense-layer kernels take on
-/// wgpu): a value that is not a number is a one-line error naming the variable, before any
-/// data is read.
+/// On wgpu: `BURNISH_PRODUCT_KERNEL_LIMIT` (how large a product burnish's dense-layer kernels
+/// take) that is not a number is a one-line error naming the variable, before any data is read;
+/// a run with a limit reports its peak memory, the device allocator's and the process's, as a
+/// JSON `memory` event.
 #[test]
-fn a_bad_product_kernel_limit_is_a_one_line_error() {
+fn wgpu_runs_take_a_product_limit_and_report_peak_memory() {
+    let dir = std::env::temp_dir().join(format!("burnish-wgpu-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let recipe = dir.join("recipe.json");
+    std::fs::write(&recipe, r#"{"fit": {"epochs": 1}}"#).expect("write");
+    let model = dir.join("m.safetensors");
     let run = |limit: &str| {
         Command::new(env!("CARGO_BIN_EXE_burnish"))
             .args(["train", digits().to_str().expect("utf-8"), "--no-header"])
-            .args(["--device", "wgpu"])
+            .args(["--recipe", recipe.to_str().expect("utf-8")])
+            .args([
+                "--out",
+                model.to_str().expect("utf-8"),
+                "--device",
+                "wgpu",
+                "--json",
+            ])
             .env("BURNISH_PRODUCT_KERNEL_LIMIT", limit)
             .output()
             .expect("run")
     };
+    let out = run("0");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let memory: serde_json::Value = stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|e| e["type"] == "memory")
+        .unwrap_or_else(|| panic!("no memory event in:\n{stdout}"));
+    let device = memory["device_peak_bytes"]
+        .as_u64()
+        .expect("wgpu reports its allocator");
+    assert!(device > 0 && device < 1 << 30, "{memory}");
+    if cfg!(target_os = "linux") {
+        assert!(
+            memory["process_peak_rss_bytes"]
+                .as_u64()
+                .is_some_and(|b| b > device / 4),
+            "{memory}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(dir);
+
     let out = run("lots");
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);

@@ -201,6 +201,9 @@ pub struct LmReport {
     pub cancelled: bool,
     /// A sample from the final model.
     pub sample: String,
+    /// The most GPU memory the run's device held, in bytes, when the backend reports it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peak_memory: Option<u64>,
 }
 
 /// Generate `sampling.max_tokens` after `prompt` and return the text.
@@ -368,6 +371,7 @@ pub async fn train_lm(
         },
         cancelled,
         sample,
+        peak_memory: super::text_fit::peak_memory(device),
     };
     host.post(Event::LmReport {
         report: Box::new(report.clone()),
