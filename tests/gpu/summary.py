@@ -49,7 +49,15 @@ def step_figures(evs):
         "wall": wall["ms"] / 1000 if wall else None,
         "rc": wall["rc"] if wall else None,
         "loss": progress[-1].get("loss") if progress else None,
+        "memory": memory(evs),
     }
+
+
+def memory(evs):
+    """The run's peak memory (the CLI's `memory` event): "device MiB / process MiB"."""
+    m = first(evs, "memory") or {}
+    mib = lambda b: fmt(b / 2**20, 0) if b is not None else "–"
+    return f"{mib(m.get('device_peak_bytes'))} / {mib(m.get('process_peak_rss_bytes'))}"
 
 
 print("# burnish on a GPU (tests/gpu/run.sh)\n")
@@ -76,13 +84,13 @@ if os.path.exists(os.path.join(out, "products.md")):
 minilm = sorted(glob.glob(os.path.join(out, "minilm-*.jsonl")))
 if minilm:
     print("## MiniLM fine-tuning (made-up weights, the first movie snippets, one epoch)\n")
-    print("| run | steps | ms/step | host ms/step (median) | first step ms | wall s | last loss | rc |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| run | steps | ms/step | host ms/step (median) | first step ms | wall s | last loss | peak MiB device / process | rc |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for path in minilm:
         name = os.path.basename(path)[:-6]
         f = step_figures(events(name))
         print(f"| {name} | {f['steps']} | {fmt(f['ms'], 2)} | {fmt(f['host'], 2)} | {fmt(f['first'])} | "
-              f"{fmt(f['wall'])} | {fmt(f['loss'], 4)} | {f['rc']} |")
+              f"{fmt(f['wall'])} | {fmt(f['loss'], 4)} | {f['memory']} | {f['rc']} |")
     print()
 
 gpt = events("gpt")
@@ -99,8 +107,8 @@ if os.path.exists(gen):
 accuracy = sorted(glob.glob(os.path.join(out, "accuracy-*.jsonl")))
 if accuracy:
     print("## MiniLM on ~10.5k movie snippets (length 64, batch 32; epochs and learning rate in the run's name): the 60 s / 85% target\n")
-    print("| run | wall s (process start to end) | training steps | ms/step | validation accuracy by epoch | test accuracy | rc |")
-    print("|---|---|---|---|---|---|---|")
+    print("| run | wall s (process start to end) | training steps | ms/step | validation accuracy by epoch | test accuracy | peak MiB device / process | rc |")
+    print("|---|---|---|---|---|---|---|---|")
     for path in accuracy:
         name = os.path.basename(path)[:-6]
         evs = events(name)
@@ -109,4 +117,4 @@ if accuracy:
         report = first(evs, "report")
         test = report["report"]["report"]["accuracy"] if report else None
         print(f"| {name} | {fmt(f['wall'])} | {f['steps']} | {fmt(f['ms'], 2)} | "
-              f"{', '.join(fmt(v, 3) for v in val) or '–'} | {fmt(test, 4)} | {f['rc']} |")
+              f"{', '.join(fmt(v, 3) for v in val) or '–'} | {fmt(test, 4)} | {f['memory']} | {f['rc']} |")
