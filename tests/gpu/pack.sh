@@ -35,10 +35,12 @@ xz -T0 -6 .gpu/accuracy/minilm/model.safetensors
 python3 tests/gpu/weights.py snippets .assets/movie_reviews.tsv .gpu/accuracy/reviews.csv
 
 if ! ls .gl/libvulkan1_*.deb >/dev/null 2>&1; then
-  mkdir -p .gl /tmp/amd64/partial
-  o=(-oAPT::Architecture=amd64 -oAPT::Architectures=amd64 -oDir::State::Lists=/tmp/amd64)
+  lists=$(mktemp -d)
+  mkdir -p .gl "$lists/partial"
+  o=(-oAPT::Architecture=amd64 -oAPT::Architectures=amd64 "-oDir::State::Lists=$lists")
   apt-get "${o[@]}" update -qq
   (cd .gl && apt-get "${o[@]}" download libvulkan1)
+  rm -rf "$lists"
 fi
 du -sh .gpu/speed .gpu/accuracy .gl
 echo "pack.sh: carry [\".gl\", \".gpu/speed\"] for 'bash tests/gpu/run.sh speed', [\".gl\", \".gpu/accuracy\"] for 'accuracy'"

@@ -4,7 +4,7 @@
 #   bash tests/gpu/run.sh accuracy   MiniLM fine-tuned on ~10.5k movie snippets: time and test
 #                                    accuracy, the "85% within 60 s" (~2 min)
 # Reads .gpu/<mode>/ (made by tests/gpu/pack.sh here) and .gl/ (the Vulkan loader's .deb);
-# writes three files to $OUT (or /tmp/burnish-gpu/result; the device returns at most 8):
+# writes three files to $OUT (or $TMPDIR/burnish-gpu/result; the device returns at most 8):
 # log.txt, summary.md and runs.tar.gz (every run's JSON events and stderr, the products table).
 # A dry run elsewhere (a CPU renderer) can shrink the runs: GPU_ROWS (MiniLM's snippets: 1024
 # for speed, all for accuracy), GPU_SHAPES (batch x length, "4x16 16x64 32x128"), GPU_GPT_STEPS
@@ -12,7 +12,7 @@
 set -uo pipefail
 mode=${1:?"usage: run.sh speed|accuracy"}
 kit=".gpu/$mode"
-g=/tmp/burnish-gpu
+g="${TMPDIR:-/tmp}/burnish-gpu"
 out="$g/out"
 result=${OUT:-$g/result}
 rm -rf "$out"
