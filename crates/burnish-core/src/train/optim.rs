@@ -173,14 +173,43 @@ impl Optimizer {
         &mut self,
         learning_rate: f64,
         module: M,
+        grads: GradientsParams,
+        scale: Option<&Tensor<1>>,
+    ) -> M {
+        self.step_with(learning_rate, module, grads, scale, false)
+    }
+
+    /// [`Self::step`] with dynamic loss scaling's factor (`kernels::clip::dynamic_factor`), of
+    /// which exactly 0 means "skip": the gradients overflowed, and every parameter's weights and
+    /// moments stay as they were, as PyTorch's `GradScaler` skips `optimizer.step()`. The fused
+    /// kernels check the factor as they read it; the composed update (a parameter too large for
+    /// a fused group: BERT-base's word embeddings under WebGPU's default 128 MiB binding) keeps
+    /// its old values where the factor is 0, on the device, with no read-back. Known, left: the
+    /// step still counts towards Adam's bias correction (the host cannot tell without a read).
+    pub(crate) fn step_or_skip<M: Module>(
+        &mut self,
+        learning_rate: f64,
+        module: M,
+        grads: GradientsParams,
+        factor: &Tensor<1>,
+    ) -> M {
+        self.step_with(learning_rate, module, grads, Some(factor), true)
+    }
+
+    fn step_with<M: Module>(
+        &mut self,
+        learning_rate: f64,
+        module: M,
         mut grads: GradientsParams,
         scale: Option<&Tensor<1>>,
+        skippable: bool,
     ) -> M {
         let mut mapper = Update {
             optim: self,
             grads: &mut grads,
             lr: learning_rate,
             scale,
+            skippable,
             pending: Vec::new(),
         };
         let module = module.map(&mut mapper);
@@ -325,6 +354,8 @@ struct Update<'a> {
     grads: &'a mut GradientsParams,
     lr: f64,
     scale: Option<&'a Tensor<1>>,
+    /// Whether a `scale` of 0 skips the update ([`Optimizer::step_or_skip`]).
+    skippable: bool,
     /// Parameters left to the fused kernels, in visit order.
     pending: Vec<Pending>,
 }
@@ -380,6 +411,7 @@ impl ModuleMapper for Update<'_> {
             let grad = Gradient {
                 value: flat_grad,
                 scale,
+                skippable: self.skippable,
             };
             let (updated, state) = self.optim.update(self.lr, decay, flat_value, grad, state);
             if let Some(state) = state {
@@ -402,11 +434,52 @@ impl ModuleMapper for Update<'_> {
 struct Gradient {
     value: Tensor<1>,
     scale: Option<Tensor<1>>,
+    /// Whether a factor of 0 skips the update ([`Optimizer::step_or_skip`]).
+    skippable: bool,
 }
 
 impl Optimizer {
-    /// One parameter's update with weight decay `decay`, as burn 0.22 computes it.
+    /// [`Self::update_unmasked`], where a skippable factor of 0 keeps the weights and moments
+    /// as they were (both computed, one kept per value by a mask: no read-back).
     fn update(
+        &self,
+        lr: f64,
+        decay: f32,
+        value: Tensor<1>,
+        grad: Gradient,
+        state: Option<Moments>,
+    ) -> (Tensor<1>, Option<Moments>) {
+        let skip = match (&grad.scale, grad.skippable) {
+            (Some(factor), true) => factor.clone().equal_elem(0.0),
+            _ => return self.update_unmasked(lr, decay, value, grad, state),
+        };
+        let before = (
+            value.clone(),
+            state.as_ref().map(|s| (s.first.clone(), s.second.clone())),
+        );
+        let (updated, state) = self.update_unmasked(lr, decay, value, grad, state);
+        let keep = skip.expand(updated.dims());
+        let updated = updated.mask_where(keep.clone(), before.0);
+        let state = state.map(|mut s| {
+            // A first step's moments were zeros.
+            let (first, second) = before.1.unwrap_or_else(|| {
+                (
+                    s.first.zeros_like(),
+                    s.second.as_ref().map(Tensor::zeros_like),
+                )
+            });
+            s.first = s.first.mask_where(keep.clone(), first);
+            s.second = match (s.second, second) {
+                (Some(new), Some(old)) => Some(new.mask_where(keep.clone(), old)),
+                (new, _) => new,
+            };
+            s
+        });
+        (updated, state)
+    }
+
+    /// One parameter's update with weight decay `decay`, as burn 0.22 computes it.
+    fn update_unmasked(
         &self,
         lr: f64,
         decay: f32,
@@ -800,6 +873,70 @@ mod tests {
                     "{kind:?}: {va:?} vs {vb:?}"
                 );
             }
+        }
+    }
+
+    /// Dynamic loss scaling's skip (`step_or_skip` with a factor of 0) on the composed update
+    /// (flex here; on wgpu a parameter too large for a fused group): the weights and every
+    /// moment stay exactly as they were, on a first step and after one; the same factor through
+    /// the plain `step` moves them (AdamW's decay, the moments' momentum), so the mask is what
+    /// keeps them. A factor of 1 through `step_or_skip` is `step`.
+    #[test]
+    fn a_zero_factor_skips_the_composed_update() {
+        let device = Device::flex().autodiff();
+        let inner = Device::flex();
+        let factor = |f: f32| Tensor::<1>::from_floats([f], &inner);
+        let moments = |o: &Optimizer, l: &Linear| {
+            pollster::block_on(o.save(l))
+                .expect("save")
+                .into_iter()
+                .map(|m| m.map(|m| (m.first, m.second)))
+                .collect::<Vec<_>>()
+        };
+        for kind in [
+            OptimizerKind::Adamw,
+            OptimizerKind::Adam,
+            OptimizerKind::Sgd,
+        ] {
+            let start: Linear = LinearConfig::new(3, 2).init(&device);
+            let mut optim = Optimizer::new(kind, 0.1, 0.9);
+            let skipped =
+                optim.step_or_skip(0.01, start.clone(), grads(&start, 1, &device), &factor(0.0));
+            assert_eq!(
+                values(&skipped),
+                values(&start),
+                "{kind:?}: a skipped first step"
+            );
+            for m in moments(&optim, &skipped).into_iter().flatten() {
+                assert!(
+                    m.0.iter().chain(m.1.iter().flatten()).all(|&v| v == 0.0),
+                    "{kind:?}: {m:?}"
+                );
+            }
+
+            let mut plain = Optimizer::new(kind, 0.1, 0.9);
+            let mut ours = Optimizer::new(kind, 0.1, 0.9);
+            let a = plain.step(
+                0.01,
+                start.clone(),
+                grads(&start, 1, &device),
+                Some(&factor(1.0)),
+            );
+            let b = ours.step_or_skip(0.01, start.clone(), grads(&start, 1, &device), &factor(1.0));
+            assert_eq!(values(&a), values(&b), "{kind:?}: a factor of 1 steps");
+            let before = (values(&b), moments(&ours, &b));
+            let b = ours.step_or_skip(0.01, b.clone(), grads(&b, 2, &device), &factor(0.0));
+            assert_eq!(
+                (values(&b), moments(&ours, &b)),
+                before,
+                "{kind:?}: a skipped step"
+            );
+            let a = plain.step(0.01, a.clone(), grads(&a, 2, &device), Some(&factor(0.0)));
+            assert_ne!(
+                values(&a),
+                before.0,
+                "{kind:?}: unmasked, a zero gradient still moves"
+            );
         }
     }
 

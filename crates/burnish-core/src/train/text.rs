@@ -344,7 +344,7 @@ where
         )
     {
         s.state = state;
-        let model = optim.step(learning_rate, model, grads, Some(&factor));
+        let model = optim.step_or_skip(learning_rate, model, grads, &factor);
         return (model, total, learning_rate);
     }
     let loss_scale = scaler.map(|s| s.initial);
